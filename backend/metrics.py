@@ -1,0 +1,217 @@
+"""The one metrics record per artifact, written as schema-versioned JSON.
+
+Each group of figures carries `source`: "estimate" (Vela's compiler model), "measured" (run on
+real data: interpreter, reference model, FVP, or counted on the exported tensors). Writers in
+compare/ only format these records.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from condition.backend.vela import LayerEstimate, VelaEstimate
+from condition.errors import ArtifactError
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "metrics.json"
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Top-1 accuracy on `images` test images; `kind` is float, int8 or fake_quant."""
+
+    kind: str
+    value: float
+    evaluator: str  # e.g. "keras float32", "tflite-interpreter int8", "tosa-reference-model", "pt2e fake-quant"
+    images: int
+    source: str = "measured"
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    name: str
+    shape: list[int]
+    params: int
+    zeros: int
+    unique_values: int
+
+    @property
+    def sparsity(self) -> float:
+        return self.zeros / self.params if self.params else 0.0
+
+
+@dataclass(frozen=True)
+class WeightStats:
+    """Counted on the exported int8 weight tensors, not trusted from a training wrapper."""
+
+    layers: list[LayerWeights] = field(default_factory=list)
+    source: str = "measured"
+
+    @property
+    def params(self) -> int:
+        return sum(l.params for l in self.layers)
+
+    @property
+    def sparsity(self) -> float:
+        p = self.params
+        return sum(l.zeros for l in self.layers) / p if p else 0.0
+
+    @property
+    def max_unique_values(self) -> int:
+        return max((l.unique_values for l in self.layers), default=0)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: str  # "float", "tflite", "vela_tflite", "pte", "tosa", "pt2"
+    path: str  # relative to the run folder
+    bytes: int
+
+
+@dataclass(frozen=True)
+class FvpMeasurement:
+    """Counters read from an FVP or board log; source is always "measured"."""
+
+    pmu_cycle_counter: int | None = None
+    npu_active_cycles: int | None = None
+    mac_active_cycles: int | None = None
+    weight_decoder_active_cycles: int | None = None
+    ext_read_beats: int | None = None
+    ext_write_beats: int | None = None
+    npu_idle_cycles: int | None = None
+    inferences: int = 1
+    events: dict[str, int] = field(default_factory=dict)
+    platform: str = ""  # e.g. "FVP_Corstone_SSE-320" or "imported log"
+    log_path: str = ""
+    source: str = "measured"
+
+
+@dataclass
+class MetricsRecord:
+    frontend: str  # "tf" or "torch"
+    techniques: list[str]  # the chain, e.g. ["prune", "cluster", "qat"]
+    options: dict[str, Any]  # technique options, by technique
+    model: str
+    dataset: str
+    target: dict[str, Any]
+    seed: int
+    epochs: int
+    status: str = "ok"  # "ok" or "failed"
+    error: str | None = None
+    accuracy: list[AccuracyResult] = field(default_factory=list)
+    weights: WeightStats | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+    vela: VelaEstimate | None = None
+    fvp: FvpMeasurement | None = None
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    config_hash: str = ""
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+
+    # ---- convenience accessors used by reports -------------------------------------------
+    def accuracy_of(self, kind: str) -> AccuracyResult | None:
+        for a in self.accuracy:
+            if a.kind == kind:
+                return a
+        return None
+
+    def artifact(self, kind: str) -> Artifact | None:
+        for a in self.artifacts:
+            if a.kind == kind:
+                return a
+        return None
+
+    @property
+    def technique_label(self) -> str:
+        return "+".join(self.techniques) if self.techniques else "float"
+
+    # ---- JSON -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.weights is not None:  # derived totals help readers of the raw JSON
+            d["weights"]["params"] = self.weights.params
+            d["weights"]["sparsity"] = self.weights.sparsity
+            d["weights"]["max_unique_values"] = self.weights.max_unique_values
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MetricsRecord":
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {version!r}, expected {SCHEMA_VERSION}")
+        d = dict(d)
+        d["accuracy"] = [AccuracyResult(**a) for a in d.get("accuracy", [])]
+        if d.get("weights") is not None:
+            w = d["weights"]
+            d["weights"] = WeightStats(layers=[LayerWeights(**l) for l in w.get("layers", [])], source=w.get("source", "measured"))
+        d["artifacts"] = [Artifact(**a) for a in d.get("artifacts", [])]
+        if d.get("vela") is not None:
+            v = dict(d["vela"])
+            v["per_layer"] = [LayerEstimate(**l) for l in v.get("per_layer", [])]
+            d["vela"] = VelaEstimate(**_known(VelaEstimate, v))
+        if d.get("fvp") is not None:
+            d["fvp"] = FvpMeasurement(**_known(FvpMeasurement, d["fvp"]))
+        return cls(**_known(cls, d))
+
+    def write(self, run_dir: str | Path) -> Path:
+        return write_json_atomic(Path(run_dir) / RECORD_NAME, self.to_dict())
+
+    @classmethod
+    def read(cls, path: str | Path) -> "MetricsRecord":
+        path = Path(path)
+        if path.is_dir():
+            path = path / RECORD_NAME
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ArtifactError(str(path), "no metrics record here") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ArtifactError(str(path), f"not a condition metrics record ({exc})") from None
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write to a temporary name in the same folder, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Short stable hash of a run's full configuration (keys sorted), used in folder names and resume."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools a figure depends on (no imports of the heavy packages)."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("condition", "tensorflow", "tf-keras", "tensorflow-model-optimization", "torch", "executorch", "torchao", "ethos-u-vela", "tosa-tools"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

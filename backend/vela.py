@@ -1,0 +1,237 @@
+"""Compile an int8 .tflite with Vela in-process and read its CSV outputs into a VelaEstimate.
+
+The parsers take a folder of Vela outputs, so the ExecuTorch side (whose Vela run happens inside
+the Ethos-U backend and dumps the same CSVs) uses them unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from condition.backend.target import Target, VelaOptions, vela_argv
+from condition.errors import ArtifactError, StepError
+
+log = logging.getLogger(__name__)
+
+ETHOSU_CUSTOM_CODE = "ethos-u"
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    name: str
+    operator: str
+    target: str  # "NPU" or "CPU"
+    op_cycles: int
+    npu_cycles: int
+    macs: int
+    mac_utilisation_pct: float
+
+
+@dataclass(frozen=True)
+class VelaEstimate:
+    """Vela's performance estimate; every figure here is a compiler estimate, not a measurement."""
+
+    source: str = "estimate"
+    accelerator: str = ""
+    system_config: str = ""
+    memory_mode: str = ""
+    clock_hz: float = 0.0
+    original_weight_bytes: int = 0
+    encoded_weight_bytes: int = 0
+    npu_cycles: int = 0
+    total_cycles: int = 0
+    sram_bytes: int = 0
+    dram_bytes: int = 0
+    on_chip_flash_bytes: int = 0
+    off_chip_flash_bytes: int = 0
+    weights_storage_area: str = ""
+    macs: int = 0
+    inference_ms: float = 0.0
+    ops_on_npu: int = 0
+    ops_on_cpu: int = 0
+    cpu_ops: list[str] = field(default_factory=list)
+    per_layer: list[LayerEstimate] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VelaCompileResult:
+    estimate: VelaEstimate
+    vela_tflite: Path
+    summary_csv: Path
+    per_layer_csv: Path | None
+    log_path: Path
+    seconds: float
+
+
+def _read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f)]
+
+
+def parse_summary_csv(path: str | Path) -> dict[str, str]:
+    rows = _read_csv_rows(Path(path))
+    if not rows:
+        raise StepError("vela", str(path), "summary CSV has no data row")
+    return rows[0]
+
+
+def parse_per_layer_csv(path: str | Path) -> list[LayerEstimate]:
+    layers = []
+    for row in _read_csv_rows(Path(path)):
+        layers.append(
+            LayerEstimate(
+                name=row.get("Name", "").strip(),
+                operator=row.get("NNG Operator", row.get("Original Operator", "")).strip(),
+                target=row.get("Target", "NPU").strip(),
+                op_cycles=int(float(row.get("Op Cycles", 0) or 0)),
+                npu_cycles=int(float(row.get("NPU", 0) or 0)),
+                macs=int(float(row.get("MAC Count", 0) or 0)),
+                mac_utilisation_pct=float(row.get("Util% (MAC)", 0) or 0),
+            )
+        )
+    return layers
+
+
+def _int(row: dict[str, str], key: str) -> int:
+    try:
+        return int(float(row.get(key, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def estimate_from_csvs(
+    summary_csv: str | Path,
+    per_layer_csv: str | Path | None = None,
+    ops_on_npu: int = 0,
+    cpu_ops: list[str] | None = None,
+) -> VelaEstimate:
+    """Turn Vela's summary (and per-layer) CSV into a VelaEstimate."""
+    row = parse_summary_csv(summary_csv)
+    clock = float(row.get("core_clock", 0) or 0)
+    total = _int(row, "cycles_total")
+    layers = parse_per_layer_csv(per_layer_csv) if per_layer_csv and Path(per_layer_csv).is_file() else []
+    cpu = list(cpu_ops or [])
+    return VelaEstimate(
+        accelerator=row.get("accelerator_configuration", "").lower().replace("_", "-"),
+        system_config=row.get("system_config", ""),
+        memory_mode=row.get("memory_mode", ""),
+        clock_hz=clock,
+        original_weight_bytes=_int(row, "total_original_weights"),
+        encoded_weight_bytes=_int(row, "total_npu_encoded_weights"),
+        npu_cycles=_int(row, "cycles_npu"),
+        total_cycles=total,
+        sram_bytes=_int(row, "sram_total_bytes"),
+        dram_bytes=_int(row, "dram_total_bytes"),
+        on_chip_flash_bytes=_int(row, "on_chip_flash_total_bytes"),
+        off_chip_flash_bytes=_int(row, "off_chip_flash_total_bytes"),
+        weights_storage_area=row.get("weights_storage_area", ""),
+        macs=_int(row, "nn_macs"),
+        inference_ms=(total / clock * 1000.0) if clock else float(row.get("inference_time", 0) or 0) * 1000.0,
+        ops_on_npu=ops_on_npu,
+        ops_on_cpu=len(cpu),
+        cpu_ops=cpu,
+        per_layer=layers,
+    )
+
+
+def find_vela_csvs(folder: str | Path) -> tuple[Path, Path | None]:
+    """Locate Vela's `<name>_summary_<sys>.csv` and `<name>_per-layer.csv` in a folder."""
+    folder = Path(folder)
+    summaries = sorted(folder.rglob("*_summary_*.csv"), key=lambda p: p.stat().st_mtime)
+    if not summaries:
+        raise StepError("vela", str(folder), "no Vela summary CSV found")
+    summary = summaries[-1]
+    layer = sorted(summary.parent.glob("*_per-layer.csv"), key=lambda p: p.stat().st_mtime)
+    return summary, (layer[-1] if layer else None)
+
+
+def tflite_operators(path: str | Path) -> list[str]:
+    """Operator names of a .tflite's main subgraph (custom ops by their custom code)."""
+    from ethosu.vela.tflite.Model import Model
+    from ethosu.vela.tflite_mapping import builtin_operator_map
+
+    data = Path(path).read_bytes()
+    try:
+        model = Model.GetRootAsModel(data, 0)
+        codes = []
+        for i in range(model.OperatorCodesLength()):
+            oc = model.OperatorCodes(i)
+            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+            if oc.CustomCode():
+                codes.append(oc.CustomCode().decode())
+            else:
+                entry = builtin_operator_map.get(code)
+                codes.append(entry[0].name if entry else f"builtin_{code}")
+        ops = []
+        for s in range(model.SubgraphsLength()):
+            sg = model.Subgraphs(s)
+            for o in range(sg.OperatorsLength()):
+                ops.append(codes[sg.Operators(o).OpcodeIndex()])
+            break  # the main subgraph is what runs
+        return ops
+    except Exception as exc:  # flatbuffers raises assorted errors on garbage
+        raise ArtifactError(str(path), f"not a readable TFLite flatbuffer ({type(exc).__name__})") from None
+
+
+@contextlib.contextmanager
+def _capture_fds(log_path: Path):
+    """Vela (and its C++ regor core for U85) print to the process fds; keep that text in a log file."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "wb") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def compile_tflite(
+    tflite: str | Path, target: Target, out_dir: str | Path, options: VelaOptions = VelaOptions()
+) -> VelaCompileResult:
+    """Run Vela on an int8 .tflite; outputs land in `out_dir`; raise StepError on failure."""
+    from ethosu.vela import vela as vela_main
+
+    tflite = Path(tflite)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    in_ops = tflite_operators(tflite)
+    log_path = out_dir / f"{tflite.stem}_vela.log"
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".vela-") as tmp:
+        argv = vela_argv(tflite, tmp, target, options)
+        log.info("vela %s", " ".join(argv))
+        start = time.perf_counter()
+        try:
+            with _capture_fds(log_path):
+                rc = vela_main.main(argv)
+        except SystemExit as exc:  # argparse errors
+            rc = exc.code if isinstance(exc.code, int) else 2
+        except Exception as exc:
+            raise StepError("vela", str(tflite), f"{type(exc).__name__}: {exc}") from None
+        seconds = time.perf_counter() - start
+        if rc != 0:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise StepError("vela", str(tflite), f"exit code {rc}: {tail[0]}")
+        for p in Path(tmp).iterdir():  # move complete outputs into place only after success
+            os.replace(p, out_dir / p.name)
+    vela_tflite = out_dir / f"{tflite.stem}_vela.tflite"
+    summary, per_layer = find_vela_csvs(out_dir)
+    out_ops = tflite_operators(vela_tflite)
+    cpu_ops = [op for op in out_ops if op != ETHOSU_CUSTOM_CODE]
+    estimate = estimate_from_csvs(summary, per_layer, ops_on_npu=max(len(in_ops) - len(cpu_ops), 0), cpu_ops=cpu_ops)
+    return VelaCompileResult(estimate, vela_tflite, summary, per_layer, log_path, seconds)

@@ -1,0 +1,144 @@
+"""Options shared by `condition tf …` and `condition torch …`, and the one function that turns
+them into a RunConfig, runs it with a progress bar and prints the summary."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from condition.backend.target import MEMORY_MODES, Accelerator, Target
+from condition.techniques import CentroidInit, Schedule, Structure, check_chain, config_options, make_config
+
+TECHNIQUE_CHOICE = click.Choice(["post-training-quant", "qat", "prune", "cluster"])
+
+
+def target_options(f: Callable) -> Callable:
+    options = [
+        click.option("--target", "target", default=Accelerator.U85_128.value, show_default=True,
+                     type=click.Choice([a.value for a in Accelerator], case_sensitive=False),
+                     help="Ethos-U NPU and MAC count, as Vela names it."),
+        click.option("--system-config", default=None, metavar="NAME",
+                     help="Vela system config (default per NPU: U55 High_End_Embedded, U65 High_End, U85 SYS_DRAM_Mid)."),
+        click.option("--memory-mode", default=None, type=click.Choice(MEMORY_MODES),
+                     help="Vela memory mode (default: Shared_Sram; U65 Dedicated_Sram_384KB)."),
+        click.option("--vela-config", default=None, type=click.Path(dir_okay=False),
+                     help="Your own Vela .ini defining system configs and memory modes."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def run_options(f: Callable) -> Callable:
+    options = [
+        click.option("--model", default="mlp", show_default=True,
+                     help="Built-in name (mlp, cnn) or your own model (see the frontend's --help)."),
+        click.option("--dataset", default="fashion-mnist", show_default=True,
+                     help="fashion-mnist (Debian package), a folder of MNIST-style IDX files, or an .npz with x_train/y_train/x_test/y_test."),
+        click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0),
+                     help="Epochs to train the float model (0 = use an untrained/user model as is)."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, shuffling and calibration."),
+        click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
+                     help="Runs land in OUT/<frontend>/<model>/<chain>-<hash>/."),
+        click.option("--train-limit", default=None, type=click.IntRange(min=1), help="Train on the first N images only."),
+        click.option("--eval-limit", default=None, type=click.IntRange(min=1), help="Evaluate on the first N test images only."),
+        click.option("--fvp", "fvp", default=None, is_flag=False, flag_value="auto", metavar="PATH",
+                     help="Also run on a Corstone FVP (binary or folder; bare --fvp searches CONDITION_FVP_DIR and PATH)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the metrics record as JSON instead of a table."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def technique_options(f: Callable) -> Callable:
+    """Every technique's options on every technique command, so `--then` steps can be tuned."""
+    options = [
+        click.option("--then", "then", multiple=True, type=TECHNIQUE_CHOICE,
+                     help="Chain another technique (order: prune → cluster → qat|post-training-quant)."),
+        click.option("--sparsity", default=0.95, show_default=True, type=float, help="prune: fraction of weights set to zero, in [0, 1)."),
+        click.option("--structure", default=Structure.UNSTRUCTURED.value, show_default=True,
+                     type=click.Choice([s.value for s in Structure]),
+                     help="prune: unstructured, or 2:4 (U85's MAC array skips the zeros); with 2:4 a --sparsity above 0.5 prunes further inside the pattern."),
+        click.option("--schedule", default=Schedule.CONSTANT.value, show_default=True,
+                     type=click.Choice([s.value for s in Schedule]), help="prune: all at once, or ramped during fine-tuning."),
+        click.option("--clusters", default=16, show_default=True, type=int, help="cluster: number of shared weight values per layer (≥ 2)."),
+        click.option("--centroid-init", default=CentroidInit.KMEANS_PLUS_PLUS.value, show_default=True,
+                     type=click.Choice([c.value for c in CentroidInit]), help="cluster: how the centroids start."),
+        click.option("--preserve-sparsity/--no-preserve-sparsity", default=True, show_default=True,
+                     help="cluster/qat: keep zeros (and clusters) of earlier steps."),
+        click.option("--fine-tune-epochs", default=1, show_default=True, type=click.IntRange(min=0),
+                     help="prune/cluster: epochs of retraining after the technique is applied."),
+        click.option("--qat-epochs", default=1, show_default=True, type=click.IntRange(min=0), help="qat: fine-tuning epochs with fake quantization."),
+        click.option("--calibration-images", default=200, show_default=True, type=click.IntRange(min=1),
+                     help="int8 calibration: representative training images."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def build_chain(first: str, then: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any, ...]:
+    """Steps with only the options that belong to each technique, validated by its config."""
+    from condition.run import Step
+
+    techniques = [first, *then]
+    check_chain(techniques)
+    option_map = {
+        "sparsity": opts.get("sparsity"),
+        "structure": opts.get("structure"),
+        "schedule": opts.get("schedule"),
+        "clusters": opts.get("clusters"),
+        "centroid_init": opts.get("centroid_init"),
+        "preserve_sparsity": opts.get("preserve_sparsity"),
+        "calibration_images": opts.get("calibration_images"),
+    }
+    steps = []
+    for t in techniques:
+        o = {k: v for k, v in option_map.items() if v is not None}
+        if t == "qat":
+            o = {"fine_tune_epochs": opts.get("qat_epochs", 1), "preserve": opts.get("preserve_sparsity", True)}
+        elif t in ("prune", "cluster"):
+            o["fine_tune_epochs"] = opts.get("fine_tune_epochs", 1)
+        steps.append(Step(t, config_options(make_config(t, o))))
+    return tuple(steps)
+
+
+def build_target(opts: dict[str, Any]) -> Target:
+    return Target.default_for(opts["target"], opts.get("system_config"), opts.get("memory_mode"), opts.get("vela_config"))
+
+
+def build_run_config(frontend: str, technique: str, opts: dict[str, Any]):
+    from condition.run import RunConfig
+
+    return RunConfig(
+        frontend=frontend,
+        chain=build_chain(technique, tuple(opts.get("then") or ()), opts),
+        target=build_target(opts),
+        model=opts["model"],
+        dataset=opts["dataset"],
+        epochs=opts["epochs"],
+        seed=opts["seed"],
+        out=Path(opts["out"]),
+        train_limit=opts.get("train_limit"),
+        eval_limit=opts.get("eval_limit"),
+        fvp=None if opts.get("fvp") in (None, "auto") else opts["fvp"],
+        run_fvp=opts.get("fvp") is not None,
+    )
+
+
+def execute(config, as_json: bool) -> None:
+    """Run one configuration with a progress bar on stderr; print the summary table or JSON."""
+    from condition.progress import ProgressBar
+    from condition.run import run_config
+    from condition.summary import format_summary
+
+    with ProgressBar(f"{config.frontend} {config.chain_label}") as bar:
+        record = run_config(config, bar.update)
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2))
+    else:
+        click.echo(format_summary(record, config.run_dir()))

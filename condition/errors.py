@@ -1,0 +1,70 @@
+"""One error base class for everything the user can cause; the CLI prints it as one line."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConditionError(Exception):
+    """Base of every expected failure: the CLI prints `str(err)` on one line and exits 1."""
+
+    exit_code = 1
+
+
+@dataclass
+class DatasetError(ConditionError):
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"data set {self.path}: {self.problem}"
+
+
+@dataclass
+class ModelError(ConditionError):
+    model: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"model {self.model}: {self.problem}"
+
+
+@dataclass
+class ArtifactError(ConditionError):
+    """A .tflite/.pte/.pt2 file that cannot be used (corrupt, float-only, wrong kind)."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass
+class ConfigError(ConditionError):
+    """An option value outside its valid range; `hint` says what to do instead."""
+
+    option: str
+    value: object
+    problem: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        msg = f"{self.option}={self.value!r}: {self.problem}"
+        return f"{msg} ({self.hint})" if self.hint else msg
+
+
+@dataclass
+class StepError(ConditionError):
+    """An external step (Vela, converter, lowering, FVP) failed on a file."""
+
+    step: str
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.step} failed on {self.path}: {self.problem}"
+
+
+def display_path(path: str | Path) -> str:
+    return str(path)

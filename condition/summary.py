@@ -1,0 +1,71 @@
+"""The small table a single run prints: what was measured, what was estimated, and where files are."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from condition.backend.metrics import MetricsRecord
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n:,} B ({n / 1024:.1f} KiB)"
+
+
+def _int(n: int | None) -> str:
+    return "–" if n is None else f"{n:,}"
+
+
+def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
+    """(figure, value, source) rows; source says measured or Vela estimate."""
+    rows: list[tuple[str, str, str]] = []
+    for acc in record.accuracy:
+        rows.append((f"accuracy ({acc.kind})", f"{acc.value:.4f} on {acc.images:,} images", f"measured: {acc.evaluator}"))
+    if record.weights is not None:
+        w = record.weights
+        rows.append(("weight sparsity", f"{w.sparsity:.3f} of {w.params:,} weights", "measured on exported int8 weights"))
+        rows.append(("unique weights / layer (max)", f"{w.max_unique_values:,}", "measured on exported int8 weights"))
+    for art in record.artifacts:
+        rows.append((f"{art.kind} size", _bytes(art.bytes), "measured (file size)"))
+    v = record.vela
+    if v is not None:
+        rows += [
+            ("original weights", _bytes(v.original_weight_bytes), "Vela estimate"),
+            ("NPU-encoded weights", _bytes(v.encoded_weight_bytes), "Vela estimate"),
+            ("NPU cycles", _int(v.npu_cycles), "Vela estimate"),
+            ("total cycles", _int(v.total_cycles), "Vela estimate"),
+            ("inference time", f"{v.inference_ms:.3f} ms", "Vela estimate"),
+            ("SRAM / DRAM traffic", f"{v.sram_bytes:,} / {v.dram_bytes:,} B", "Vela estimate"),
+            ("flash traffic (on/off chip)", f"{v.on_chip_flash_bytes:,} / {v.off_chip_flash_bytes:,} B", "Vela estimate"),
+            ("MACs", _int(v.macs), "Vela estimate"),
+            ("ops on NPU / CPU", f"{v.ops_on_npu} / {v.ops_on_cpu}" + (f" ({', '.join(v.cpu_ops)})" if v.cpu_ops else ""), "compiler placement"),
+        ]
+    f = record.fvp
+    if f is not None:
+        for label, value in (
+            ("NPU active cycles", f.npu_active_cycles),
+            ("MAC active cycles", f.mac_active_cycles),
+            ("weight decoder active cycles", f.weight_decoder_active_cycles),
+            ("external read beats", f.ext_read_beats),
+            ("external write beats", f.ext_write_beats),
+        ):
+            if value is not None:
+                rows.append((label, _int(value), f"measured: {f.platform or 'FVP'}"))
+    return rows
+
+
+def format_summary(record: MetricsRecord, run_dir: Path | None = None) -> str:
+    t = record.target
+    head = f"{record.frontend} {record.technique_label} · {record.model} · {record.dataset} · {t.get('accelerator')} {t.get('system_config')} {t.get('memory_mode')}"
+    if record.status != "ok":
+        return f"{head}\nFAILED: {record.error}"
+    rows = summary_rows(record)
+    w0 = max((len(r[0]) for r in rows), default=10)
+    w1 = max((len(r[1]) for r in rows), default=10)
+    lines = [head, f"{'figure':<{w0}}  {'value':<{w1}}  source", f"{'-' * w0}  {'-' * w1}  {'-' * 6}"]
+    lines += [f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
+    for note in record.notes:
+        lines.append(f"note: {note}")
+    if run_dir is not None:
+        lines.append(f"run folder: {run_dir}")
+    return "\n".join(lines)

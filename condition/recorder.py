@@ -1,0 +1,92 @@
+"""What every run does around its frontend-specific work: a private work folder renamed into
+place only on success (never a half-written result), timed steps reported to the progress bar,
+artifact sizes, and the common fields of the metrics record.
+
+    with RunRecorder(config, progress) as rec:
+        with rec.step("train"):
+            ...
+        record = rec.finish(accuracy=[...], weights=..., vela=..., artifacts=[rec.artifact("tflite", path)])
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from condition.backend.metrics import Artifact, MetricsRecord, tool_versions
+from condition.run import Progress, RunConfig, no_progress
+
+
+class RunRecorder:
+    def __init__(self, config: RunConfig, progress: Progress = no_progress) -> None:
+        self.config = config
+        self.progress = progress
+        self.run_dir = config.run_dir()
+        self.work_dir = self.run_dir.parent / f".{self.run_dir.name}.partial-{os.getpid()}"
+        self.step_seconds: dict[str, float] = {}
+        self.notes: list[str] = []
+        self._start = time.perf_counter()
+
+    def __enter__(self) -> "RunRecorder":
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.work_dir.mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # On success finish() already moved the folder; anything left is a failed run's debris.
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time a step and show it on the progress bar; the time goes into `step_seconds`."""
+        self.progress(name, 0.0)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.step_seconds[name] = round(self.step_seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+            self.progress(name, 1.0)
+
+    def path(self, name: str) -> Path:
+        """Where a file of this run goes while the run is in progress."""
+        return self.work_dir / name
+
+    def artifact(self, kind: str, path: str | Path) -> Artifact:
+        path = Path(path)
+        return Artifact(kind=kind, path=str(path.relative_to(self.work_dir)) if path.is_relative_to(self.work_dir) else str(path),
+                        bytes=path.stat().st_size)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def finish(self, **fields: Any) -> MetricsRecord:
+        """Build the record, write it, and move the finished folder into place atomically."""
+        c = self.config
+        self.step_seconds["total"] = round(time.perf_counter() - self._start, 3)
+        record = MetricsRecord(
+            frontend=c.frontend,
+            techniques=c.techniques,
+            options={s.technique: dict(s.options) for s in c.chain},
+            model=c.model,
+            dataset=c.dataset,
+            target=c.target.as_dict(),
+            seed=c.seed,
+            epochs=c.epochs,
+            step_seconds=dict(self.step_seconds),
+            versions=tool_versions(),
+            notes=list(self.notes),
+            config_hash=c.hash,
+            **fields,
+        )
+        record.write(self.work_dir)
+        if self.run_dir.exists():
+            old = self.run_dir.parent / f".{self.run_dir.name}.old-{os.getpid()}"
+            os.replace(self.run_dir, old)
+            os.replace(self.work_dir, self.run_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.work_dir, self.run_dir)
+        return record

@@ -68,3 +68,16 @@ class StepError(ConditionError):
 
 def display_path(path: str | Path) -> str:
     return str(path)
+
+
+@dataclass
+class RecipeError(ConditionError):
+    """A compare recipe (TOML) that cannot be used; names the file and the key at fault."""
+
+    path: str
+    key: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: {self.key}" if self.key else self.path
+        return f"recipe {where}: {self.problem}"

@@ -1,0 +1,258 @@
+"""What `condition compare` runs: models × data sets × targets × technique chains × frontends.
+
+A recipe is a TOML file (read with tomllib) or the built-in default matrix. Every value is checked
+here, before any run starts, so a typo fails in a second with the file and key named instead of
+after twenty minutes of training.
+
+    frontends = ["tf", "torch"]
+    models = ["mlp"]
+    datasets = ["fashion-mnist"]
+    targets = ["ethos-u85-128"]          # or [{accelerator = "...", system_config = "...", memory_mode = "..."}]
+    epochs = 1
+    seed = 0
+    [[chains]]
+    steps = []                            # the float baseline
+    [[chains]]
+    steps = [{technique = "prune", sparsity = 0.95}, "cluster", "qat"]
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from condition.backend.target import Target
+from condition.errors import ConditionError, RecipeError
+from condition.run import FRONTENDS, Step
+from condition.techniques import CONFIG_TYPES, check_chain, config_options, make_config
+
+DEFAULT_SOURCE = "built-in default matrix"
+QUICK_TRAIN_LIMIT = 2000
+QUICK_EVAL_LIMIT = 300
+TOP_LEVEL_KEYS = ("frontends", "models", "datasets", "targets", "chains", "epochs", "seed", "train_limit", "eval_limit")
+TARGET_KEYS = ("accelerator", "system_config", "memory_mode", "vela_config")
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One row of the report: a technique chain with full options; no steps = the float baseline."""
+
+    steps: tuple[Step, ...]
+    name: str = ""  # optional row label; default is derived from the options (see `chain_label`)
+
+    @property
+    def label(self) -> str:
+        return self.name or chain_label([s.technique for s in self.steps], {s.technique: s.options for s in self.steps})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    frontends: tuple[str, ...] = FRONTENDS
+    models: tuple[str, ...] = ("mlp",)
+    datasets: tuple[str, ...] = ("fashion-mnist",)
+    targets: tuple[Target, ...] = field(default_factory=lambda: (Target.default_for(),))
+    chains: tuple[Chain, ...] = ()
+    epochs: int = 1
+    seed: int = 0
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    source: str = DEFAULT_SOURCE
+
+
+def chain_label(techniques: list[str], options: dict[str, dict[str, Any]]) -> str:
+    """Short human label from a chain's techniques and options, e.g. 'prune 95 % → cluster 16 → qat'.
+
+    Works on a metrics record's fields too, so `condition report` labels rows without the recipe."""
+    if not techniques:
+        return "float"
+    parts = []
+    for t in techniques:
+        o = options.get(t, {})
+        if t == "prune":
+            s = float(o.get("sparsity", 0.95))
+            if o.get("structure") == "2:4":
+                part = "prune 2:4" if s <= 0.5 else f"prune 2:4 {s * 100:g} %"
+            else:
+                part = f"prune {s * 100:g} %"
+            if o.get("schedule") == "polynomial":
+                part += " (poly)"
+        elif t == "cluster":
+            part = f"cluster {o.get('clusters', 16)}"
+        else:
+            part = t
+        parts.append(part)
+    return " → ".join(parts)
+
+
+def make_chain(steps: list[tuple[str, dict[str, Any]]], name: str = "") -> Chain:
+    """Steps with every option filled in by the technique's config, exactly as the CLI builds them,
+    so a compare cell and the same `condition tf …` run share a configuration hash."""
+    if steps:
+        check_chain([t for t, _ in steps])
+    return Chain(tuple(Step(t, config_options(make_config(t, o))) for t, o in steps), name)
+
+
+def default_chains() -> tuple[Chain, ...]:
+    return (
+        make_chain([]),
+        make_chain([("post-training-quant", {})]),
+        make_chain([("qat", {})]),
+        make_chain([("prune", {"sparsity": 0.95})]),
+        make_chain([("prune", {"sparsity": 0.5, "structure": "2:4"})]),
+        make_chain([("cluster", {"clusters": 16})]),
+        make_chain([("prune", {"sparsity": 0.95}), ("cluster", {"clusters": 16, "preserve_sparsity": True}), ("qat", {"preserve": True})]),
+    )
+
+
+def default_recipe(quick: bool = False) -> Recipe:
+    """The issue's matrix on the seed MLP, Fashion-MNIST, U85-128; `quick` trains and evaluates on
+    small subsets so the whole matrix is a smoke test of every path in a couple of minutes."""
+    recipe = Recipe(chains=default_chains())
+    return quicken(recipe) if quick else recipe
+
+
+def quicken(recipe: Recipe) -> Recipe:
+    """Small subsets for a smoke run (keeps limits a recipe already set lower)."""
+    return dataclasses.replace(
+        recipe,
+        train_limit=min(recipe.train_limit or QUICK_TRAIN_LIMIT, QUICK_TRAIN_LIMIT),
+        eval_limit=min(recipe.eval_limit or QUICK_EVAL_LIMIT, QUICK_EVAL_LIMIT),
+        epochs=min(recipe.epochs, 1),
+        source=recipe.source + " (--quick)",
+    )
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and check a TOML recipe; every problem is a RecipeError naming the file and key."""
+    path = Path(path)
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(where, "", "file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(where, "", "is a folder, not a .toml file") from None
+    except UnicodeDecodeError:
+        raise RecipeError(where, "", "not a text file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(where, "", f"not valid TOML ({exc})") from None
+    return parse_recipe(data, where)
+
+
+def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise RecipeError(where, unknown[0], "unknown key (known: " + ", ".join(TOP_LEVEL_KEYS) + ")")
+    base = Recipe()
+    frontends = _strings(data, "frontends", where, base.frontends)
+    for i, fw in enumerate(frontends):
+        if fw not in FRONTENDS:
+            raise RecipeError(where, f"frontends[{i}]", f"{fw!r} is not a frontend (choose tf or torch)")
+    if "chains" not in data:
+        raise RecipeError(where, "chains", "missing: list at least one [[chains]] table")
+    raw_chains = data["chains"]
+    if not isinstance(raw_chains, list) or not raw_chains:
+        raise RecipeError(where, "chains", "must be a non-empty array of tables ([[chains]])")
+    chains = tuple(_chain(c, where, f"chains[{i}]") for i, c in enumerate(raw_chains))
+    seen: dict[str, int] = {}
+    for i, chain in enumerate(chains):
+        if chain.label in seen:
+            raise RecipeError(where, f"chains[{i}]", f"same report row as chains[{seen[chain.label]}] ({chain.label!r}); "
+                                                     "give one a different `name` or different options")
+        seen[chain.label] = i
+    return Recipe(
+        frontends=frontends,
+        models=_strings(data, "models", where, base.models),
+        datasets=_strings(data, "datasets", where, base.datasets),
+        targets=_targets(data, where),
+        chains=chains,
+        epochs=_int(data, "epochs", where, 1, minimum=0),
+        seed=_int(data, "seed", where, 0, minimum=None),
+        train_limit=_int(data, "train_limit", where, None, minimum=1),
+        eval_limit=_int(data, "eval_limit", where, None, minimum=1),
+        source=where,
+    )
+
+
+def _strings(data: dict[str, Any], key: str, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    if key not in data:
+        return default
+    value = data[key]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise RecipeError(where, key, "must be a non-empty list of strings")
+    return tuple(dict.fromkeys(value))  # keep order, drop repeats
+
+
+def _int(data: dict[str, Any], key: str, where: str, default: int | None, minimum: int | None) -> int | None:
+    if key not in data:
+        return default
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecipeError(where, key, f"must be an integer, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise RecipeError(where, key, f"must be at least {minimum}, not {value}")
+    return value
+
+
+def _targets(data: dict[str, Any], where: str) -> tuple[Target, ...]:
+    raw = data.get("targets", ["ethos-u85-128"])
+    if isinstance(raw, (str, dict)):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise RecipeError(where, "targets", "must be a non-empty list of NPU names or tables")
+    targets = []
+    for i, t in enumerate(raw):
+        key = f"targets[{i}]"
+        if isinstance(t, str):
+            t = {"accelerator": t}
+        if not isinstance(t, dict):
+            raise RecipeError(where, key, "must be an NPU name like 'ethos-u85-128' or a table")
+        unknown = sorted(set(t) - set(TARGET_KEYS))
+        if unknown:
+            raise RecipeError(where, f"{key}.{unknown[0]}", "unknown key (known: " + ", ".join(TARGET_KEYS) + ")")
+        if "accelerator" not in t:
+            raise RecipeError(where, key, "missing accelerator (e.g. 'ethos-u85-128')")
+        try:
+            targets.append(Target.default_for(t["accelerator"], t.get("system_config"), t.get("memory_mode"), t.get("vela_config")))
+        except ConditionError as err:
+            raise RecipeError(where, key, str(err)) from None
+    return tuple(dict.fromkeys(targets))
+
+
+def _chain(raw: Any, where: str, key: str) -> Chain:
+    if not isinstance(raw, dict):
+        raise RecipeError(where, key, "must be a table with `steps`")
+    unknown = sorted(set(raw) - {"steps", "name"})
+    if unknown:
+        raise RecipeError(where, f"{key}.{unknown[0]}", "unknown key (known: steps, name)")
+    if "steps" not in raw or not isinstance(raw["steps"], list):
+        raise RecipeError(where, f"{key}.steps", "missing: a list of techniques, [] for the float baseline")
+    name = raw.get("name", "")
+    if not isinstance(name, str):
+        raise RecipeError(where, f"{key}.name", "must be a string")
+    steps: list[tuple[str, dict[str, Any]]] = []
+    for j, s in enumerate(raw["steps"]):
+        skey = f"{key}.steps[{j}]"
+        if isinstance(s, str):
+            s = {"technique": s}
+        if not isinstance(s, dict) or "technique" not in s:
+            raise RecipeError(where, skey, "must be a technique name or a table with `technique`")
+        options = {k: v for k, v in s.items() if k != "technique"}
+        technique = s["technique"]
+        if technique not in CONFIG_TYPES:
+            raise RecipeError(where, f"{skey}.technique", f"unknown technique {technique!r} (choose one of {', '.join(CONFIG_TYPES)})")
+        known = list(CONFIG_TYPES[technique].__dataclass_fields__)
+        for option in options:
+            if option not in known:
+                raise RecipeError(where, f"{skey}.{option}", f"not an option of {technique} (known: {', '.join(known)})")
+        steps.append((technique, options))
+    try:
+        return make_chain(steps, name)
+    except ConditionError as err:
+        raise RecipeError(where, key, str(err)) from None
+    except (TypeError, ValueError) as err:  # e.g. structure = "3:4" fails the enum
+        raise RecipeError(where, key, f"bad option value ({err})") from None

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from condition.errors import ConditionError
+
 PACKAGES = (
     ("tensorflow", "tensorflow"),
     ("tf-keras", "tf-keras"),
@@ -147,4 +149,6 @@ def doctor() -> None:
         lines.append("FVP measurements: none (bring your own FVP; figures stay Vela estimates)")
     click.echo("\n".join(lines))
     if not default_ok:
-        raise SystemExit(1)
+        # A ConditionError (one line on stderr, exit 1): cli.main drops the return code of a command.
+        broken = ", ".join(c.name for c in checks if c.required and not c.ok)
+        raise ConditionError(f"the embedded default (Vela estimate) is not usable: {broken} (see above)")

@@ -225,6 +225,9 @@ def run_artifact_on_fvp(
     artifact = Path(artifact)
     if not artifact.is_file():
         raise ArtifactError(str(artifact), "file not found")
+    if artifact.suffix == ".tflite" and b"ethos-u" not in artifact.read_bytes():
+        # Vela replaces NPU subgraphs by the custom op "ethos-u"; without it the runner measures the CPU.
+        raise ArtifactError(str(artifact), "not Vela-compiled (no ethos-u operator); run the FVP on the _vela.tflite")
     binary = find_fvp(target, fvp)
     if binary is None:
         return None, missing_note(target, artifact, None)

@@ -169,3 +169,12 @@ def test_failing_run_raises_step_error(fake_setup, body: str, why: str) -> None:
     make_exe(fvp_dir / "FVP_Corstone_SSE-320", body)
     with pytest.raises(StepError, match=why):
         run_artifact_on_fvp(art, Target.default_for("ethos-u85-128"), str(fvp_dir), work)
+
+
+def test_plain_tflite_is_refused(tmp_path: Path) -> None:
+    from condition.errors import ArtifactError
+
+    tfl = tmp_path / "model_int8.tflite"
+    tfl.write_bytes(b"TFL3 no npu op")
+    with pytest.raises(ArtifactError, match="not Vela-compiled"):
+        run_artifact_on_fvp(tfl, Target(), None, tmp_path / "w")

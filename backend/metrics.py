@@ -36,6 +36,9 @@ class AccuracyResult:
 
 @dataclass(frozen=True)
 class LayerWeights:
+    """One weighted layer; `unique_values` is the largest count of distinct int8 values in one
+    quantization channel (the whole tensor when it is quantized per tensor)."""
+
     name: str
     shape: list[int]
     params: int
@@ -53,6 +56,7 @@ class WeightStats:
 
     layers: list[LayerWeights] = field(default_factory=list)
     source: str = "measured"
+    stage: str = ""  # for intermediate stages of a chain: the technique just applied (e.g. "prune")
 
     @property
     def params(self) -> int:
@@ -107,6 +111,7 @@ class MetricsRecord:
     error: str | None = None
     accuracy: list[AccuracyResult] = field(default_factory=list)
     weights: WeightStats | None = None
+    stage_weights: list[WeightStats] = field(default_factory=list)  # earlier stages of a chain, each exported and counted
     artifacts: list[Artifact] = field(default_factory=list)
     vela: VelaEstimate | None = None
     fvp: FvpMeasurement | None = None
@@ -137,10 +142,11 @@ class MetricsRecord:
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if self.weights is not None:  # derived totals help readers of the raw JSON
-            d["weights"]["params"] = self.weights.params
-            d["weights"]["sparsity"] = self.weights.sparsity
-            d["weights"]["max_unique_values"] = self.weights.max_unique_values
+        for stats, out in [(self.weights, d["weights"]), *zip(self.stage_weights, d["stage_weights"])]:
+            if stats is not None:  # derived totals help readers of the raw JSON
+                out["params"] = stats.params
+                out["sparsity"] = stats.sparsity
+                out["max_unique_values"] = stats.max_unique_values
         return d
 
     @classmethod
@@ -151,8 +157,8 @@ class MetricsRecord:
         d = dict(d)
         d["accuracy"] = [AccuracyResult(**a) for a in d.get("accuracy", [])]
         if d.get("weights") is not None:
-            w = d["weights"]
-            d["weights"] = WeightStats(layers=[LayerWeights(**l) for l in w.get("layers", [])], source=w.get("source", "measured"))
+            d["weights"] = _weight_stats(d["weights"])
+        d["stage_weights"] = [_weight_stats(w) for w in d.get("stage_weights", [])]
         d["artifacts"] = [Artifact(**a) for a in d.get("artifacts", [])]
         if d.get("vela") is not None:
             v = dict(d["vela"])
@@ -176,6 +182,10 @@ class MetricsRecord:
             raise ArtifactError(str(path), "no metrics record here") from None
         except (ValueError, TypeError, KeyError) as exc:
             raise ArtifactError(str(path), f"not a condition metrics record ({exc})") from None
+
+
+def _weight_stats(w: dict[str, Any]) -> WeightStats:
+    return WeightStats(layers=[LayerWeights(**l) for l in w.get("layers", [])], source=w.get("source", "measured"), stage=w.get("stage", ""))
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,47 @@
+"""`condition torch …`: condition a PyTorch model and compile it to an ExecuTorch .pte with the
+Ethos-U delegate. Only parses options and calls the library (torch is imported when a run starts)."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from condition.commands.common import build_run_config, execute, run_options, target_options, technique_options
+
+EPILOG = """\b
+Accuracy is reported three ways, each labelled in the output:
+  float       the trained float32 model in torch
+  fake_quant  the PT2E-converted graph run in torch (float simulation of int8: close, not bit-exact)
+  int8        the .pte's delegated TOSA graph run on the TOSA reference model
+              (bit-exact NPU int8 arithmetic; one image per call, so use --eval-limit N for speed)
+\b
+--model: mlp | cnn | package.module:factory (returns an nn.Module taking N×C×H×W images
+of the data set) | a .pt2 saved with torch.export.save.
+Ops the partitioner leaves on the CPU are counted and named in the record (not an error).
+"""
+
+
+def _command(technique: str, summary: str) -> click.Command:
+    @click.command(name=technique, help=summary, epilog=EPILOG)
+    @target_options
+    @run_options
+    @technique_options
+    def command(as_json: bool, **opts: Any) -> None:
+        execute(build_run_config("torch", technique, opts), as_json)
+
+    return command
+
+
+@click.group(name="torch")
+def torch_group() -> None:
+    """Condition a PyTorch model: torch.export → PT2E int8 (EthosUQuantizer) →
+    to_edge_transform_and_lower (EthosUPartitioner) → .pte, TOSA file and Vela estimate."""
+
+
+for _technique, _summary in (
+    ("post-training-quant", "Int8 post-training quantization (PT2E, symmetric, calibrated on real images) → .pte."),
+    ("qat", "Quantization-aware training (prepare_qat_pt2e, --qat-epochs of fine-tuning) → .pte."),
+    ("prune", "Global L1 unstructured or 2:4 pruning (--sparsity), retrained (--fine-tune-epochs), then int8 → .pte."),
+    ("cluster", "k-means weight sharing per layer (--clusters), fine-tuned with shared values, then int8 → .pte."),
+):
+    torch_group.add_command(_command(_technique, _summary))

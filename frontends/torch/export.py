@@ -1,0 +1,165 @@
+"""torch.export → PT2E int8 (EthosUQuantizer, symmetric) → to_edge_transform_and_lower with
+the EthosUPartitioner → .pte, keeping the delegated TOSA graph and Vela's CSVs beside it.
+
+The quantization graph is exported with a dynamic batch dimension so calibration, QAT and
+fake-quant evaluation run on whole batches; the converted graph is re-exported with the static
+batch-1 input the NPU program is compiled for (the seed notebook's flow).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from condition.backend.target import Target
+from condition.errors import ModelError, StepError
+from condition.frontends.torch.compile_spec import compile_spec_for
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 4096
+# Ops that convert the float model inputs/outputs to and from the NPU's int8: they run on the
+# CPU in every Ethos-U .pte with float I/O and are not counted as ops the partitioner rejected.
+IO_OPS = ("quantize_per_tensor", "dequantize_per_tensor")
+PLUMBING = ("getitem", "executorch_call_delegate")
+
+
+def example_input(shape_chw: tuple[int, int, int]) -> tuple[torch.Tensor]:
+    return (torch.zeros(1, *shape_chw),)
+
+
+def export_for_quantization(model: nn.Module, example: tuple[torch.Tensor], name: str) -> torch.fx.GraphModule:
+    """The graph PT2E quantizes: batch dimension dynamic where the model allows it."""
+    model.eval()
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    try:
+        exported = torch.export.export(model, example, dynamic_shapes=({0: batch},), strict=False)
+    except Exception:  # a model that specialises on batch 1 is still exportable statically
+        try:
+            exported = torch.export.export(model, example, strict=False)
+        except Exception as exc:
+            raise ModelError(name, f"torch.export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    return exported.module(check_guards=False)
+
+
+def quantizer_for(target: Target, per_channel: bool = True, qat: bool = False):
+    """EthosUQuantizer with the symmetric int8 config for the same Target the program compiles for."""
+    from executorch.backends.arm.quantizer import EthosUQuantizer, get_symmetric_quantization_config
+
+    quantizer = EthosUQuantizer(compile_spec_for(target))
+    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat))
+    return quantizer
+
+
+@contextlib.contextmanager
+def captured_output(log_path: Path):
+    """Vela and the TOSA tools print from C++ and Python to the process fds; keep it in a log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the partitioner put the ops: delegated to the NPU, or left on the CPU."""
+
+    ops_on_npu: int
+    cpu_ops: list[str]
+    io_ops: int  # input quantize / output dequantize on the CPU
+    delegates: int
+
+
+@dataclass(frozen=True)
+class LoweredProgram:
+    pte: Path
+    tosa_files: list[Path]
+    intermediates: Path
+    vela_log: Path
+    placement: Placement
+    eval_program: Any = field(repr=False)  # the lowered ExportedProgram before to_executorch: the int8 evaluator runs it
+
+
+def _op_name(node: torch.fx.Node) -> str:
+    """`linear` for aten.linear.default, `quantize_per_tensor` for quantized_decomposed.…, `getitem`."""
+    name = getattr(node.target, "__name__", None) or str(node.target)
+    parts = name.split("::")[-1].split(".")
+    return parts[-2] if len(parts) >= 3 else parts[-1]
+
+
+def _is_glue(name: str) -> bool:
+    """Quantize/dequantize and tuple plumbing: not model operators in either count."""
+    return "quantize" in name or name.startswith(PLUMBING)
+
+
+def placement_of(edge_program: Any) -> Placement:
+    """Count the ops inside each delegate and the compute ops left outside any delegate."""
+    gm = edge_program.graph_module
+    on_npu, cpu, io, delegates = 0, [], 0, 0
+    for node in gm.graph.nodes:
+        if node.op == "get_attr" and node.target.startswith("lowered_module"):
+            delegates += 1
+            inner = getattr(gm, node.target).original_module.graph_module
+            on_npu += sum(1 for n in inner.graph.nodes if n.op == "call_function" and not _is_glue(_op_name(n)))
+        elif node.op == "call_function":
+            name = _op_name(node)
+            if name.startswith(PLUMBING):
+                continue
+            if name.startswith(IO_OPS):
+                io += 1
+            else:
+                cpu.append(name)
+    return Placement(on_npu, cpu, io, delegates)
+
+
+def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor], target: Target, out_dir: Path, name: str = "model") -> LoweredProgram:
+    """Lower a converted PT2E graph for `target` and save `<out_dir>/<name>.pte`.
+
+    The TOSA file and Vela's CSVs land in `<out_dir>/delegate/`; Vela's console output in
+    `<out_dir>/delegate/vela.log`.
+    """
+    from executorch.backends.arm.ethosu import EthosUPartitioner
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.extension.export_util.utils import save_pte_program
+
+    import executorch.kernels.quantized  # noqa: F401  (registers the out-variants to_executorch needs)
+
+    intermediates = out_dir / "delegate"
+    spec = compile_spec_for(target, intermediates)
+    vela_log = intermediates / "vela.log"
+    pte = out_dir / f"{name}.pte"
+    try:
+        static = torch.export.export(converted, example, strict=False)
+        with captured_output(vela_log):
+            edge = to_edge_transform_and_lower(
+                static, partitioner=[EthosUPartitioner(spec)], compile_config=EdgeCompileConfig(_check_ir_validity=False)
+            )
+            placement = placement_of(edge.exported_program())  # before to_executorch adds memory-planning nodes
+            eval_program = copy.deepcopy(edge.exported_program())
+            program = edge.to_executorch(config=ExecutorchBackendConfig(extract_delegate_segments=False))
+        save_pte_program(program, str(pte), str(out_dir))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:240]
+        raise StepError("executorch lowering", str(pte), f"{type(exc).__name__}: {first} (log: {vela_log})") from None
+    tosa_files = sorted(intermediates.glob("output_*.tosa"))
+    if placement.delegates and not tosa_files:
+        raise StepError("executorch lowering", str(intermediates), "the Ethos-U backend wrote no TOSA file")
+    return LoweredProgram(pte, tosa_files, intermediates, vela_log, placement, eval_program)

@@ -1,0 +1,133 @@
+"""The torch versions of the built-in models, and loading a user's model.
+
+Same names and shapes as condition/models.py describes (and the TF side builds), so
+`tf prune` and `torch prune` condition the same network. A user model is a
+`package.module:factory` returning an nn.Module, or a saved ExportedProgram (.pt2).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from condition.errors import ArtifactError, ModelError
+from condition.models import ModelSpec
+
+
+class SimpleNN(nn.Module):
+    """The seed notebook's Simple_NN: flatten → 512 → 256 → classes, ReLU."""
+
+    def __init__(self, in_features: int = 28 * 28, classes: int = 10) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(in_features, 512)
+        self.fc2 = nn.Linear(512, 256)
+        self.fc3 = nn.Linear(256, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(x)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class SmallCNN(nn.Module):
+    """conv3x3(16)·pool → conv3x3(32)·pool → dense 64 → classes ('same' padding, ReLU)."""
+
+    def __init__(self, channels: int = 1, height: int = 28, width: int = 28, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(32 * (height // 4) * (width // 4), 64)
+        self.fc2 = nn.Linear(64, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(self.flatten(x)))
+        return self.fc2(x)
+
+
+def input_shape_nchw(dataset_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) for a data set whose images are (H, W) or (H, W, C)."""
+    if len(dataset_shape) == 2:
+        return (1, *dataset_shape)
+    h, w, c = dataset_shape
+    return (c, h, w)
+
+
+def build_model(spec: ModelSpec, dataset_shape: tuple[int, ...], classes: int, seed: int) -> nn.Module:
+    """A fresh (untrained unless the user's) model for this data set's image shape."""
+    c, h, w = input_shape_nchw(dataset_shape)
+    torch.manual_seed(seed)
+    if spec.kind == "builtin":
+        if spec.value == "mlp":
+            return SimpleNN(c * h * w, classes)
+        if spec.value == "cnn":
+            return SmallCNN(c, h, w, classes)
+        raise ModelError(spec.value, "unknown built-in model (choose mlp or cnn)")
+    if spec.kind == "factory":
+        model = _from_factory(spec.value)
+    else:
+        model = load_pt2(spec.value)
+    _check_runs(model, spec.value, (1, c, h, w), classes)
+    return model
+
+
+def _from_factory(value: str) -> nn.Module:
+    module_name, _, attr = value.rpartition(":")
+    if not module_name or not attr:
+        raise ModelError(value, "expected package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or whatever the user's module raises at import
+        raise ModelError(value, f"cannot import {module_name} ({type(exc).__name__}: {exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelError(value, f"{module_name} has no callable {attr}")
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ModelError(value, f"{attr}() raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(value, f"{attr}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_pt2(path: str | Path) -> nn.Module:
+    """A saved ExportedProgram (torch.export.save) as a trainable module."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(str(path), "file not found (give a built-in name, package.module:factory, or a .pt2)")
+    if path.suffix != ".pt2":
+        raise ArtifactError(str(path), "the torch frontend reads .pt2 ExportedPrograms (torch.export.save) or package.module:factory")
+    try:
+        exported = torch.export.load(str(path))
+    except Exception as exc:  # zipfile / unpickling / schema errors
+        raise ArtifactError(str(path), f"not a readable ExportedProgram ({type(exc).__name__})") from None
+    return exported.module(check_guards=False)
+
+
+def _check_runs(model: nn.Module, name: str, shape: tuple[int, ...], classes: int) -> None:
+    """Fail early, with the shapes, when a user model does not fit the data set."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(shape))
+    except Exception as exc:
+        raise ModelError(name, f"does not run on input of shape {list(shape)} ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != classes:
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(name, f"returns {got} for a batch of 1, expected [1, {classes}] class scores")
+
+
+def model_fingerprint(spec: ModelSpec) -> str:
+    """What identifies a model's starting point for the float cache (file content for .pt2)."""
+    if spec.kind == "file" and Path(spec.value).is_file():
+        return "pt2:" + hashlib.sha256(Path(spec.value).read_bytes()).hexdigest()[:16]
+    return f"{spec.kind}:{spec.value}"

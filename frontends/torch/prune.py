@@ -1,0 +1,106 @@
+"""Magnitude pruning: global L1 unstructured (the seed's `prune.global_unstructured` with
+L1Unstructured), or 2:4 along the input channels (U85's MAC array skips those zeros), then
+retraining with the zeros held fixed.
+
+    pruned = apply(model, PruneConfig(sparsity=0.95), data)
+
+With 2:4 and sparsity above 0.5 the 2:4 pattern is kept and further weights are pruned inside
+it (global L1 over the survivors). The polynomial schedule ramps sparsity from 0 to the target
+(cubic, as tfmot's PolynomialDecay) over the first 80 % of fine-tuning, then holds it.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from condition.datasets import Dataset
+from condition.frontends.torch import constraints as cons
+from condition.frontends.torch.train import steps_per_epoch, train
+from condition.techniques import PruneConfig, Schedule, Structure
+
+RAMP_FRACTION = 0.8  # polynomial schedule: reach the target after this share of fine-tuning steps
+RAMP_UPDATES = 10  # masks recomputed this many times during the ramp
+
+
+def global_l1_masks(weights: dict[str, torch.Tensor], sparsity: float, allowed: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Zero the `sparsity` share of all weights with the smallest |w| across every layer at once
+    (what torch.nn.utils.prune.global_unstructured with L1Unstructured does); weights outside
+    `allowed` are already zero and count towards the share."""
+    allowed = allowed or {n: torch.ones_like(w) for n, w in weights.items()}
+    scores = torch.cat([(w.abs() * allowed[n]).flatten() for n, w in weights.items()])
+    k = int(round(sparsity * scores.numel()))
+    masks = {n: allowed[n].clone() for n in weights}
+    if k <= 0:
+        return masks
+    # Pinned weights score -1 so they are chosen first; ties are broken by topk's order.
+    pinned = torch.cat([(allowed[n] == 0).flatten() for n in weights])
+    scores = torch.where(pinned, torch.full_like(scores, -1.0), scores)
+    drop = torch.topk(scores, k, largest=False).indices
+    keep = torch.ones_like(scores)
+    keep[drop] = 0
+    start = 0
+    for n, w in weights.items():
+        masks[n] = keep[start:start + w.numel()].view_as(w)
+        start += w.numel()
+    return masks
+
+
+def two_four_mask(w: torch.Tensor) -> torch.Tensor:
+    """Keep the 2 largest |w| of every 4 consecutive input channels (dim 1, innermost for the
+    NPU's reduction); layers whose input channels are not a multiple of 4 stay dense."""
+    if w.shape[1] % 4:
+        return torch.ones_like(w)
+    moved = w.movedim(1, -1)  # (out, [kh, kw,] in)
+    groups = moved.abs().reshape(-1, 4)
+    top = groups.topk(2, dim=1).indices
+    mask = torch.zeros_like(groups).scatter_(1, top, 1.0)
+    return mask.reshape(moved.shape).movedim(-1, 1).contiguous()
+
+
+def masks_for(weights: dict[str, torch.Tensor], sparsity: float, structure: Structure) -> dict[str, torch.Tensor]:
+    if structure is Structure.TWO_FOUR:
+        pattern = {n: two_four_mask(w) for n, w in weights.items()}
+        pattern_sparsity = sum(float((m == 0).sum()) for m in pattern.values()) / sum(m.numel() for m in pattern.values())
+        return global_l1_masks(weights, max(sparsity, pattern_sparsity), allowed=pattern)
+    return global_l1_masks(weights, sparsity)
+
+
+def polynomial_sparsity(target: float, step: int, ramp_steps: int) -> float:
+    """tfmot PolynomialDecay (power 3) from 0 to `target` over `ramp_steps`."""
+    if ramp_steps <= 0 or step >= ramp_steps:
+        return target
+    return target * (1.0 - (1.0 - step / ramp_steps) ** 3)
+
+
+def apply(model: nn.Module, config: PruneConfig, data: Dataset, seed: int = 0, progress=None) -> nn.Module:
+    """A pruned, retrained copy of `model`; the caller's model is not changed."""
+    model = copy.deepcopy(model)
+    earlier = cons.constraints_of(model)
+    names = list(cons.weight_params(model))
+
+    def prune_to(sparsity: float) -> cons.MaskConstraint:
+        weights = {n: p.detach() for n, p in cons.weight_params(model).items()}
+        mask = cons.MaskConstraint(masks_for(weights, sparsity, config.structure))
+        mask.apply(model)
+        return mask
+
+    steps = config.fine_tune_epochs * steps_per_epoch(data)
+    ramp = config.schedule is Schedule.POLYNOMIAL and steps > 0
+    ramp_steps = int(steps * RAMP_FRACTION)
+    every = max(ramp_steps // RAMP_UPDATES, 1)
+    state = {"mask": prune_to(polynomial_sparsity(config.sparsity, 0, ramp_steps) if ramp else config.sparsity)}
+
+    def after_step(step: int, total: int) -> None:
+        if ramp and step <= ramp_steps and step % every == 0:
+            state["mask"] = prune_to(polynomial_sparsity(config.sparsity, step, ramp_steps))
+        state["mask"].apply(model)
+        cons.apply_all(model, earlier)
+
+    train(model, data, config.fine_tune_epochs, seed, after_step=[after_step], progress=progress)
+    if ramp:  # the ramp may end between updates: finish at exactly the target
+        state["mask"] = prune_to(config.sparsity)
+    # The reparametrisation is removed by construction: weights hold their zeros directly.
+    cons.add_constraint(model, cons.MaskConstraint({n: state["mask"].masks[n] for n in names}))
+    return model

@@ -17,9 +17,10 @@ TECHNIQUE_CHOICE = click.Choice(["post-training-quant", "qat", "prune", "cluster
 
 def target_options(f: Callable) -> Callable:
     options = [
-        click.option("--target", "target", default=Accelerator.U85_128.value, show_default=True,
-                     type=click.Choice([a.value for a in Accelerator], case_sensitive=False),
-                     help="Ethos-U NPU and MAC count, as Vela names it."),
+        # A plain string checked by Target (not click.Choice), so a typo is one `condition: error:` line
+        # that lists the valid configurations, like every other bad value.
+        click.option("--target", "target", default=Accelerator.U85_128.value, show_default=True, metavar="NPU",
+                     help="Ethos-U NPU and MAC count, as Vela names it: " + ", ".join(a.value for a in Accelerator) + "."),
         click.option("--system-config", default=None, metavar="NAME",
                      help="Vela system config (default per NPU: U55 High_End_Embedded, U65 High_End, U85 SYS_DRAM_Mid)."),
         click.option("--memory-mode", default=None, type=click.Choice(MEMORY_MODES),

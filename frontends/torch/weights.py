@@ -9,6 +9,23 @@ from condition.backend.metrics import LayerWeights, WeightStats
 LAYER_OPS = ("linear", "conv", "addmm", "mm", "matmul", "bmm")
 
 
+def _channel_axis(node: torch.fx.Node) -> int | None:
+    """The quantization axis when the weight's dequantize is per channel, else None."""
+    for user in node.users:
+        if "dequantize_per_channel" in str(user.target):
+            axis = user.args[3] if len(user.args) > 3 else user.kwargs.get("axis", 0)
+            return int(axis)
+    return None
+
+
+def unique_per_channel(value: torch.Tensor, axis: int | None) -> int:
+    """Distinct int8 values in the most varied quantization channel (whole tensor if per tensor)."""
+    if axis is None:
+        return int(torch.unique(value).numel())
+    rows = value.movedim(axis, 0).reshape(value.shape[axis], -1)
+    return max(int(torch.unique(r).numel()) for r in rows)
+
+
 def _layer_name(node: torch.fx.Node) -> str:
     """The op that consumes a weight (through its dequantize), e.g. `linear_1`."""
     seen = node
@@ -23,7 +40,8 @@ def _layer_name(node: torch.fx.Node) -> str:
 
 
 def int8_weight_stats(converted: torch.fx.GraphModule) -> WeightStats:
-    """One LayerWeights per int8 constant of 2+ dimensions (Linear/Conv weights)."""
+    """One LayerWeights per int8 constant of 2+ dimensions (Linear/Conv weights); unique values
+    are counted per quantization channel, as the record defines them."""
     layers = []
     for node in converted.graph.nodes:
         if node.op != "get_attr":
@@ -37,7 +55,7 @@ def int8_weight_stats(converted: torch.fx.GraphModule) -> WeightStats:
                 shape=list(value.shape),
                 params=value.numel(),
                 zeros=int((value == 0).sum()),
-                unique_values=int(torch.unique(value).numel()),
+                unique_values=unique_per_channel(value, _channel_axis(node)),
             )
         )
     return WeightStats(layers=layers)

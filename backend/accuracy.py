@@ -1,0 +1,109 @@
+"""int8 functional accuracy of a .tflite with the TFLite interpreter, batched.
+
+The interpreter runs the same int8 kernels a Cortex-M would run for the model's CPU parts, so
+its top-1 is the accuracy of the artifact, not of the Keras model it came from. tensorflow is
+imported only when an accuracy is asked for.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from condition.backend.metrics import AccuracyResult
+from condition.errors import ArtifactError
+
+EVALUATOR = "tflite-interpreter int8"
+_INT8 = 9  # tflite TensorType
+
+
+def require_int8(path: str | Path) -> None:
+    """Raise ArtifactError unless the .tflite is readable and carries int8 tensors (Vela's input).
+
+    Read with Vela's flatbuffer reader, so no tensorflow import.
+    """
+    from ethosu.vela.tflite.Model import Model
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(str(path), "file not found") from None
+    except OSError as exc:
+        raise ArtifactError(str(path), f"cannot read ({exc.strerror or exc})") from None
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ArtifactError(str(path), "not a TFLite flatbuffer (no TFL3 identifier; corrupt or another format)")
+    try:
+        model = Model.GetRootAsModel(data, 0)
+        sg = model.Subgraphs(0)
+        types = {sg.Tensors(i).Type() for i in range(sg.TensorsLength())}
+    except Exception as exc:
+        raise ArtifactError(str(path), f"corrupt TFLite flatbuffer ({type(exc).__name__})") from None
+    if _INT8 not in types:
+        raise ArtifactError(str(path), "float-only model: the Ethos-U runs int8; quantize it first "
+                            "(e.g. `condition tf post-training-quant --model your.keras`)")
+
+
+def _interpreter(path: Path, batch: int):
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # same process may later run the tfmot frontend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    try:
+        with warnings.catch_warnings():  # the deprecation notice about ai_edge_litert, not actionable here
+            warnings.simplefilter("ignore")
+            interp = tf.lite.Interpreter(model_path=str(path), num_threads=1,
+                                         experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        inp = interp.get_input_details()[0]
+        if batch != inp["shape"][0]:
+            interp.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]], strict=False)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ArtifactError(str(path), f"the TFLite interpreter cannot load it ({first})") from None
+    return interp
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return x.astype(np.float32)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _predict_batches(path: Path, images: np.ndarray, batch: int) -> np.ndarray:
+    interp = _interpreter(path, batch)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    shape = tuple(inp["shape"][1:])
+    preds = np.empty(len(images), dtype=np.int64)
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
+        n = len(chunk)
+        if n < batch:  # pad the last batch rather than re-allocating the interpreter
+            chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
+        interp.set_tensor(inp["index"], _quantize(chunk.reshape((batch, *shape)), inp))
+        interp.invoke()
+        logits = interp.get_tensor(out["index"]).reshape(batch, -1)
+        preds[start : start + n] = np.argmax(logits[:n], axis=-1)
+    return preds
+
+
+def int8_accuracy(tflite: str | Path, images: np.ndarray, labels: np.ndarray, batch: int = 250) -> AccuracyResult:
+    """Top-1 of the int8 .tflite on float images in [0, 1] (quantized with the model's input scale).
+
+        int8_accuracy("model_int8.tflite", ds.normalised("test"), ds.y_test).value  # e.g. 0.857
+    """
+    path = Path(tflite)
+    require_int8(path)
+    batch = max(1, min(batch, len(images)))
+    try:
+        preds = _predict_batches(path, images, batch)
+    except ArtifactError:
+        raise
+    except (ValueError, RuntimeError):  # a graph with a fixed batch of 1 (e.g. a hard-coded reshape)
+        preds = _predict_batches(path, images, 1)
+    return AccuracyResult(kind="int8", value=float(np.mean(preds == labels)), evaluator=EVALUATOR, images=int(len(images)))

@@ -1,0 +1,68 @@
+"""Keras → full-int8 TFLite (int8 weights, activations, input and output) for Vela.
+
+Post-training quantization calibrates on a representative set of training images; a QAT model
+already carries its ranges, and the same converter call turns its fake-quant nodes into int8.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from condition.errors import StepError
+from condition.frontends.tf import keras_modules
+
+
+@contextlib.contextmanager
+def _quiet_fds(log_path: Path) -> Iterator[None]:
+    """The TFLite converter prints from C++ straight to fd 1/2; keep that in a log file instead."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def to_int8_tflite(model: Any, calibration: np.ndarray, path: str | Path) -> Path:
+    """Convert `model` to a full-int8 .tflite at `path` (written atomically); StepError on failure.
+
+        to_int8_tflite(model, data.calibration(200), run_dir / "model_int8.tflite")
+    """
+    tf, _, _ = keras_modules()
+    path = Path(path)
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for i in range(len(calibration)):
+            yield [calibration[i : i + 1].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with _quiet_fds(path.with_suffix(".convert.log")):
+            flatbuffer = converter.convert()
+        tmp.write_bytes(flatbuffer)
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StepError("tflite int8 conversion", str(path), f"{type(exc).__name__}: {first}") from None
+    return path

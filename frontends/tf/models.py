@@ -1,0 +1,75 @@
+"""The built-in Keras networks (same names and shapes as the torch side) and user model files."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from condition.errors import ModelError
+from condition.frontends.tf import keras_modules
+from condition.models import BUILTIN_MODELS, ModelSpec
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> Any:
+    """A fresh, untrained built-in model; `seed` fixes the initial weights."""
+    _, keras, _ = keras_modules()
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    if name == "mlp":  # the seed notebook's 784-512-256-10
+        layers = [L.Flatten(), L.Dense(512, activation="relu"), L.Dense(256, activation="relu"), L.Dense(num_classes)]
+    elif name == "cnn":
+        chan = input_shape if len(input_shape) == 3 else (*input_shape, 1)
+        layers = [
+            L.Reshape(chan),
+            L.Conv2D(16, 3, padding="same", activation="relu"), L.MaxPooling2D(),
+            L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(),
+            L.Flatten(), L.Dense(64, activation="relu"), L.Dense(num_classes),
+        ]
+    else:
+        raise ModelError(name, "not a built-in model (choose " + ", ".join(BUILTIN_MODELS) + ", or give a Keras file)")
+    return keras.Sequential([L.InputLayer(input_shape), *layers], name=name)
+
+
+def load_file(path: str | Path) -> Any:
+    """A user's Keras model (.keras, .h5, or a SavedModel folder written by tf_keras)."""
+    _, keras, _ = keras_modules()
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(str(path), "file not found (give mlp, cnn, or a Keras .keras/.h5/SavedModel path)")
+    if path.is_file() and path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelError(str(path), f"unsupported model file type {path.suffix!r} (the tf frontend reads .keras, .h5, or a SavedModel folder)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # h5py/zip/protobuf errors on a corrupt or foreign file
+        raise ModelError(str(path), f"cannot load as a Keras model ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    if not isinstance(model, keras.Model):
+        raise ModelError(str(path), "not a Keras model (a SavedModel must be written by tf_keras, not tf.saved_model.save)")
+    return model
+
+
+def load_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, seed: int) -> Any:
+    if spec.kind == "builtin":
+        return build_builtin(spec.value, input_shape, num_classes, seed)
+    if spec.kind == "factory":
+        raise ModelError(spec.value, "module:function models are a torch feature; give a Keras file to the tf frontend")
+    return load_file(spec.value)
+
+
+def check_compatible(model: Any, input_shape: tuple[int, ...], num_classes: int, where: str) -> None:
+    """A user model must take the data set's images and give one logit per class."""
+    got_in = tuple(model.input_shape[1:])
+    squeeze = lambda s: tuple(d for d in s if d != 1)  # noqa: E731  (28,28) and (28,28,1) are the same images
+    if squeeze(got_in) != squeeze(input_shape):
+        raise ModelError(where, f"takes inputs of shape {got_in}, the data set has images of shape {input_shape}")
+    got_out = model.output_shape[-1]
+    if got_out != num_classes:
+        raise ModelError(where, f"has {got_out} outputs, the data set has {num_classes} classes")
+
+
+def clone(model: Any) -> Any:
+    """A fresh copy with the same weights: every tfmot verb gets its own clone (DESIGN.md)."""
+    _, keras, _ = keras_modules()
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,0 +1,46 @@
+"""Quantization-aware training with tfmot: annotate → quantize_apply(scheme) → fit; exported as is.
+
+After prune and/or cluster the scheme preserves what they did (tfmot collaborative optimization):
+PQAT keeps the zeros, CQAT keeps the clusters, PCQAT keeps both. Without `preserve`, plain QAT
+may move zeros and shared values off, undoing the earlier savings.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from condition.frontends.tf import keras_modules
+from condition.frontends.tf.models import clone
+from condition.frontends.tf.train import TrainData, fit
+from condition.techniques import QatConfig
+
+STEP = "qat"
+
+
+def scheme_name(config: QatConfig, after: Sequence[str]) -> str:
+    """Which tfmot scheme the chain calls for: qat, pqat, cqat or pcqat."""
+    if not config.preserve:
+        return "qat"
+    pruned, clustered = "prune" in after, "cluster" in after
+    return {(False, False): "qat", (True, False): "pqat", (False, True): "cqat", (True, True): "pcqat"}[(pruned, clustered)]
+
+
+def _scheme(name: str) -> Any:
+    _, _, tfmot = keras_modules()
+    combine = tfmot.experimental.combine
+    if name == "pqat":
+        return combine.Default8BitPrunePreserveQuantizeScheme()
+    if name in ("cqat", "pcqat"):
+        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=name == "pcqat")
+    return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+
+
+def apply(model: Any, config: QatConfig, data: TrainData, after: Sequence[str] = ()) -> Any:
+    """Return a fake-quantized, fine-tuned copy of `model`; `after` names the chain's earlier steps.
+
+        q = qat.apply(clustered, QatConfig(fine_tune_epochs=1), data, after=("prune", "cluster"))  # PCQAT
+    """
+    _, _, tfmot = keras_modules()
+    q = tfmot.quantization.keras
+    quantized = q.quantize_apply(q.quantize_annotate_model(clone(model)), _scheme(scheme_name(config, after)))
+    fit(quantized, data, config.fine_tune_epochs, STEP)
+    return quantized

@@ -1,0 +1,142 @@
+"""Training and float evaluation shared by every technique, plus the trained-float-model cache.
+
+`condition compare` runs many chains on the same float model; the cache under
+`<out>/tf/.float-cache/<hash>/` means it is trained once per (model, data set, epochs, seed, limit).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from condition.backend.metrics import config_hash
+from condition.frontends.tf import keras_modules
+from condition.run import Progress, no_progress
+
+log = logging.getLogger(__name__)
+BATCH_SIZE = 128
+LEARNING_RATE = 1e-3  # the seed notebook's Adam rate
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """What a technique's fine-tuning needs: images already shaped for the model, labels, the seed."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    seed: int = 0
+    batch_size: int = BATCH_SIZE
+    progress: Progress = field(default=no_progress, compare=False)
+
+    def calibration(self, n: int) -> np.ndarray:
+        """`n` representative training images for int8 calibration, picked with the run's seed."""
+        rng = np.random.default_rng(self.seed)
+        idx = rng.choice(len(self.x_train), size=min(n, len(self.x_train)), replace=False)
+        return self.x_train[np.sort(idx)]
+
+
+def shaped(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Data set images (N, H, W[, C]) reshaped to what the model takes, e.g. (N, 28, 28, 1)."""
+    return x.reshape((len(x), *input_shape)).astype(np.float32)
+
+
+def compile_for_training(model: Any) -> None:
+    _, keras, _ = keras_modules()
+    last = model.layers[-1]
+    from_logits = getattr(getattr(last, "activation", None), "__name__", "") != "softmax"
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+        metrics=["accuracy"],
+    )
+
+
+def _progress_callback(step: str, progress: Progress, epochs: int, batches: int) -> Any:
+    _, keras, _ = keras_modules()
+
+    class ReportProgress(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if batch % 10 == 0 or batch + 1 == batches:
+                progress(step, (self.epoch * batches + batch + 1) / max(epochs * batches, 1))
+
+    return ReportProgress()
+
+
+def fit(model: Any, data: TrainData, epochs: int, step: str, callbacks: list[Any] | None = None) -> None:
+    """Compile (Adam 1e-3, cross-entropy) and fit with the technique's callbacks; shows progress."""
+    if epochs <= 0:
+        return
+    _, keras, _ = keras_modules()
+    keras.utils.set_random_seed(data.seed)
+    compile_for_training(model)
+    batches = -(-len(data.x_train) // data.batch_size)
+    model.fit(
+        data.x_train, data.y_train, batch_size=data.batch_size, epochs=epochs, shuffle=True, verbose=0,
+        callbacks=[*(callbacks or []), _progress_callback(step, data.progress, epochs, batches)],
+    )
+
+
+def float_accuracy(model: Any, data: TrainData) -> float:
+    """Top-1 accuracy of the float32 Keras model on the test images."""
+    logits = model.predict(data.x_test, batch_size=512, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
+
+
+# ---- trained float model cache ----------------------------------------------------------------
+
+def cache_key(identity: dict[str, Any]) -> str:
+    return config_hash(identity)
+
+
+def model_file_identity(path: str) -> dict[str, Any]:
+    """A user model file is keyed by its path, size and modification time (it can change in place)."""
+    p = Path(path)
+    if not p.exists():
+        return {"path": path}
+    st = p.stat()
+    return {"path": str(p.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def cached_float_model(cache_root: Path, identity: dict[str, Any], train: Callable[[], Any]) -> tuple[Any, bool]:
+    """Load the trained float model for `identity`, or train it and store it atomically.
+
+    Returns (model, came_from_cache).
+    """
+    _, keras, _ = keras_modules()
+    folder = cache_root / cache_key(identity)
+    model_path = folder / "model.keras"
+    if model_path.is_file():
+        try:
+            return keras.models.load_model(model_path, compile=False), True
+        except Exception as exc:  # a damaged cache entry is retrained, never fatal
+            log.warning("float cache %s unreadable (%s); retraining", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+    model = train()
+    tmp = cache_root / f".{folder.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        model.save(tmp / "model.keras")
+        (tmp / "identity.json").write_text(json.dumps(identity, indent=2, default=str) + "\n")
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process stored the same model first: theirs is as good as ours
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model, False

@@ -76,7 +76,7 @@ def cli(verbose: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; any ConditionError becomes one line on stderr and exit code 1."""
     try:
-        cli.main(args=argv, prog_name="condition", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="condition", standalone_mode=False)
     except ConditionError as err:
         click.echo(f"condition: error: {err}", err=True)
         return err.exit_code
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    return rc if isinstance(rc, int) else 0  # ctx.exit(n) comes back as n in non-standalone mode
 
 
 def entry_point() -> None:

@@ -78,7 +78,9 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
 def _predict_batches(path: Path, images: np.ndarray, batch: int) -> np.ndarray:
     interp = _interpreter(path, batch)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    shape = tuple(inp["shape"][1:])
+    shape = tuple(int(d) for d in inp["shape"][1:])
+    if int(np.prod(shape)) != int(np.prod(images.shape[1:])):
+        raise ArtifactError(str(path), f"takes inputs of shape {shape}, the data set's images are {tuple(images.shape[1:])}")
     preds = np.empty(len(images), dtype=np.int64)
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]

@@ -25,6 +25,9 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
         w = record.weights
         rows.append(("weight sparsity", f"{w.sparsity:.3f} of {w.params:,} weights", "measured on exported int8 weights"))
         rows.append(("unique weights / layer (max)", f"{w.max_unique_values:,}", "measured on exported int8 weights"))
+    for stage in getattr(record, "stage_weights", []):  # earlier stages of a chain, each exported and counted
+        rows.append((f"after {stage.stage}: sparsity / unique", f"{stage.sparsity:.3f} / {stage.max_unique_values:,}",
+                     "measured on exported int8 weights"))
     for art in record.artifacts:
         rows.append((f"{art.kind} size", _bytes(art.bytes), "measured (file size)"))
     v = record.vela

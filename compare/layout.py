@@ -108,8 +108,7 @@ def _accuracy(side: Side) -> Value:
     if side.accuracy is None:
         return _side(side, "–")
     note = f"{side.accuracy_kind}: {side.evaluator}, {side.images:,} images" if side.images else side.evaluator
-    text = pct(side.accuracy) + (" (float)" if side.accuracy_kind == "float" else "")
-    return _side(side, text, note)
+    return _side(side, pct(side.accuracy), note)
 
 
 def panels(section: Section) -> list[Panel]:

@@ -72,20 +72,21 @@ def accuracy_vs_size(section: Section, prefix: str = "") -> Figure | None:
         front = pareto_front(pts)
         ax.plot([p[0] for p in front], [p[1] for p in front], color=COLORS.get(f), lw=1.4, ls="--", alpha=0.8,
                 label=f"{f} Pareto front", zorder=2, drawstyle="steps-post" if len(front) > 1 else "default")
+        dy = 5 if f == "tf" else -11  # tf labels above its points, torch below, so the two sets do not collide
         for x, y, label in pts:
-            ax.annotate(label, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7.5, color="#374151")
+            ax.annotate(short_label(label), (x, y), xytext=(5, dy), textcoords="offset points", fontsize=7.5, color=COLORS.get(f))
         float_row = next((r for r in section.rows if r.is_float and r.sides[f].accuracy is not None), None)
         if float_row is not None:
             ax.axhline(float_row.sides[f].accuracy * 100, color=COLORS.get(f), lw=0.8, ls=":", alpha=0.9, label=f"{f} float reference")
     ax.set_xscale("log")
     ax.set_xlabel("NPU-encoded weights, KiB (Vela estimate, log scale)")
     ax.set_ylabel("int8 accuracy, % (measured)")
-    ax.set_title("Accuracy vs encoded weight size — up and left is better")
-    ax.legend(loc="lower right", fontsize=7.5, frameon=False)
+    ax.set_title("up and left is better", fontsize=8.5, color="#6b7280")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False)
     return Figure(f"{prefix}accuracy-vs-size", "Accuracy vs NPU-encoded weight size",
                   "int8 accuracy measured on the test images; encoded weight bytes are a Vela estimate. Dashed: each "
                   "framework's Pareto front (no other model of that framework is both smaller and more accurate); "
-                  "dotted: its float reference accuracy.", _svg(fig), ("measured", "estimate"))
+                  "dotted: its float reference accuracy. Point labels: PTQ = post-training-quant, P = prune, C = cluster.", _svg(fig), ("measured", "estimate"))
 
 
 def cycles_by_technique(section: Section, prefix: str = "") -> Figure | None:
@@ -109,8 +110,8 @@ def cycles_by_technique(section: Section, prefix: str = "") -> Figure | None:
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([r.label.replace(" → ", "\n→ ") for r in rows], fontsize=7.5)
     ax.set_ylabel("kcycles per inference")
-    ax.set_title("Cycles per technique — Vela estimate" + (" (◆ FVP measured)" if section.has_fvp else ""))
-    ax.legend(fontsize=7.5, frameon=False, ncol=2)
+    ax.set_title("Vela estimate" + (" (◆ FVP measured)" if section.has_fvp else ""), fontsize=8.5, color="#6b7280")
+    ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return Figure(f"{prefix}cycles", "Cycles per technique, grouped by framework",
                   "Wide light bars: total cycles; narrow dark bars: NPU cycles. Vela compiler estimates for this Target"
                   + ("; diamonds are FVP-measured NPU active cycles." if section.has_fvp else "."), _svg(fig),
@@ -146,15 +147,25 @@ def per_layer(section: Section, prefix: str = "") -> Figure | None:
                             va="center", fontsize=6.5, color="#374151")
             ax.set_yticks(range(len(wl)), [_short(l.name) for l in wl], fontsize=7)
             ax.invert_yaxis()
-            ax.legend(fontsize=7, frameon=False, loc="lower right")
+            ax.set_xlim(0, max(l.params for l in wl) / 1000 * 1.3)
         ax.set_xlabel("thousand weights (measured, exported int8)")
-        ax.set_title(f"{f}: weights per layer", fontsize=9)
+        ax.set_title(f"{f}: weights per layer (dark non-zero, light zero)", fontsize=9)
     fig.tight_layout()
     labels = "; ".join(f"{f}: {r.label}" for f, r in best.items())
     return Figure(f"{prefix}per-layer", "Per-layer cycles and weights of the best model",
                   f"Best = fewest total cycles (Vela estimate) among the int8 models within 1 accuracy point of the "
                   f"framework's post-training-quant baseline ({labels}). Weights counted on the exported int8 tensors.",
                   _svg(fig), ("estimate", "measured"))
+
+
+def short_label(label: str) -> str:
+    """'prune 95 % → cluster 16 → qat' → 'P95→C16→QAT': point labels that fit beside a marker."""
+    parts = []
+    for p in label.split(" → "):
+        p = p.replace("post-training-quant", "PTQ").replace("qat", "QAT").replace("prune 2:4", "P2:4").replace("float", "float")
+        p = p.replace("prune ", "P").replace("cluster ", "C").replace(" %", "")
+        parts.append(p)
+    return "→".join(parts)
 
 
 def _short(name: str, limit: int = 28) -> str:

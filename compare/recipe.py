@@ -1,6 +1,8 @@
 """What `condition compare` runs: models × data sets × targets × technique chains × frontends.
 
-A recipe is a TOML file (read with tomllib) or the built-in default matrix. Every value is checked
+A recipe is a TOML file (read with tomllib) or the built-in default matrix. There is no float
+cell: every run records the accuracy of the (cached, shared) float model it started from, and the
+report's float reference row is taken from those records. Every value is checked
 here, before any run starts, so a typo fails in a second with the file and key named instead of
 after twenty minutes of training.
 
@@ -11,7 +13,7 @@ after twenty minutes of training.
     epochs = 1
     seed = 0
     [[chains]]
-    steps = []                            # the float baseline
+    steps = ["post-training-quant"]       # the int8 baseline every ratio divides by
     [[chains]]
     steps = [{technique = "prune", sparsity = 0.95}, "cluster", "qat"]
 """
@@ -37,7 +39,7 @@ TARGET_KEYS = ("accelerator", "system_config", "memory_mode", "vela_config")
 
 @dataclass(frozen=True)
 class Chain:
-    """One row of the report: a technique chain with full options; no steps = the float baseline."""
+    """One row of the report: a technique chain with full options."""
 
     steps: tuple[Step, ...]
     name: str = ""  # optional row label; default is derived from the options (see `chain_label`)
@@ -89,14 +91,12 @@ def chain_label(techniques: list[str], options: dict[str, dict[str, Any]]) -> st
 def make_chain(steps: list[tuple[str, dict[str, Any]]], name: str = "") -> Chain:
     """Steps with every option filled in by the technique's config, exactly as the CLI builds them,
     so a compare cell and the same `condition tf …` run share a configuration hash."""
-    if steps:
-        check_chain([t for t, _ in steps])
+    check_chain([t for t, _ in steps])
     return Chain(tuple(Step(t, config_options(make_config(t, o))) for t, o in steps), name)
 
 
 def default_chains() -> tuple[Chain, ...]:
     return (
-        make_chain([]),
         make_chain([("post-training-quant", {})]),
         make_chain([("qat", {})]),
         make_chain([("prune", {"sparsity": 0.95})]),
@@ -230,7 +230,10 @@ def _chain(raw: Any, where: str, key: str) -> Chain:
     if unknown:
         raise RecipeError(where, f"{key}.{unknown[0]}", "unknown key (known: steps, name)")
     if "steps" not in raw or not isinstance(raw["steps"], list):
-        raise RecipeError(where, f"{key}.steps", "missing: a list of techniques, [] for the float baseline")
+        raise RecipeError(where, f"{key}.steps", "missing: a list of techniques, e.g. [\"prune\", \"qat\"]")
+    if not raw["steps"]:
+        raise RecipeError(where, f"{key}.steps", "is empty; the float reference row is always shown (taken from the float "
+                                                 "accuracy every run records), so list techniques only")
     name = raw.get("name", "")
     if not isinstance(name, str):
         raise RecipeError(where, f"{key}.name", "must be a string")

@@ -21,13 +21,13 @@ CSS = """
 :root { --ink:#1f2937; --muted:#6b7280; --line:#e5e7eb; --bg:#f6f7f9; --card:#fff; --tf:#e8710a; --torch:#3b5bdb; }
 * { box-sizing: border-box; }
 body { margin:0; background:var(--bg); color:var(--ink); font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; }
-header { background:#111827; color:#f9fafb; padding:28px 40px 22px; }
+header { background:#111827; color:#f9fafb; padding:26px 28px 22px; }
 header h1 { margin:0 0 4px; font-size:24px; font-weight:650; letter-spacing:-.01em; }
 header h1 .tf { color:#fdba74; } header h1 .torch { color:#a5b4fc; }
 header p.sub { margin:0 0 18px; color:#9ca3af; }
 dl.facts { display:grid; grid-template-columns:max-content 1fr; gap:4px 18px; margin:0; font-size:13px; }
 dl.facts dt { color:#9ca3af; } dl.facts dd { margin:0; color:#f3f4f6; }
-main { max-width:1500px; margin:0 auto; padding:22px 40px 60px; }
+main { max-width:1600px; margin:0 auto; padding:22px 28px 60px; }
 .reading { background:#fff; border:1px solid var(--line); border-left:4px solid #6366f1; border-radius:8px; padding:12px 16px; color:#374151; font-size:13px; }
 h2 { font-size:19px; margin:34px 0 6px; }
 h2 small { color:var(--muted); font-weight:400; font-size:13px; }
@@ -38,7 +38,7 @@ h2 small { color:var(--muted); font-weight:400; font-size:13px; }
 .b-measured { background:#dcfce7; color:#166534; } .b-estimate { background:#fef3c7; color:#92400e; } .b-fvp { background:#e0e7ff; color:#3730a3; }
 .scroll { overflow-x:auto; }
 table { border-collapse:collapse; width:100%; font-size:12.5px; font-variant-numeric:tabular-nums; }
-th, td { padding:5px 9px; border-bottom:1px solid var(--line); white-space:nowrap; }
+th, td { padding:5px 7px; border-bottom:1px solid var(--line); white-space:nowrap; }
 thead th { background:#f9fafb; font-weight:600; color:#374151; text-align:right; }
 thead tr.groups th { text-align:center; border-bottom:2px solid #d1d5db; font-size:12px; }
 thead tr.groups th.empty { border-bottom:1px solid var(--line); }

@@ -1,34 +1,32 @@
-"""Run the cells of a matrix: resume, failures recorded, lanes in parallel worker processes.
+"""Run the cells of a matrix: resume, failures recorded, cells spread over worker processes.
 
 - A cell whose folder already holds an "ok" record with the same configuration hash is skipped
   (resume after a crash or Ctrl-C); `force` redoes it. Failed cells are retried on the next run.
 - A cell that raises is written as a failed MetricsRecord (status "failed", one-line error, the
   traceback in error.log beside it) and the other cells go on. A worker that dies outright (killed,
-  segfault) gets the same record for the cell it was running; the rest of its lane is restarted.
-- Each lane (cells sharing one trained float model) runs in its own spawned process, so the
-  frontend trains the float model once, each process imports one framework, and TensorFlow and
-  torch never share a process. Thread pools are sized so the workers together use the cores once.
+  segfault) gets the same record for the cell it was running.
+- Scheduling: the first cell of each lane (cells sharing one trained float model) runs before the
+  rest of its lane, so the frontend trains that float model once and the others load it from the
+  frontend's cache on disk. After that any free worker takes any ready cell, preferring its own
+  frontend; a worker whose frontend has nothing left makes room for one of the other frontend, so
+  a short TF lane does not leave a core idle while the torch lane is still long.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import queue as queue_mod
-import re
 import shutil
 import signal
 import time
-import traceback
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from condition.backend.metrics import RECORD_NAME, MetricsRecord, tool_versions
+from condition.backend.metrics import RECORD_NAME, MetricsRecord
 from condition.compare.matrix import Cell, lanes
+from condition.compare.worker import log_path, worker_main, write_failed_record
 from condition.errors import ArtifactError
 from condition.run import RunConfig
-
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 
 @dataclass(frozen=True)
@@ -67,9 +65,10 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_jobs(n_lanes: int) -> int:
-    """One worker per core, never more than there are lanes to run."""
-    return max(1, min(usable_cores(), n_lanes))
+def default_jobs(cells: int) -> int:
+    """One single-threaded worker per core (small models train faster as two 1-thread processes
+    than as one 2-thread process), never more workers than cells."""
+    return max(1, min(usable_cores(), cells))
 
 
 def threads_per_worker(jobs: int) -> int:
@@ -89,38 +88,6 @@ def existing_record(config: RunConfig) -> MetricsRecord | None:
 def is_done(config: RunConfig) -> bool:
     record = existing_record(config)
     return record is not None and record.status == "ok" and record.config_hash == config.hash
-
-
-def write_failed_record(config: RunConfig, error: str, details: str = "", seconds: float = 0.0) -> MetricsRecord:
-    """Replace the cell's folder with one holding a failed record (and the traceback, if any)."""
-    record = MetricsRecord(
-        frontend=config.frontend,
-        techniques=config.techniques,
-        options={s.technique: dict(s.options) for s in config.chain},
-        model=config.model,
-        dataset=config.dataset,
-        target=config.target.as_dict(),
-        seed=config.seed,
-        epochs=config.epochs,
-        status="failed",
-        error=one_line(error),
-        step_seconds={"total": round(seconds, 3)},
-        versions=tool_versions(),
-        config_hash=config.hash,
-    )
-    run_dir = config.run_dir()
-    tmp = run_dir.parent / f".{run_dir.name}.failed-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    record.write(tmp)
-    if details:
-        (tmp / "error.log").write_text(details)
-    if run_dir.exists():
-        old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}"
-        os.replace(run_dir, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, run_dir)
-    return record
 
 
 def remove_stale_partials(cells: list[Cell]) -> None:
@@ -144,98 +111,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-# ---- the worker process ---------------------------------------------------------------------
-
-def _worker(lane_id: int, configs: list[RunConfig], events: Any, threads: int, parent: int, log_path: str) -> None:
-    """Run one lane's cells in order; report start/step/done through the queue.
-
-    The frameworks' own chatter goes to the lane's log file, not over the progress bar."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # terminate → KeyboardInterrupt → clean up
-    _set_threads(threads)
-    _redirect_output(Path(log_path))
-    try:
-        _run_lane(lane_id, configs, events, parent)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-
-
-def _run_lane(lane_id: int, configs: list[RunConfig], events: Any, parent: int) -> None:
-    from condition.run import run_config
-
-    for index, config in enumerate(configs):
-        if os.getppid() != parent:  # the compare that started us is gone: stop, do not run on alone
-            return
-        events.put(("start", lane_id, index))
-        start = time.perf_counter()
-        last = [0.0, ""]
-
-        def progress(step: str, fraction: float | None = None, _i: int = index) -> None:
-            now = time.perf_counter()
-            if step != last[1] or now - last[0] > 0.5 or fraction in (0.0, 1.0):
-                last[0], last[1] = now, step
-                events.put(("step", lane_id, _i, step, fraction))
-
-        try:
-            record = run_config(config, progress)
-            status, error = record.status, record.error
-        except Exception as exc:  # noqa: BLE001 — any failure of one cell is recorded; the lane goes on
-            status, error = "failed", _describe(exc)
-            write_failed_record(config, error, traceback.format_exc(), time.perf_counter() - start)
-        events.put(("done", lane_id, index, status, error, time.perf_counter() - start))
-
-
-def _set_threads(threads: int) -> None:
-    """Before tensorflow/torch are imported: both size their thread pools from these at start."""
-    for name in THREAD_ENV:
-        os.environ[name] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _redirect_output(path: Path) -> None:
-    import sys
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(path, "a", buffering=1)
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
-
-
-def lane_log_path(cell: Cell) -> Path:
-    """OUT/logs/<frontend>-<model>-<data set>-seed<N>.log: what a worker's frameworks printed."""
-    c = cell.config
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{c.frontend}-{Path(c.model).stem}-{Path(c.dataset).stem}-seed{c.seed}")
-    return Path(c.out) / "logs" / f"{name}.log"
-
-
-def one_line(text: str, limit: int = 400) -> str:
-    """Records keep a one-line error; the full traceback is in the cell's error.log."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _describe(exc: BaseException) -> str:
-    from condition.errors import ConditionError
-
-    if isinstance(exc, ConditionError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-# ---- the scheduler ----------------------------------------------------------------------------
-
-@dataclass
-class _Lane:
-    cells: list[Cell]
-    process: Any = None
-    current: int | None = None  # index of the cell running now
-    finished: int = 0  # cells reported done
-    started: float = 0.0
-
-
 def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, events: Events | None = None) -> list[CellOutcome]:
-    """Run every cell that has no ok record yet (all of them with `force`); return one outcome per cell.
+    """Run every cell that has no ok record yet (all of them with `force`); one outcome per cell.
 
     Ctrl-C / SIGTERM stops the workers (their unfinished runs leave no folder) and re-raises
     KeyboardInterrupt; finished cells stay recorded, so the next call resumes."""
@@ -247,111 +124,163 @@ def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, e
             outcomes[cell.config.hash] = CellOutcome(cell, "skipped")
         else:
             todo.append(cell)
-    pending = lanes(todo)
-    jobs = jobs or default_jobs(len(pending))
+    jobs = jobs or default_jobs(len(todo))
     events.begin(len(cells), len(cells) - len(todo), jobs)
     for outcome in outcomes.values():
         events.done(outcome)
     if todo:
         remove_stale_partials(todo)
-        _schedule(pending, jobs, events, outcomes)
+        _Scheduler(todo, jobs, events, outcomes).run()
     return [outcomes[c.config.hash] for c in cells]
 
 
-def _schedule(pending: list[list[Cell]], jobs: int, events: Events, outcomes: dict[str, CellOutcome]) -> None:
-    ctx = mp.get_context("spawn")  # never fork a process that may hold framework threads
-    messages = ctx.Queue()
-    running: dict[int, _Lane] = {}
-    queue_lanes = list(pending)
-    next_id = 0
-    threads = threads_per_worker(jobs)
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        while queue_lanes or running:
-            while queue_lanes and len(running) < jobs:
-                lane = _Lane(queue_lanes.pop(0))
-                lane.process = ctx.Process(target=_worker, args=(next_id, [c.config for c in lane.cells], messages, threads, os.getpid(),
-                                                 str(lane_log_path(lane.cells[0]))),
-                                           name=f"condition-compare-{next_id}")
-                lane.process.start()
-                lane.started = time.perf_counter()
-                running[next_id] = lane
-                next_id += 1
-            try:
-                _handle(messages.get(timeout=0.5), running, events, outcomes)
-            except queue_mod.Empty:
-                pass
-            for lane_id, lane in list(running.items()):
-                if lane.process.exitcode is None:
-                    continue
-                _drain(messages, running, events, outcomes)
-                rest = _reap(lane, events, outcomes)
-                if rest:
-                    queue_lanes.insert(0, rest)
-                del running[lane_id]
-    except BaseException:
-        _stop(running)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        messages.close()
+@dataclass
+class _Worker:
+    frontend: str
+    process: Any
+    inbox: Any
+    busy: int | None = None  # cell id it is running
+    stopping: bool = False
 
 
-def _handle(msg: tuple[Any, ...], running: dict[int, _Lane], events: Events, outcomes: dict[str, CellOutcome]) -> None:
-    kind, lane_id, index = msg[0], msg[1], msg[2]
-    lane = running.get(lane_id)
-    if lane is None:
-        return
-    cell = lane.cells[index]
-    if kind == "start":
-        lane.current = index
-        events.step(cell, "start", None)
-    elif kind == "step":
-        events.step(cell, msg[3], msg[4])
-    elif kind == "done":
-        lane.current = None
-        lane.finished = index + 1
-        outcome = CellOutcome(cell, msg[3], round(msg[5], 1), msg[4])
-        outcomes[cell.config.hash] = outcome
-        events.done(outcome)
+@dataclass
+class _Scheduler:
+    cells: list[Cell]
+    jobs: int
+    events: Events
+    outcomes: dict[str, CellOutcome]
+    waiting: list[int] = field(default_factory=list)  # cell ids not handed out yet, in matrix order
+    locked: dict[int, int] = field(default_factory=dict)  # cell id → its lane's first cell, until that is done
+    done: set[int] = field(default_factory=set)
+    workers: list[_Worker] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.ctx = mp.get_context("spawn")  # never fork a process that may hold framework threads
+        self.outbox = self.ctx.Queue()
+        index = {id(c): i for i, c in enumerate(self.cells)}
+        for lane in lanes(self.cells):
+            ids = [index[id(c)] for c in lane]
+            for i in ids[1:]:
+                self.locked[i] = ids[0]
+        self.waiting = list(range(len(self.cells)))
+        self.heads = {i for i in self.waiting if i not in self.locked}
 
-def _drain(messages: Any, running: dict[int, _Lane], events: Events, outcomes: dict[str, CellOutcome]) -> None:
-    while True:
+    def run(self) -> None:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
-            _handle(messages.get(timeout=0.05), running, events, outcomes)
-        except queue_mod.Empty:
-            return
+            while len(self.done) < len(self.cells):
+                self._assign()
+                try:
+                    self._handle(self.outbox.get(timeout=0.5))
+                except queue_mod.Empty:
+                    pass
+                self._reap()
+            for w in self.workers:
+                w.inbox.put(None)
+            for w in self.workers:
+                w.process.join(10)
+        except BaseException:
+            self._stop()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.outbox.close()
 
+    def _ready(self) -> list[int]:
+        return [i for i in self.waiting if self.locked.get(i) is None or self.locked[i] in self.done]
 
-def _reap(lane: _Lane, events: Events, outcomes: dict[str, CellOutcome]) -> list[Cell]:
-    """A worker has exited: record a crash of the cell it was running; return the cells it never ran."""
-    lane.process.join()
-    code = lane.process.exitcode
-    if lane.finished >= len(lane.cells):
-        return []
-    if lane.current is None:
-        if code == 0:  # stopped on purpose before its next cell
-            return []
-        lane.current = lane.finished  # died before it could report the start
-    cell = lane.cells[lane.current]
-    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-    error = f"worker process died while running this cell ({how})"
-    write_failed_record(cell.config, error)
-    outcome = CellOutcome(cell, "failed", 0.0, error)
-    outcomes[cell.config.hash] = outcome
-    events.done(outcome)
-    return lane.cells[lane.current + 1:]
+    def _assign(self) -> None:
+        ready = self._ready()
+        for w in self.workers:  # idle workers first take cells of their own frontend
+            if w.busy is None and not w.stopping:
+                pick = next((i for i in ready if self.cells[i].config.frontend == w.frontend), None)
+                if pick is not None:
+                    self._give(w, pick)
+                    ready.remove(pick)
+        for w in self.workers:  # then idle workers with nothing of theirs left make room
+            if w.busy is None and not w.stopping:
+                mine_left = any(self.cells[i].config.frontend == w.frontend for i in self.waiting)
+                if not mine_left or (ready and len(self.workers) >= self.jobs):
+                    w.stopping = True
+                    w.inbox.put(None)
+        while ready and len(self.workers) < self.jobs:
+            pick = self._choose(ready)
+            w = self._spawn(self.cells[pick].config.frontend)
+            self._give(w, pick)
+            ready.remove(pick)
 
+    def _choose(self, ready: list[int]) -> int:
+        """Lane heads first (they unlock their lanes), then the frontend with the most left to do."""
+        heads = [i for i in ready if i in self.heads]
+        if heads:
+            return heads[0]
+        backlog = {f: sum(1 for i in self.waiting if self.cells[i].config.frontend == f) for f in {self.cells[i].config.frontend for i in ready}}
+        return max(ready, key=lambda i: (backlog[self.cells[i].config.frontend], -i))
 
-def _stop(running: dict[int, _Lane]) -> None:
-    """Interrupt the workers so their recorders clean up, then make sure they are gone."""
-    for lane in running.values():
-        if lane.process.exitcode is None:
-            lane.process.terminate()  # SIGTERM → KeyboardInterrupt inside the worker
-    deadline = time.monotonic() + 15
-    for lane in running.values():
-        lane.process.join(max(0.1, deadline - time.monotonic()))
-        if lane.process.exitcode is None:
-            lane.process.kill()
-            lane.process.join()
+    def _spawn(self, frontend: str) -> _Worker:
+        inbox = self.ctx.Queue()
+        out = self.cells[0].config.out
+        process = self.ctx.Process(target=worker_main, name=f"condition-compare-{frontend}",
+                                   args=(frontend, inbox, self.outbox, threads_per_worker(self.jobs), os.getpid(), str(log_path(out, frontend))))
+        process.start()
+        worker = _Worker(frontend, process, inbox)
+        self.workers.append(worker)
+        return worker
+
+    def _give(self, w: _Worker, cell_id: int) -> None:
+        w.busy = cell_id
+        self.waiting.remove(cell_id)
+        w.inbox.put((cell_id, self.cells[cell_id].config))
+
+    def _handle(self, msg: tuple[Any, ...]) -> None:
+        kind, cell_id = msg[0], msg[1]
+        cell = self.cells[cell_id]
+        if kind == "start":
+            self.events.step(cell, "start", None)
+        elif kind == "step":
+            self.events.step(cell, msg[2], msg[3])
+        elif kind == "done" and cell_id not in self.done:
+            for w in self.workers:
+                if w.busy == cell_id:
+                    w.busy = None
+            self._finish(CellOutcome(cell, msg[2], round(msg[4], 1), msg[3]), cell_id)
+
+    def _finish(self, outcome: CellOutcome, cell_id: int) -> None:
+        self.done.add(cell_id)
+        self.outcomes[outcome.cell.config.hash] = outcome
+        self.events.done(outcome)
+
+    def _reap(self) -> None:
+        """Remove exited workers; a cell a worker died in is recorded as failed."""
+        for w in list(self.workers):
+            if w.process.exitcode is None:
+                continue
+            self._drain()
+            w.process.join()
+            self.workers.remove(w)
+            if w.busy is not None and w.busy not in self.done:
+                code = w.process.exitcode
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                error = f"worker process died while running this cell ({how})"
+                cell = self.cells[w.busy]
+                write_failed_record(cell.config, error)
+                self._finish(CellOutcome(cell, "failed", 0.0, error), w.busy)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._handle(self.outbox.get(timeout=0.05))
+            except queue_mod.Empty:
+                return
+
+    def _stop(self) -> None:
+        """Interrupt the workers so their recorders clean up, then make sure they are gone."""
+        for w in self.workers:
+            if w.process.exitcode is None:
+                w.process.terminate()  # SIGTERM → KeyboardInterrupt inside the worker
+        deadline = time.monotonic() + 15
+        for w in self.workers:
+            w.process.join(max(0.1, deadline - time.monotonic()))
+            if w.process.exitcode is None:
+                w.process.kill()
+                w.process.join()

@@ -146,7 +146,7 @@ def build_sections(comparison: Comparison) -> list[Section]:
             labels.setdefault(e.label, {})[e.frontend] = side_from_entry(e)
             chains.setdefault(e.label, list(e.techniques))
         baseline = next((lab for lab, ch in chains.items() if ch == BASELINE), None)
-        rows = []
+        rows = [_float_row(labels, baseline, frontends)]
         for label, sides in labels.items():
             for fw in frontends:
                 sides.setdefault(fw, Side(status="absent"))
@@ -161,6 +161,28 @@ def build_sections(comparison: Comparison) -> list[Section]:
             has_fvp=any(s.fvp_npu_active_cycles is not None for r in rows for s in r.sides.values()),
         ))
     return sections
+
+
+FLOAT_LABEL = "float (reference)"
+
+
+def _float_row(labels: dict[str, dict[str, Side]], baseline: str | None, frontends: tuple[str, ...]) -> Row:
+    """The float32 model every chain of a framework started from. Not a run of its own: each record
+    carries the float accuracy of that (cached, shared) model; take it from the int8 baseline's
+    record, else from the first finished one. No NPU figures: Vela compiles int8 models only."""
+    sides: dict[str, Side] = {}
+    for fw in frontends:
+        candidates = ([labels[baseline][fw]] if baseline and fw in labels.get(baseline, {}) else []) + \
+                     [s[fw] for s in labels.values() if fw in s]
+        source = next((c for c in candidates if c.status == "ok" and c.record is not None and c.record.accuracy_of("float")), None)
+        if source is None:
+            sides[fw] = Side(status="not run" if any(c.status == "not run" for c in candidates) else "absent")
+            continue
+        flt = source.record.accuracy_of("float")
+        sides[fw] = Side(status="ok", accuracy=flt.value, accuracy_kind="float", evaluator=flt.evaluator, images=flt.images,
+                         float_accuracy=flt.value, run_dir=source.run_dir)
+    tf_torch = {"accuracy": difference(sides["tf"].accuracy, sides["torch"].accuracy)} if {"tf", "torch"} <= set(frontends) else {}
+    return Row(FLOAT_LABEL, True, False, sides, {fw: {} for fw in frontends}, tf_torch)
 
 
 def _section_key(e: Entry) -> tuple[object, ...]:

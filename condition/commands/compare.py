@@ -105,7 +105,7 @@ class CompareProgress:
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help=f"Runs and the report go here [default: {DEFAULT_OUT}, or {QUICK_OUT} with --quick].")
 @click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
-              help="Worker processes [default: one per core, at most one per frontend/model lane].")
+              help="Worker processes, each single-threaded when there are as many as cores [default: one per core].")
 @click.option("--force", is_flag=True, help="Redo cells that already have a finished record.")
 @click.option("--fvp", "fvp", default=None, is_flag=False, flag_value="auto", metavar="PATH",
               help="Also run every cell on a Corstone FVP (binary or folder; bare --fvp searches CONDITION_FVP_DIR and PATH).")
@@ -119,7 +119,7 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     where it stopped; a failing cell is recorded with its error and the others go on.
     Cycle and traffic figures are Vela estimates unless marked as FVP measurements.
     """
-    from condition.compare.matrix import expand, lanes
+    from condition.compare.matrix import expand
     from condition.compare.records import write_manifest
     from condition.compare.report import write_report
     from condition.compare.report_text import render_text
@@ -133,7 +133,7 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     cells = expand(recipe, out, fvp=None if fvp in (None, "auto") else fvp, run_fvp=fvp is not None)
     write_manifest(out, cells, recipe.source)
     todo = cells if opts["force"] else [c for c in cells if not is_done(c.config)]
-    jobs = opts["jobs"] or default_jobs(len(lanes(todo)))
+    jobs = opts["jobs"] or default_jobs(len(todo))
     click.echo(f"condition compare: {len(cells)} cells ({len(recipe.frontends)} frontends × {len(recipe.chains)} chains"
                f"{_more(recipe)}), {len(cells) - len(todo)} already done; {jobs} worker(s) × {threads_per_worker(jobs)} thread(s) → {out}",
                err=True)

@@ -45,7 +45,14 @@ def measure_tflite(path: Path, target: Target, dataset: str | None, eval_limit: 
     return fields
 
 
-MEASURERS: dict[str, Measurer] = {".tflite": measure_tflite}
+def measure_pte(path: Path, target: Target, dataset: str | None, eval_limit: int | None, work: Path) -> dict[str, Any]:
+    """An Ethos-U .pte: read by the torch frontend (executorch imported only for .pte files)."""
+    from condition.frontends.torch.pte import measure_pte as measure
+
+    return measure(path, target, dataset, eval_limit, work)
+
+
+MEASURERS: dict[str, Measurer] = {".tflite": measure_tflite, ".pte": measure_pte}
 
 
 def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: int | None, out: Path) -> tuple[MetricsRecord, Path]:
@@ -66,6 +73,7 @@ def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: in
         fields = measurer(path, target, dataset, eval_limit, work)
         estimate = fields["vela"]
         notes = [f"{estimate.ops_on_cpu} op(s) stay on the CPU (Vela cannot place them on the NPU): " + ", ".join(estimate.cpu_ops)] if estimate.ops_on_cpu else []
+        notes += fields.get("notes", [])
         if not dataset:
             notes.append("no --dataset given: accuracy not measured")
         from condition.backend.metrics import Artifact

@@ -1,0 +1,91 @@
+"""Read what an existing Ethos-U .pte holds, for `condition measure model.pte`: the NPU it was
+compiled for, its Vela command and encoded-weight blocks, and the ops left on the CPU.
+
+A compiled .pte no longer contains the TOSA graph, so Vela cannot be re-run on it and the host
+cannot execute it: cycles and accuracy need the FVP (`condition measure … --fvp`, or `condition
+fvp`). What is counted here comes straight from the file's bytes.
+"""
+from __future__ import annotations
+
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from condition.backend.target import Target
+from condition.backend.vela import VelaEstimate
+from condition.errors import ArtifactError
+
+ETHOS_U_BACKEND = "EthosUBackend"
+_HEADER = struct.Struct("<16sIB11s")  # executorch/backends/arm/arm_vela.py's block header
+
+
+@dataclass(frozen=True)
+class PteDelegate:
+    target: str
+    flags: dict[str, str]
+    blocks: dict[str, int]  # block name → payload bytes
+
+
+def vela_blocks(stream: bytes) -> dict[str, int]:
+    """Block sizes of a `vela_bin_stream` (name, length, padding to 16 bytes)."""
+    sizes, pos = {}, 0
+    while pos + _HEADER.size <= len(stream):
+        name, length, _, _ = _HEADER.unpack_from(stream, pos)
+        key = name.rstrip(b"\0").decode(errors="replace")
+        sizes[key] = sizes.get(key, 0) + length
+        pos += _HEADER.size + ((length + 15) // 16) * 16
+        if key == "vela_end_stream":
+            break
+    return sizes
+
+
+def read_pte(path: Path) -> tuple[list[PteDelegate], list[str]]:
+    """(Ethos-U delegates, names of kernels run on the CPU) of a .pte file."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    try:
+        program = deserialize_pte_binary(path.read_bytes()).program
+    except Exception as exc:
+        raise ArtifactError(str(path), f"not a readable ExecuTorch program ({type(exc).__name__})") from None
+    delegates, cpu_ops = [], []
+    for plan in program.execution_plan:
+        for d in plan.delegates:
+            if d.id != ETHOS_U_BACKEND:
+                continue
+            specs = {c.key: bytes(c.value).decode(errors="replace") for c in d.compile_specs}
+            flags = dict(f.split("=", 1) for f in specs.get("compile_flags", "").split() if "=" in f)
+            data = program.backend_delegate_data[d.processed.index].data
+            delegates.append(PteDelegate(specs.get("target", ""), flags, vela_blocks(bytes(data))))
+        cpu_ops += [op.name.split("::")[-1] for op in plan.operators]
+    return delegates, cpu_ops
+
+
+def measure_pte(path: Path, target: Target, dataset: str | None, eval_limit: int | None, work: Path) -> dict[str, Any]:
+    """Record fields for an Ethos-U .pte (the `condition measure` contract)."""
+    delegates, ops = read_pte(path)
+    if not delegates:
+        raise ArtifactError(str(path), "has no Ethos-U delegate (a .pte for the host CPU has nothing for the NPU to run)")
+    compiled_for = {d.target for d in delegates}
+    if compiled_for != {target.npu}:
+        raise ArtifactError(str(path), f"was compiled for {', '.join(sorted(compiled_for))}, not {target.npu} (pass --target to match)")
+    first = delegates[0].flags
+    cpu = [op for op in ops if "quantize" not in op]  # I/O (de)quantize is glue around the delegate
+    local = work / path.name
+    shutil.copyfile(path, local)
+    estimate = VelaEstimate(
+        source="pte",  # block sizes read from the file, no compiler model
+        accelerator=target.npu,
+        system_config=first.get("--system-config", ""),
+        memory_mode=first.get("--memory-mode", ""),
+        encoded_weight_bytes=sum(d.blocks.get("weight_data", 0) for d in delegates),
+        ops_on_npu=len(delegates),
+        ops_on_cpu=len(cpu),
+        cpu_ops=cpu,
+    )
+    notes = ["a compiled .pte holds no TOSA graph: Vela cycles and accuracy need an FVP run (condition fvp); "
+             "encoded weights are the size of the delegate's Vela weight block; ops_on_npu counts delegates"]
+    if dataset:
+        notes.append("--dataset ignored: an Ethos-U .pte cannot run on the host")
+    return {"vela": estimate, "weights": None, "accuracy": [], "artifacts": [("pte", local)], "notes": notes}

@@ -113,6 +113,11 @@ def apply(model: Any, config: PruneConfig, data: TrainData) -> Any:
         return _wrap_fit_strip(model, data, epochs, {"pruning_schedule": _schedule(config, config.sparsity, steps)}, only_2_4=False)
     if config.sparsity <= 0.5:
         return _wrap_fit_strip(model, data, epochs, {"pruning_schedule": _schedule(config, 0.5, steps), "sparsity_m_by_n": (2, 4)}, only_2_4=True)
-    # 2:4 first (one shot, the tfmot m_by_n rule), then the extra sparsity inside it, retrained.
-    two_four = _one_shot(model, PruneConfig(sparsity=0.5, structure=Structure.TWO_FOUR, fine_tune_epochs=0))
-    return _wrap_fit_strip(two_four, data, epochs, {"pruning_schedule": _schedule(config, config.sparsity, steps)}, only_2_4=False)
+    # Prune inside 2:4 one-shot (2:4 mask, then magnitude to the target), then retrain with that
+    # mask frozen: tfmot picks it once at step 1 (the zeros rank lowest, so it is exactly the
+    # one-shot pattern) and never again, so retraining cannot regrow a third weight in a group of
+    # four and break the pattern U85 needs.
+    inside = _one_shot(model, config)
+    _, _, tfmot = keras_modules()
+    frozen = tfmot.sparsity.keras.ConstantSparsity(config.sparsity, begin_step=1, end_step=1, frequency=1)
+    return _wrap_fit_strip(inside, data, epochs, {"pruning_schedule": frozen}, only_2_4=False)

@@ -36,8 +36,17 @@ class RunRecorder:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        # On success finish() already moved the folder; anything left is a failed run's debris.
+        # On success finish() already moved the folder; anything left is a failed run's debris,
+        # and so are parent folders this run created and left empty.
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        out = Path(self.config.out).resolve()
+        parent = self.work_dir.parent.resolve()
+        while parent != out and out in parent.parents:
+            try:
+                parent.rmdir()  # only succeeds when empty
+            except OSError:
+                break
+            parent = parent.parent
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 from condition.compare.layout import header_items
@@ -39,6 +40,8 @@ def result_rows(comparison: Comparison, sections: list[Section]) -> list[dict[st
                 if s.status == "absent":
                     continue
                 train_limit, eval_limit, config_hash, chain = limits.get(s.run_dir, (None, None, "", ()))
+                if row.is_float:  # taken from another cell's record: not a run of its own
+                    config_hash, chain = "", ()
                 r = s.record
                 vs = row.vs_baseline.get(fw, {})
                 d: dict[str, Any] = {
@@ -59,13 +62,19 @@ def result_rows(comparison: Comparison, sections: list[Section]) -> list[dict[st
                     "fvp_npu_active_cycles": s.fvp_npu_active_cycles,
                     "accuracy_minus_baseline": vs.get("accuracy"),
                     "accuracy_tf_minus_torch": row.tf_over_torch.get("accuracy"),
-                    "seconds": s.seconds, "run_dir": s.run_dir, "config_hash": config_hash,
+                    "seconds": s.seconds, "run_dir": _relative(s.run_dir, comparison), "config_hash": config_hash,
                 }
                 for m in RATIO_METRICS:
                     d[f"{m}_vs_baseline"] = vs.get(m)
                     d[f"{m}_tf_over_torch"] = row.tf_over_torch.get(m)
                 rows.append(d)
     return rows
+
+
+def _relative(run_dir: str, comparison: Comparison) -> str:
+    """Run folders relative to the compare folder, so the files stay valid when it moves."""
+    path = Path(run_dir)
+    return str(path.relative_to(comparison.out)) if run_dir and path.is_relative_to(comparison.out) else run_dir
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:

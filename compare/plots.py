@@ -21,6 +21,7 @@ class Figure:
     caption: str
     svg: str
     sources: tuple[str, ...] = ()  # "measured", "estimate" (Vela), "fvp"
+    wide: bool = False  # spans the full page width in the HTML report
 
 
 def _pyplot():
@@ -72,13 +73,11 @@ def accuracy_vs_size(section: Section, prefix: str = "") -> Figure | None:
         front = pareto_front(pts)
         ax.plot([p[0] for p in front], [p[1] for p in front], color=COLORS.get(f), lw=1.4, ls="--", alpha=0.8,
                 label=f"{f} Pareto front", zorder=2, drawstyle="steps-post" if len(front) > 1 else "default")
-        dy = 5 if f == "tf" else -11  # tf labels above its points, torch below, so the two sets do not collide
-        for x, y, label in pts:
-            ax.annotate(short_label(label), (x, y), xytext=(5, dy), textcoords="offset points", fontsize=7.5, color=COLORS.get(f))
         float_row = next((r for r in section.rows if r.is_float and r.sides[f].accuracy is not None), None)
         if float_row is not None:
             ax.axhline(float_row.sides[f].accuracy * 100, color=COLORS.get(f), lw=0.8, ls=":", alpha=0.9, label=f"{f} float reference")
-    ax.set_xscale("log")
+    _log_kib_axis(ax, [p[0] for pts in points.values() for p in pts])
+    _label_points(ax, points)
     ax.set_xlabel("NPU-encoded weights, KiB (Vela estimate, log scale)")
     ax.set_ylabel("int8 accuracy, % (measured)")
     ax.set_title("up and left is better", fontsize=8.5, color="#6b7280")
@@ -87,6 +86,39 @@ def accuracy_vs_size(section: Section, prefix: str = "") -> Figure | None:
                   "int8 accuracy measured on the test images; encoded weight bytes are a Vela estimate. Dashed: each "
                   "framework's Pareto front (no other model of that framework is both smaller and more accurate); "
                   "dotted: its float reference accuracy. Point labels: PTQ = post-training-quant, P = prune, C = cluster.", _svg(fig), ("measured", "estimate"))
+
+
+def _label_points(ax, points: dict[str, list[tuple[float, float, str]]]) -> None:
+    """Label every point (tf above, torch below); a label whose box would overlap one already
+    placed moves further out. Boxes are measured by the renderer after the limits are final."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for f, pts in points.items():
+        step = 1 if f == "tf" else -1
+        for x, y, label in sorted(pts):
+            dy = 4 if step > 0 else -12
+            text = ax.annotate(short_label(label), (x, y), xytext=(5, dy), textcoords="offset points", fontsize=7.5, color=COLORS.get(f))
+            for _ in range(8):
+                box = text.get_window_extent(renderer)
+                if not any(box.overlaps(other) for other in placed):
+                    break
+                dy += 9 * step
+                text.set_position((5, dy))
+            placed.append(text.get_window_extent(renderer))
+
+
+def _log_kib_axis(ax, xs: list[float]) -> None:
+    """Log scale with plain tick labels (20, 50, 100 …) instead of 2×10¹."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    lo, hi = min(xs) / 1.25, max(xs) * 1.3
+    ticks = [m * 10 ** e for e in range(-1, 7) for m in (1, 2, 5) if lo <= m * 10 ** e <= hi]
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def cycles_by_technique(section: Section, prefix: str = "") -> Figure | None:
@@ -124,11 +156,11 @@ def per_layer(section: Section, prefix: str = "") -> Figure | None:
     if not best:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(len(best), 2, figsize=(7.2, 1.2 + 2.0 * len(best)), squeeze=False)
+    fig, axes = plt.subplots(len(best), 2, figsize=(11.0, 0.8 + 1.7 * len(best)), squeeze=False)
     for i, (f, row) in enumerate(best.items()):
         side: Side = row.sides[f]
         rec = side.record
-        layers = rec.vela.per_layer
+        layers = [l for l in rec.vela.per_layer if l.op_cycles > 0] or rec.vela.per_layer
         ax = axes[i][0]
         names = [_short(l.name or l.operator) for l in layers]
         ax.barh(range(len(layers)), [l.op_cycles / 1000 for l in layers], color=COLORS.get(f))
@@ -145,17 +177,17 @@ def per_layer(section: Section, prefix: str = "") -> Figure | None:
             for j, l in enumerate(wl):
                 ax.annotate(f"{l.unique_values} unique", (l.params / 1000, j), xytext=(3, 0), textcoords="offset points",
                             va="center", fontsize=6.5, color="#374151")
-            ax.set_yticks(range(len(wl)), [_short(l.name) for l in wl], fontsize=7)
+            ax.set_yticks(range(len(wl)), ["×".join(str(d) for d in l.shape) for l in wl], fontsize=7)
             ax.invert_yaxis()
             ax.set_xlim(0, max(l.params for l in wl) / 1000 * 1.3)
-        ax.set_xlabel("thousand weights (measured, exported int8)")
+        ax.set_xlabel("thousand weights (measured, exported int8); rows: weight tensor shape")
         ax.set_title(f"{f}: weights per layer (dark non-zero, light zero)", fontsize=9)
     fig.tight_layout()
     labels = "; ".join(f"{f}: {r.label}" for f, r in best.items())
     return Figure(f"{prefix}per-layer", "Per-layer cycles and weights of the best model",
                   f"Best = fewest total cycles (Vela estimate) among the int8 models within 1 accuracy point of the "
                   f"framework's post-training-quant baseline ({labels}). Weights counted on the exported int8 tensors.",
-                  _svg(fig), ("estimate", "measured"))
+                  _svg(fig), ("estimate", "measured"), wide=True)
 
 
 def short_label(label: str) -> str:

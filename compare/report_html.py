@@ -57,6 +57,7 @@ ul.notes { margin:10px 0 0; padding-left:18px; color:var(--muted); font-size:12p
 .legend span.sw { display:inline-block; width:12px; height:12px; border-radius:3px; vertical-align:-2px; margin-right:5px; }
 .figs { display:grid; grid-template-columns:repeat(auto-fit, minmax(560px, 1fr)); gap:16px; }
 .figs .card { margin:0; } .figs img { width:100%; height:auto; display:block; }
+.figs .wide { grid-column:1 / -1; } .figs .wide img { max-width:1100px; margin:0 auto; }
 details { margin-top:26px; } summary { cursor:pointer; font-weight:600; }
 code { font-size:12px; background:#f3f4f6; padding:1px 5px; border-radius:4px; }
 footer { color:var(--muted); font-size:12px; margin-top:30px; }
@@ -123,7 +124,7 @@ def panel_html(panel: Panel) -> str:
 
 def figure_html(fig: Figure) -> str:
     data = base64.b64encode(fig.svg.encode()).decode()
-    return (f'<figure class="card"><h3>{_e(fig.title)} {badges(fig.sources)}</h3>'
+    return (f'<figure class="card{" wide" if fig.wide else ""}"><h3>{_e(fig.title)} {badges(fig.sources)}</h3>'
             f'<img alt="{_e(fig.title)}" src="data:image/svg+xml;base64,{data}">'
             f'<p class="caption">{_e(fig.caption)}</p></figure>')
 

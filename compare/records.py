@@ -99,10 +99,19 @@ def load_comparison(out: str | Path) -> Comparison:
         record = MetricsRecord.read(path)
         entries.append(Entry(chain_label(record.techniques, record.options), record.frontend, path.parent, record.config_hash, record,
                              tuple(record.techniques), record.model, record.dataset, tuple(sorted(record.target.items())), record.seed, record.epochs))
+    entries.sort(key=_scan_order)
     if not entries:
         raise ConfigError("DIR", str(out), f"no {MANIFEST_NAME} and no {RECORD_NAME} records under it",
                           "give the --out folder of a `condition compare` run")
     return Comparison(out, tuple(entries), recipe=f"records found under {out}")
+
+
+SCAN_RANK = {"post-training-quant": 0, "qat": 1, "prune": 2, "cluster": 3}
+
+
+def _scan_order(e: Entry) -> tuple[object, ...]:
+    """Without a manifest: the int8 baseline first, single techniques, then longer chains."""
+    return (e.frontend != "tf", e.frontend, len(e.techniques), [SCAN_RANK.get(t, 9) for t in e.techniques], e.label)
 
 
 def _from_manifest(out: Path, manifest: Path) -> Comparison:

@@ -124,7 +124,7 @@ def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, e
             outcomes[cell.config.hash] = CellOutcome(cell, "skipped")
         else:
             todo.append(cell)
-    jobs = jobs or default_jobs(len(todo))
+    jobs = min(jobs or default_jobs(len(todo)), max(1, len(todo)))  # no idle workers, more threads each
     events.begin(len(cells), len(cells) - len(todo), jobs)
     for outcome in outcomes.values():
         events.done(outcome)

@@ -133,7 +133,7 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     cells = expand(recipe, out, fvp=None if fvp in (None, "auto") else fvp, run_fvp=fvp is not None)
     write_manifest(out, cells, recipe.source)
     todo = cells if opts["force"] else [c for c in cells if not is_done(c.config)]
-    jobs = opts["jobs"] or default_jobs(len(todo))
+    jobs = min(opts["jobs"] or default_jobs(len(todo)), max(1, len(todo)))
     click.echo(f"condition compare: {len(cells)} cells ({len(recipe.frontends)} frontends × {len(recipe.chains)} chains"
                f"{_more(recipe)}), {len(cells) - len(todo)} already done; {jobs} worker(s) × {threads_per_worker(jobs)} thread(s) → {out}",
                err=True)

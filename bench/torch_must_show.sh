@@ -42,35 +42,87 @@ import json, sys
 from pathlib import Path
 
 out, listing, results = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-rows = []
+KB = 1024
+
+
+def key(r):
+    """What makes a torch and a tf record the same experiment."""
+    t = r["target"]
+    return (t["accelerator"], t["system_config"], t["memory_mode"], r["seed"], r["epochs"],
+            json.dumps(r["techniques"]), json.dumps(r["options"], sort_keys=True))
+
+
+tf = {}  # the TF engineer's bench runs, when present: same experiment, other frontend
+for path in sorted(Path("bench/runs/tf").rglob("metrics.json")):
+    r = json.loads(path.read_text())
+    if r.get("status") == "ok" and r.get("vela") and r.get("dataset") == "fashion-mnist":
+        old = tf.get(key(r))
+        if old is None or r["created"] > old["created"]:
+            tf[key(r)] = r
+
+runs = []
 for line in listing.read_text().splitlines():
     label, seconds, args = line.split("|", 2)
-    r = json.loads((out / (''.join(c if c.isalnum() else '_' for c in label) + ".json")).read_text())
-    acc = {a["kind"]: a for a in r["accuracy"]}
-    v = r["vela"] or {}
-    pte = next(a["bytes"] for a in r["artifacts"] if a["kind"] == "pte")
-    rows.append((label, acc.get("float", {}).get("value"), acc.get("fake_quant", {}).get("value"), acc.get("int8", {}).get("value"),
-                 r["weights"]["sparsity"], r["weights"]["max_unique_values"], v.get("encoded_weight_bytes"), v.get("npu_cycles"),
-                 v.get("total_cycles"), pte, f'{v.get("ops_on_npu")}/{v.get("ops_on_cpu")}', seconds, args))
+    r = json.loads((out / ("".join(c if c.isalnum() else "_" for c in label) + ".json")).read_text())
+    runs.append((label, int(seconds), args, r))
+
 
 def f(x, fmt):
     return "–" if x is None else format(x, fmt)
 
+
+def acc(r, kind):
+    return next((a["value"] for a in r["accuracy"] if a["kind"] == kind), None)
+
+
+def pte(r):
+    return next(a["bytes"] for a in r["artifacts"] if a["kind"] == "pte")
+
+
 lines = [
     "# PyTorch frontend — issue 4 \"Must show\"",
     "",
-    "Seed MLP (784-512-256-10), full Fashion-MNIST (60,000 train / 10,000 test), 1 epoch + 1 fine-tune epoch, seed 0.",
-    "System config per family default (U85: Ethos_U85_SYS_DRAM_Mid, U55: Ethos_U55_High_End_Embedded), Shared_Sram.",
+    "Seed MLP (784-512-256-10), full Fashion-MNIST (60,000 train / 10,000 test), 1 epoch float training",
+    "(+1 fine-tune epoch for prune/cluster), seed 0 unless stated. System config per family default",
+    "(U85: Ethos_U85_SYS_DRAM_Mid, U55: Ethos_U55_High_End_Embedded), Shared_Sram.",
     "Encoded weights and cycles: **Vela 5.1.0 estimates** from the ExecuTorch Ethos-U backend's own Vela run.",
-    "int8 accuracy: the .pte's delegated TOSA graph on the TOSA reference model (bit-exact NPU arithmetic), 10,000 images;",
-    "fake-quant: the PT2E-converted graph in torch. Produced by `bench/torch_must_show.sh` on 2 shared cores",
+    "int8: the .pte's delegated TOSA graph on the TOSA reference model (bit-exact NPU arithmetic), 10,000 images;",
+    "fake-quant: the PT2E-converted graph in torch. tf columns: the TensorFlow frontend's record of the same",
+    "experiment from bench/runs/tf when present. Produced by `bench/torch_must_show.sh` on 2 shared cores",
     "(wall seconds include contention with other jobs).",
     "",
-    "| run | float | fake-quant | int8 (TOSA ref) | sparsity (int8) | max unique/channel | encoded weights B | NPU cycles | total cycles | .pte B | ops NPU/CPU | wall s | command |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| run | float | fake-quant | int8 (TOSA ref) | sparsity (int8) | max unique/channel | encoded weights B | tf encoded B | torch/tf | NPU cycles | total cycles | .pte B | ops NPU/CPU | wall s | command |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
-for (label, fl, fq, i8, sp, uq, enc, npu, tot, pte, ops, sec, args) in rows:
-    lines.append(f"| {label} | {f(fl, '.4f')} | {f(fq, '.4f')} | {f(i8, '.4f')} | {sp:.3f} | {uq} | {f(enc, ',')} | {f(npu, ',')} | {f(tot, ',')} | {pte:,} | {ops} | {sec} | `condition torch {args}` |")
+for label, seconds, args, r in runs:
+    v, w, other = r["vela"], r["weights"], tf.get(key(r))
+    enc_tf = other["vela"]["encoded_weight_bytes"] if other else None
+    ratio = f"{v['encoded_weight_bytes'] / enc_tf:.3f}" if enc_tf else "–"
+    lines.append(f"| {label} | {f(acc(r, 'float'), '.4f')} | {f(acc(r, 'fake_quant'), '.4f')} | {f(acc(r, 'int8'), '.4f')} | "
+                 f"{w['sparsity']:.3f} | {w['max_unique_values']} | {v['encoded_weight_bytes']:,} | {f(enc_tf, ',')} | {ratio} | "
+                 f"{v['npu_cycles']:,} | {v['total_cycles']:,} | {pte(r):,} | {v['ops_on_npu']}/{v['ops_on_cpu']} | {seconds} | `condition torch {args}` |")
+
+# The issue's checks, computed from the records above.
+def dense_of(r):
+    return next((d for _, _, _, d in runs if d["techniques"] == ["post-training-quant"] and d["target"] == r["target"] and d["seed"] == r["seed"]), None)
+
+
+checks = []
+for label, _, _, r in runs:
+    t, enc, d = r["techniques"], r["vela"]["encoded_weight_bytes"], dense_of(r)
+    opts = r["options"].get("prune", {})
+    if t == ["post-training-quant"]:
+        checks.append((f"{label}: int8 ≥ 0.84", acc(r, "int8") >= 0.84, f"{acc(r, 'int8'):.4f}"))
+    elif t == ["prune"] and opts.get("structure") == "unstructured" and opts.get("sparsity") == 0.95 and d:
+        drop = acc(d, "int8") - acc(r, "int8")
+        checks.append((f"{label}: encoded ≤ 60 KB", enc <= 60 * KB, f"{enc / KB:.1f} KB"))
+        checks.append((f"{label}: .pte ≤ 70 KB", pte(r) <= 70 * KB, f"{pte(r) / KB:.1f} KB"))
+        checks.append((f"{label}: int8 within 3 pt of dense", drop <= 0.03, f"{-drop * 100:+.2f} pt"))
+    elif d and (t == ["cluster"] or opts.get("structure") == "2:4"):
+        checks.append((f"{label}: encoded below dense", enc < d["vela"]["encoded_weight_bytes"],
+                       f"{enc:,} B vs {d['vela']['encoded_weight_bytes']:,} B"))
+lines += ["", "## Checks (computed from the records)", "", "| check | result | value |", "|---|---|---|"]
+lines += [f"| {name} | {'pass' if ok else '**FAIL**'} | {value} |" for name, ok, value in checks]
 results.write_text("\n".join(lines) + "\n")
 print(results.read_text())
 PY

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from condition.backend.metrics import Artifact, MetricsRecord
+from condition.backend.metrics import MetricsRecord
 from condition.backend.vela import estimate_from_csvs, find_vela_csvs
 from condition.datasets import load_dataset
-from condition.errors import StepError
 from condition.models import parse_model_spec
 from condition.recorder import RunRecorder
 from condition.run import Progress, RunConfig, no_progress

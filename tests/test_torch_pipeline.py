@@ -62,13 +62,12 @@ def test_pruning_is_measured_on_int8_weights_and_shrinks_encoding(dense, pruned)
     assert any("float cache" in n for n in pruned.notes)  # the dense run trained it
 
 
-def test_two_four_pattern_survives_quantization(out):
-    from condition.frontends.torch.weights import int8_weight_stats  # noqa: F401  (weights read below)
-
+def test_two_four_pattern_survives_quantization(out, dense):
     rec = _run(out, Step("prune", {"sparsity": 0.75, "structure": "2:4"}))
     assert rec.weights.sparsity >= 0.74
-    run_dir = RunConfig("torch", (Step("prune", {"sparsity": 0.75, "structure": "2:4"}),), out=out, **SMALL).run_dir()
-    assert rec.vela.npu_cycles > 0 and (run_dir / "model.pte").is_file()
+    # U85's MAC array skips 2:4 zeros only if the pattern runs along the input channels and
+    # survived int8 conversion: Vela then estimates far fewer NPU cycles than for the dense MLP.
+    assert rec.vela.npu_cycles < 0.7 * dense.vela.npu_cycles
 
 
 def test_cluster_then_qat_keeps_shared_values_and_zeros(out):
@@ -100,9 +99,20 @@ def test_pt2_model_round_trip(out, tmp_path):
     from torch_test_models import tiny
 
     path = tmp_path / "tiny.pt2"
-    torch.export.save(torch.export.export(tiny(), (torch.zeros(1, 1, 28, 28),)), str(path))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.export.save(torch.export.export(tiny(), (torch.zeros(2, 1, 28, 28),), dynamic_shapes=({0: batch},)), str(path))
     rec = _run(out, Step("prune", {"sparsity": 0.8}), model=str(path))
     assert rec.weights.sparsity >= 0.79 and rec.vela.encoded_weight_bytes > 0
+
+
+def test_fixed_batch_pt2_is_refused_with_the_fix(tmp_path, capsys):
+    from torch_test_models import tiny
+
+    path = tmp_path / "static.pt2"
+    torch.export.save(torch.export.export(tiny(), (torch.zeros(1, 1, 28, 28),)), str(path))
+    rc = main(["torch", "post-training-quant", "--model", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "dynamic_shapes" in err
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -37,7 +37,9 @@ def example_input(shape_chw: tuple[int, int, int]) -> tuple[torch.Tensor]:
 
 def export_for_quantization(model: nn.Module, example: tuple[torch.Tensor], name: str) -> torch.fx.GraphModule:
     """The graph PT2E quantizes: batch dimension dynamic where the model allows it."""
-    model.eval()
+    from condition.frontends.torch.models import set_train_mode
+
+    set_train_mode(model, False)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     try:
         exported = torch.export.export(model, example, dynamic_shapes=({0: batch},), strict=False)
@@ -60,15 +62,17 @@ def quantizer_for(target: Target, per_channel: bool = True, qat: bool = False):
 
 @contextlib.contextmanager
 def captured_output(log_path: Path):
-    """Vela and the TOSA tools print from C++ and Python to the process fds; keep it in a log."""
+    """Vela and the TOSA tools print from C++ (process fds) and Python (sys.stdout, which may
+    not be fd 1, e.g. under pytest or an embedding caller); keep both in a log file."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as f:
+    with open(log_path, "ab") as f, open(log_path, "a", buffering=1) as text:
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -110,12 +110,36 @@ def load_pt2(path: str | Path) -> nn.Module:
         exported = torch.export.load(str(path))
     except Exception as exc:  # zipfile / unpickling / schema errors
         raise ArtifactError(str(path), f"not a readable ExportedProgram ({type(exc).__name__})") from None
+    if not _batch_is_dynamic(exported):
+        raise ArtifactError(str(path), "was exported with a fixed batch size; training, calibration and evaluation run "
+                            "in batches (re-export with dynamic_shapes=({0: torch.export.Dim('batch')},))")
     return exported.module(check_guards=False)
+
+
+def _batch_is_dynamic(exported: torch.export.ExportedProgram) -> bool:
+    """True when the first user input's leading dimension is symbolic (the module accepts any batch)."""
+    user_inputs = set(exported.graph_signature.user_inputs)
+    for node in exported.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            value = node.meta.get("val")
+            return value is not None and value.ndim > 0 and not isinstance(value.shape[0], int)
+    return False
+
+
+def set_train_mode(model: nn.Module, mode: bool) -> None:
+    """model.train()/eval(); exported GraphModules (.pt2, PT2E) refuse it and get torchao's
+    graph rewrite instead (dropout/batch-norm switched in the graph)."""
+    try:
+        model.train(mode)
+    except NotImplementedError:
+        from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+
+        (move_exported_model_to_train if mode else move_exported_model_to_eval)(model)
 
 
 def _check_runs(model: nn.Module, name: str, shape: tuple[int, ...], classes: int) -> None:
     """Fail early, with the shapes, when a user model does not fit the data set."""
-    model.eval()
+    set_train_mode(model, False)
     try:
         with torch.no_grad():
             out = model(torch.zeros(shape))

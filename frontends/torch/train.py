@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from condition.datasets import Dataset
-from condition.frontends.torch.models import input_shape_nchw
+from condition.frontends.torch.models import input_shape_nchw, set_train_mode as _set_train
 
 LR = 1e-3  # the seed notebook's Adam settings
 BATCH_SIZE = 128
@@ -93,13 +93,3 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 500) -> np.ndarray:
 def accuracy(model: nn.Module, data: Dataset) -> float:
     x, y = test_tensors(data)
     return float((predict(model, x) == y.numpy()).mean())
-
-
-def _set_train(model: nn.Module, mode: bool) -> None:
-    """model.train()/eval(); exported GraphModules refuse it and get torchao's graph rewrite."""
-    try:
-        model.train(mode)
-    except NotImplementedError:
-        from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
-
-        (move_exported_model_to_train if mode else move_exported_model_to_eval)(model)

@@ -95,6 +95,29 @@ def test_cpu_ops_are_reported_not_fatal(out, capsys):
     assert record["accuracy"][-1]["kind"] == "int8"  # the CPU op ran in torch around the TOSA graph
 
 
+def test_measure_reads_an_existing_pte(dense, out, tmp_path, capsys):
+    import json
+
+    pte = RunConfig("torch", (Step("post-training-quant"),), out=out, **SMALL).run_dir() / "model.pte"
+    assert main(["measure", str(pte), "--out", str(tmp_path), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["vela"]["accelerator"] == "ethos-u85-128" and record["vela"]["source"] == "pte"
+    assert 0.9 * dense.vela.encoded_weight_bytes <= record["vela"]["encoded_weight_bytes"] <= dense.artifact("pte").bytes
+    assert main(["measure", str(pte), "--target", "ethos-u55-128", "--out", str(tmp_path)]) == 1
+    assert "compiled for ethos-u85-128" in capsys.readouterr().err
+
+
+def test_missing_fvp_is_a_note(out, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("CONDITION_FVP_DIR", str(tmp_path))  # no FVP anywhere, even on a machine that has one
+    monkeypatch.setenv("PATH", str(tmp_path))
+    rc = main(["torch", "post-training-quant", "--model", TINY, "--fvp", "--out", str(out),
+               "--train-limit", "300", "--eval-limit", "30", "--json"])
+    import json
+
+    record = json.loads(capsys.readouterr().out)
+    assert rc == 0 and record["fvp"] is None and any("FVP" in n for n in record["notes"])
+
+
 def test_pt2_model_round_trip(out, tmp_path):
     from torch_test_models import tiny
 

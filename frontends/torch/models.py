@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -83,6 +85,8 @@ def _from_factory(value: str) -> nn.Module:
     module_name, _, attr = value.rpartition(":")
     if not module_name or not attr:
         raise ModelError(value, "expected package.module:factory")
+    if os.getcwd() not in sys.path:  # like `python -m`: the user's package in the current folder
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or whatever the user's module raises at import

@@ -112,8 +112,10 @@ def _log_kib_axis(ax, xs: list[float]) -> None:
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
     ax.set_xscale("log")
-    lo, hi = min(xs) / 1.25, max(xs) * 1.3
-    ticks = [m * 10 ** e for e in range(-1, 7) for m in (1, 2, 5) if lo <= m * 10 ** e <= hi]
+    nice = [m * 10 ** e for e in range(-1, 7) for m in (1, 2, 5)]
+    lo = max([n for n in nice if n <= min(xs) / 1.1] or [min(xs) / 1.25])  # start on a labelled tick
+    hi = max(xs) * 1.3
+    ticks = [n for n in nice if lo <= n <= hi]
     ax.set_xlim(lo, hi)
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")

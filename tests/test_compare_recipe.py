@@ -146,3 +146,9 @@ def test_cli_options_override_the_recipe(tmp_path):
     assert [t.npu for t in recipe.targets] == ["ethos-u85-256"]
     assert recipe.epochs == 2  # not typed: the recipe's value stays
     assert isinstance(ctx, click.Context)
+
+
+def test_shipped_default_recipe_is_the_built_in_matrix(tmp_path):
+    shipped = expand(load_recipe(Path(__file__).parent.parent / "recipes" / "default.toml"), tmp_path)
+    built_in = expand(default_recipe(), tmp_path)
+    assert [(c.label, c.config.hash) for c in shipped] == [(c.label, c.config.hash) for c in built_in]

@@ -35,6 +35,8 @@ run "ethos-u85-128 16 clusters"              cluster --clusters 16
 run "ethos-u85-128 2:4"                      prune --structure 2:4 --sparsity 0.5
 # The seed notebook's SEED = 123: the same dense run with the notebook's seed, for the seed-to-seed spread.
 run "ethos-u85-128 dense int8 (PTQ), seed 123" post-training-quant --seed 123
+run "ethos-u85-128 95 % + 16 clusters"       prune --sparsity 0.95 --then cluster --clusters 16
+run "ethos-u85-128 QAT"                      qat
 fi
 
 .venv/bin/python - "$OUT" "$LIST" "$RESULTS" <<'PY'

@@ -12,7 +12,7 @@ from condition.compare.plots import Figure, figures
 from condition.compare.records import Comparison, load_comparison
 from condition.compare.report_html import render_html
 from condition.compare.report_md import render_md
-from condition.compare.table import Section, build_sections
+from condition.compare.table import build_sections
 
 PLOT_DIR = "plots"
 
@@ -53,8 +53,3 @@ def _write(path: Path, text: str) -> Path:
     tmp.write_text(text)
     tmp.replace(path)
     return path
-
-
-def main_sections(out: str | Path) -> list[Section]:
-    """The sections of a saved comparison (for callers that print a summary)."""
-    return build_sections(load_comparison(out))

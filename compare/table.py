@@ -5,7 +5,6 @@ chain) with each framework's figures side by side, ratios to each framework's in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from condition.backend.metrics import MetricsRecord
 from condition.compare.records import Comparison, Entry

@@ -59,16 +59,17 @@ def ms(x: float | None) -> str:
 
 # ---- panels ----------------------------------------------------------------------------------
 
-def _status_value(side: Side) -> Value | None:
+def _status_value(side: Side, strong: bool = False) -> Value | None:
+    """A side without figures; `strong` marks the one cell per panel that draws the eye."""
     if side.status == "ok":
         return None
     if side.status == "failed":
-        return Value("failed", side.error or "", "failed")
+        return Value("failed", side.error or "", "failed" if strong else "failed-dim")
     return Value(side.status if side.status != "absent" else "–", "", "muted")
 
 
-def _side(side: Side, text: str, note: str = "") -> Value:
-    return _status_value(side) or Value(text, note, "muted" if text == "–" else "")
+def _side(side: Side, text: str, note: str = "", strong: bool = False) -> Value:
+    return _status_value(side, strong) or Value(text, note, "muted" if text == "–" else "")
 
 
 def _vs_torch(r: float | None, smaller_is_better: bool = True) -> Value:
@@ -106,18 +107,31 @@ def _label(row: Row) -> Value:
 
 def _accuracy(side: Side) -> Value:
     if side.accuracy is None:
-        return _side(side, "–")
+        return _side(side, "–", strong=True)
     note = f"{side.accuracy_kind}: {side.evaluator}, {side.images:,} images" if side.images else side.evaluator
-    return _side(side, pct(side.accuracy), note)
+    return _side(side, pct(side.accuracy), note, strong=True)
 
 
 def panels(section: Section) -> list[Panel]:
+    """The main table's panels; none when no cell of the section has figures (see `empty_notice`)."""
+    if empty_notice(section):
+        return []
     fws = list(section.frontends)
     both = {"tf", "torch"} <= set(fws)
     out = [_size_panel(section, fws, both), _npu_panel(section, fws, both)]
     if any(r.is_baseline for r in section.rows):
         out.append(_baseline_panel(section, fws))
     return out
+
+
+def empty_notice(section: Section) -> str:
+    """One sentence instead of tables full of "failed" when nothing in a section produced figures."""
+    statuses = {side.status for row in section.rows if not row.is_float for side in row.sides.values()} - {"absent"}
+    if "ok" in statuses:
+        return ""
+    if statuses == {"not run"}:
+        return "No cell of this section has run yet."
+    return "Every cell of this section failed (errors under Failed cells); there are no figures to compare."
 
 
 def _pair(label: str, fws: list[str], both: bool, compare: str | None) -> tuple[list[tuple[str, int]], list[str]]:
@@ -188,7 +202,7 @@ def _npu_panel(section: Section, fws: list[str], both: bool) -> Panel:
             span = len(columns) - 1
             rows.append(cells + [Value("no NPU figures: Vela compiles int8 models only", "", "muted span")] + [Value("", "", "skip")] * (span - 1))
             continue
-        cells += [_side(s[f], num(s[f].npu_cycles)) for f in fws] + ([_vs_torch(row.tf_over_torch.get("npu_cycles"))] if both else [])
+        cells += [_side(s[f], num(s[f].npu_cycles), strong=True) for f in fws] + ([_vs_torch(row.tf_over_torch.get("npu_cycles"))] if both else [])
         cells += [_side(s[f], num(s[f].total_cycles)) for f in fws] + ([_vs_torch(row.tf_over_torch.get("total_cycles"))] if both else [])
         cells += [_side(s[f], ms(s[f].inference_ms)) for f in fws]
         cells += [_side(s[f], kib(s[f].dram_bytes)) for f in fws]
@@ -224,7 +238,7 @@ def _baseline_panel(section: Section, fws: list[str]) -> Panel:
         for f in fws:
             vs = row.vs_baseline.get(f, {})
             for key, _ in metrics:
-                status = _status_value(row.sides[f])
+                status = _status_value(row.sides[f], strong=key == "accuracy")
                 if status is not None:
                     cells.append(status)
                 elif key == "accuracy":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 
-from condition.compare.layout import Panel, Value, cell_rows, header_items, panels
+from condition.compare.layout import Panel, Value, cell_rows, empty_notice, header_items, panels
 from condition.compare.plots import Figure
 from condition.compare.records import Comparison
 from condition.compare.report_md import READING
@@ -48,7 +48,8 @@ tbody tr { background:#fff; } tbody tr:nth-child(even) { background:#fafafa; }
 tbody tr:hover { background:#f3f4f6; }
 td.group-start, th.group-start { border-left:1px solid var(--line); }
 td.muted { color:#9ca3af; } td.span { text-align:center; font-style:italic; }
-td.failed { color:#b91c1c; font-weight:600; }
+td.failed { color:#b91c1c; font-weight:600; } td.failed-dim { color:#e3a3a3; }
+td.text, th.text { text-align:left; white-space:normal; } .notice p { margin:0; color:#991b1b; }
 td.worse-tf { background:#ffedd5; color:#9a3412; } td.worse-torch { background:#e0e7ff; color:#3730a3; }
 td.better { background:#dcfce7; color:#166534; } td.worse { background:#fee2e2; color:#991b1b; }
 td.float { color:#6b7280; font-style:italic; } td.baseline { font-weight:600; }
@@ -131,6 +132,10 @@ def figure_html(fig: Figure) -> str:
 
 def section_html(section: Section, figures: list[Figure]) -> str:
     parts = [f"<h2>{_e(section.model)} on {_e(section.dataset)} <small>{_e(section.title)}</small></h2>"]
+    notice = empty_notice(section)
+    if notice:
+        parts.append(f'<section class="card notice"><p>{_e(notice)}</p></section>')
+        return "\n".join(parts)
     parts += [panel_html(p) for p in panels(section)]
     parts.append(LEGEND)
     if figures:
@@ -144,17 +149,17 @@ def render_html(comparison: Comparison, sections: list[Section], figures: dict[i
     rows = cell_rows(comparison)
     failed = [r for r in rows if r[2] == "failed"]
     if failed:
-        items = "".join(f"<tr><td>{_e(r[0])}</td><td>{_e(r[1])}</td><td class='failed' style='white-space:normal;text-align:left'>{_e(r[5])}</td>"
-                        f"<td><code>{_e(r[4])}</code></td></tr>" for r in failed)
+        items = "".join(f"<tr><td>{_e(r[0])}</td><td class='text'>{_e(r[1])}</td><td class='failed text'>{_e(r[5])}</td>"
+                        f"<td class='text'><code>{_e(r[4])}</code></td></tr>" for r in failed)
         body.append('<section class="card"><h3>Failed cells</h3><p class="caption">Recorded with their error; '
                     'the other cells ran. Re-running <code>condition compare</code> retries them.</p><div class="scroll"><table>'
-                    '<thead><tr><th>frontend</th><th style="text-align:left">technique</th><th style="text-align:left">error</th>'
-                    f'<th style="text-align:left">run folder</th></tr></thead><tbody>{items}</tbody></table></div></section>')
-    cells = "".join(f"<tr><td>{_e(r[0])}</td><td style='text-align:left'>{_e(r[1])}</td><td class='{'failed' if r[2] == 'failed' else ''}'>{_e(r[2])}</td>"
-                    f"<td>{_e(r[3])}</td><td style='text-align:left'><code>{_e(r[4])}</code></td></tr>" for r in rows)
+                    '<thead><tr><th>frontend</th><th class="text">technique</th><th class="text">error</th>'
+                    f'<th class="text">run folder</th></tr></thead><tbody>{items}</tbody></table></div></section>')
+    cells = "".join(f"<tr><td>{_e(r[0])}</td><td class='text'>{_e(r[1])}</td><td class='{'failed' if r[2] == 'failed' else ''}'>{_e(r[2])}</td>"
+                    f"<td>{_e(r[3])}</td><td class='text'><code>{_e(r[4])}</code></td></tr>" for r in rows)
     body.append(f'<details><summary>All {len(rows)} cells (status, wall time, run folder)</summary><div class="card scroll"><table>'
-                '<thead><tr><th>frontend</th><th style="text-align:left">technique</th><th>status</th><th>seconds</th>'
-                f'<th style="text-align:left">run folder</th></tr></thead><tbody>{cells}</tbody></table></div></details>')
+                '<thead><tr><th>frontend</th><th class="text">technique</th><th>status</th><th>seconds</th>'
+                f'<th class="text">run folder</th></tr></thead><tbody>{cells}</tbody></table></div></details>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>condition compare — TensorFlow and PyTorch on Ethos-U</title><style>{CSS}</style></head>

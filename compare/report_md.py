@@ -1,7 +1,7 @@
 """report.md: the comparison as GitHub-flavoured Markdown (figures linked as SVG files)."""
 from __future__ import annotations
 
-from condition.compare.layout import Panel, cell_rows, header_items, panels
+from condition.compare.layout import Panel, cell_rows, empty_notice, header_items, panels
 from condition.compare.plots import Figure
 from condition.compare.records import Comparison
 from condition.compare.table import Section
@@ -44,6 +44,8 @@ def panel_md(panel: Panel) -> str:
 
 def section_md(section: Section, figures: list[Figure], plot_dir: str) -> str:
     parts = [f"### {section.title}", ""]
+    if empty_notice(section):
+        parts += [f"*{empty_notice(section)}*", ""]
     parts += [panel_md(p) + "\n" for p in panels(section)]
     for fig in figures:
         parts += [f"#### {fig.title}", "", f"![{fig.title}]({plot_dir}/{fig.name}.svg)", "", fig.caption, ""]

@@ -79,6 +79,9 @@ def test_failed_cells_show_as_failed_with_their_error(out):
     bad = next(s for s in build_sections(load_comparison(out)) if s.dataset != "fashion-mnist")
     assert {r.sides[f].status for r in bad.rows[1:] for f in ("tf", "torch")} == {"failed"}
     assert all("no-such-data.npz" in (r.sides["tf"].error or "") for r in bad.rows[1:])
+    md = write_report(out).markdown.read_text()
+    assert "*Every cell of this section failed" in md  # one sentence, not tables full of "failed"
+    assert md.count("#### Accuracy, sparsity and size") == 1
 
 
 def test_every_report_file_is_written_and_agrees(out):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -20,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "fvp": "condition.commands.fvp:fvp",
     "doctor": "condition.commands.doctor:doctor",
 }
+NOISY_LOGGERS = ("torchao", "torch", "executorch", "tensorflow", "absl", "h5py")
 SHORT_HELP: dict[str, str] = {
     "tf": "Condition a Keras model with tfmot → int8 .tflite → Vela.",
     "torch": "Condition a PyTorch model (PT2E, pruning, clustering) → ExecuTorch .pte.",
@@ -71,6 +73,11 @@ def cli(verbose: int) -> None:
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    if verbose < 2:  # the frameworks warn about optional kernels (triton, cutlass) that do not matter here
+        for noisy in NOISY_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        os.environ.setdefault("TORCH_LOGS", "-torch")  # torch sets its own logger levels on import
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None) -> int:

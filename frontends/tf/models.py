@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from condition.errors import ModelError
+from condition.init import initial_weights
 from condition.frontends.tf import keras_modules
 from condition.models import BUILTIN_MODELS, ModelSpec
 
@@ -28,7 +29,11 @@ def build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int, see
         ]
     else:
         raise ModelError(name, "not a built-in model (choose " + ", ".join(BUILTIN_MODELS) + ", or give a Keras file)")
-    return keras.Sequential([L.InputLayer(input_shape), *layers], name=name)
+    model = keras.Sequential([L.InputLayer(input_shape), *layers], name=name)
+    weighted = [layer for layer in model.layers if isinstance(layer, (L.Dense, L.Conv2D))]
+    for layer, init in zip(weighted, initial_weights(name, input_shape, num_classes, seed), strict=True):
+        layer.set_weights([init.kernel, init.bias])  # the same start as the torch side (condition/init.py)
+    return model
 
 
 def load_file(path: str | Path) -> Any:

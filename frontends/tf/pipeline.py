@@ -16,6 +16,7 @@ from condition.backend.metrics import AccuracyResult, MetricsRecord, WeightStats
 from condition.backend.vela import compile_tflite
 from condition.datasets import Dataset, load_dataset
 from condition.errors import ConditionError, StepError
+from condition.init import INIT_SCHEME
 from condition.models import parse_model_spec
 from condition.recorder import RunRecorder
 from condition.run import Progress, RunConfig, no_progress
@@ -41,7 +42,7 @@ def _float_model(config: RunConfig, ds: Dataset, progress: Progress) -> tuple[An
     models.check_compatible(model, ds.input_shape, ds.num_classes, config.model)
     data = _train_data(ds, tuple(model.input_shape[1:]), config.seed, progress)
     identity = {
-        "model": train.model_file_identity(spec.value) if spec.kind == "file" else spec.value,
+        "model": train.model_file_identity(spec.value) if spec.kind == "file" else f"{spec.value}@{INIT_SCHEME}",
         "dataset": config.dataset if config.dataset == "fashion-mnist" else train.model_file_identity(config.dataset),
         "epochs": config.epochs, "seed": config.seed, "train_limit": config.train_limit,
     }

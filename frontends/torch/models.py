@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from condition.errors import ArtifactError, ModelError
+from condition.init import INIT_SCHEME, initial_weights
 from condition.models import ModelSpec
 
 
@@ -63,15 +64,27 @@ def input_shape_nchw(dataset_shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (c, h, w)
 
 
+def _shared_init(model: nn.Module, name: str, dataset_shape: tuple[int, ...], classes: int, seed: int) -> nn.Module:
+    """Load the initial weights both frontends share (condition/init.py), in torch's layouts."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.no_grad():
+        for layer, init in zip(layers, initial_weights(name, dataset_shape, classes, seed), strict=True):
+            kernel = torch.from_numpy(init.kernel)
+            # Keras (in, out) → torch (out, in); Keras (kh, kw, cin, cout) → torch (cout, cin, kh, kw)
+            layer.weight.copy_(kernel.T if init.kind == "dense" else kernel.permute(3, 2, 0, 1))
+            layer.bias.copy_(torch.from_numpy(init.bias))
+    return model
+
+
 def build_model(spec: ModelSpec, dataset_shape: tuple[int, ...], classes: int, seed: int) -> nn.Module:
     """A fresh (untrained unless the user's) model for this data set's image shape."""
     c, h, w = input_shape_nchw(dataset_shape)
     torch.manual_seed(seed)
     if spec.kind == "builtin":
         if spec.value == "mlp":
-            return SimpleNN(c * h * w, classes)
+            return _shared_init(SimpleNN(c * h * w, classes), "mlp", dataset_shape, classes, seed)
         if spec.value == "cnn":
-            return SmallCNN(c, h, w, classes)
+            return _shared_init(SmallCNN(c, h, w, classes), "cnn", dataset_shape, classes, seed)
         raise ModelError(spec.value, "unknown built-in model (choose mlp or cnn)")
     if spec.kind == "factory":
         model = _from_factory(spec.value)
@@ -158,4 +171,6 @@ def model_fingerprint(spec: ModelSpec) -> str:
     """What identifies a model's starting point for the float cache (file content for .pt2)."""
     if spec.kind == "file" and Path(spec.value).is_file():
         return "pt2:" + hashlib.sha256(Path(spec.value).read_bytes()).hexdigest()[:16]
+    if spec.kind == "builtin":
+        return f"builtin:{spec.value}@{INIT_SCHEME}"
     return f"{spec.kind}:{spec.value}"

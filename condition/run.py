@@ -13,6 +13,8 @@ from typing import Any, Callable
 from condition.backend.metrics import config_hash
 from condition.backend.target import Target
 from condition.errors import ConfigError
+from condition.init import INIT_SCHEME
+from condition.models import BUILTIN_MODELS
 
 FRONTENDS = ("tf", "torch")
 TECHNIQUES = ("post-training-quant", "qat", "prune", "cluster")
@@ -79,6 +81,7 @@ class RunConfig:
             "train_limit": self.train_limit,
             "eval_limit": self.eval_limit,
             "run_fvp": self.run_fvp,
+            "init": INIT_SCHEME if self.model in BUILTIN_MODELS else None,  # built-ins' starting weights
         }
 
     @property

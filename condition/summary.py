@@ -31,7 +31,12 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
     for art in record.artifacts:
         rows.append((f"{art.kind} size", _bytes(art.bytes), "measured (file size)"))
     v = record.vela
-    if v is not None:
+    if v is not None and v.source == "pte":  # read from a compiled .pte: no compiler model to quote
+        rows += [
+            ("NPU-encoded weights", _bytes(v.encoded_weight_bytes), "read from the .pte's Vela weight block"),
+            ("Ethos-U delegates / CPU ops", f"{v.ops_on_npu} / {v.ops_on_cpu}" + (f" ({', '.join(v.cpu_ops)})" if v.cpu_ops else ""), "read from the .pte"),
+        ]
+    elif v is not None:
         rows += [
             ("original weights", _bytes(v.original_weight_bytes), "Vela estimate"),
             ("NPU-encoded weights", _bytes(v.encoded_weight_bytes), "Vela estimate"),
@@ -60,7 +65,7 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
 def format_summary(record: MetricsRecord, run_dir: Path | None = None) -> str:
     t = record.target
     what = "existing artifact" if record.frontend == "measure" else record.technique_label
-    head = f"{record.frontend} {what} · {record.model} · {record.dataset} · {t.get('accelerator')} {t.get('system_config')} {t.get('memory_mode')}"
+    head = f"{record.frontend} {what} · {record.model} · {record.dataset or "no data set"} · {t.get('accelerator')} {t.get('system_config')} {t.get('memory_mode')}"
     if record.status != "ok":
         return f"{head}\nFAILED: {record.error}"
     rows = summary_rows(record)

@@ -65,7 +65,7 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
 def format_summary(record: MetricsRecord, run_dir: Path | None = None) -> str:
     t = record.target
     what = "existing artifact" if record.frontend == "measure" else record.technique_label
-    head = f"{record.frontend} {what} · {record.model} · {record.dataset or "no data set"} · {t.get('accelerator')} {t.get('system_config')} {t.get('memory_mode')}"
+    head = f"{record.frontend} {what} · {record.model} · {record.dataset or 'no data set'} · {t.get('accelerator')} {t.get('system_config')} {t.get('memory_mode')}"
     if record.status != "ok":
         return f"{head}\nFAILED: {record.error}"
     rows = summary_rows(record)

@@ -5,7 +5,6 @@ the Ethos-U backend and dumps the same CSVs) uses them unchanged.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import os
@@ -14,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from condition.backend.output_log import captured_output
 from condition.backend.target import Target, VelaOptions, vela_argv
 from condition.errors import ArtifactError, StepError
 
@@ -179,28 +179,6 @@ def tflite_operators(path: str | Path) -> list[str]:
         raise ArtifactError(str(path), f"not a readable TFLite flatbuffer ({type(exc).__name__})") from None
 
 
-@contextlib.contextmanager
-def _capture_fds(log_path: Path):
-    """Vela (and its C++ regor core for U85) print to the process fds; keep that text in a log file."""
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "wb") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
 def compile_tflite(
     tflite: str | Path, target: Target, out_dir: str | Path, options: VelaOptions = VelaOptions()
 ) -> VelaCompileResult:
@@ -217,7 +195,7 @@ def compile_tflite(
         log.info("vela %s", " ".join(argv))
         start = time.perf_counter()
         try:
-            with _capture_fds(log_path):
+            with captured_output(log_path, append=False):
                 rc = vela_main.main(argv)
         except SystemExit as exc:  # argparse errors
             rc = exc.code if isinstance(exc.code, int) else 2

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from condition.backend.metrics import Artifact, MetricsRecord, tool_versions
+from condition.backend.metrics import Artifact, FvpMeasurement, MetricsRecord, tool_versions
 from condition.run import Progress, RunConfig, no_progress
 
 
@@ -67,6 +67,16 @@ class RunRecorder:
         path = Path(path)
         return Artifact(kind=kind, path=str(path.relative_to(self.work_dir)) if path.is_relative_to(self.work_dir) else str(path),
                         bytes=path.stat().st_size)
+
+    def run_fvp(self, artifact: Path) -> FvpMeasurement | None:
+        """Measure the compiled artifact on a bring-your-own FVP; a missing FVP is a note, not a failure."""
+        from condition.backend.fvp import run_artifact_on_fvp
+
+        with self.step("fvp"):
+            measurement, note = run_artifact_on_fvp(artifact, self.config.target, self.config.fvp, self.path("fvp"))
+        if note:
+            self.note(note)
+        return measurement
 
     def note(self, text: str) -> None:
         self.notes.append(text)

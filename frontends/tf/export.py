@@ -5,36 +5,15 @@ already carries its ranges, and the same converter call turns its fake-quant nod
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from condition.backend.output_log import captured_output
 from condition.errors import StepError
 from condition.frontends.tf import keras_modules
-
-
-@contextlib.contextmanager
-def _quiet_fds(log_path: Path) -> Iterator[None]:
-    """The TFLite converter prints from C++ straight to fd 1/2; keep that in a log file instead."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 def to_int8_tflite(model: Any, calibration: np.ndarray, path: str | Path) -> Path:
@@ -57,7 +36,7 @@ def to_int8_tflite(model: Any, calibration: np.ndarray, path: str | Path) -> Pat
     converter.inference_output_type = tf.int8
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with _quiet_fds(path.with_suffix(".convert.log")):
+        with captured_output(path.with_suffix(".convert.log")):
             flatbuffer = converter.convert()
         tmp.write_bytes(flatbuffer)
         os.replace(tmp, path)

@@ -6,7 +6,6 @@ float model (trained once, cached) → each technique of the chain on a fresh cl
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -78,20 +77,6 @@ def _export(model: Any, data: Any, calibration: int, path: Path) -> Path:
     return to_int8_tflite(model, data.calibration(calibration), path)
 
 
-def _fvp(rec: RunRecorder, config: RunConfig, artifact: Path):
-    """Run on an FVP when asked; a missing FVP (or FVP support) is a note, not a failure."""
-    try:
-        from condition.backend.fvp import run_artifact_on_fvp
-    except ImportError:
-        rec.note("FVP run requested but this installation has no FVP support (condition.backend.fvp)")
-        return None
-    with rec.step("fvp"):
-        measurement, note = run_artifact_on_fvp(artifact, config.target, config.fvp, rec.path("fvp"))
-    if note:
-        rec.note(note)
-    return measurement
-
-
 def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
     """Condition, export, compile and measure one configuration; returns the written record."""
     import condition.frontends.tf  # noqa: F401  sets TF_USE_LEGACY_KERAS before tensorflow loads
@@ -134,7 +119,7 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
         with rec.step("evaluate int8"):
             acc = int8_accuracy(tflite, data.x_test, data.y_test)
         accuracy.append(AccuracyResult("int8", acc.value, INT8_EVALUATOR, acc.images))
-        fvp = _fvp(rec, config, compiled.vela_tflite) if config.run_fvp else None
+        fvp = rec.run_fvp(compiled.vela_tflite) if config.run_fvp else None
         return rec.finish(
             accuracy=accuracy,
             weights=weights,

@@ -95,7 +95,7 @@ def _interpret(graph_module: torch.fx.GraphModule, delegate: Callable, x: torch.
 def int8_predictions(lowered: LoweredProgram, x: torch.Tensor, progress: Callable[[float], None] | None = None,
                      workers: int | None = None) -> np.ndarray:
     """Class index per image from the delegated graph run on the TOSA reference model."""
-    from condition.frontends.torch.export import captured_output
+    from condition.backend.output_log import captured_output
     from condition.frontends.torch.tosa_worker import silence
 
     graph_module = lowered.eval_program.module()

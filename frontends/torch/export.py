@@ -7,11 +7,8 @@ batch-1 input the NPU program is compiled for (the seed notebook's flow).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from condition.backend.output_log import captured_output
 from condition.backend.target import Target
 from condition.errors import ModelError, StepError
 from condition.frontends.torch.compile_spec import compile_spec_for
@@ -58,28 +56,6 @@ def quantizer_for(target: Target, per_channel: bool = True, qat: bool = False):
     quantizer = EthosUQuantizer(compile_spec_for(target))
     quantizer.set_global(get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat))
     return quantizer
-
-
-@contextlib.contextmanager
-def captured_output(log_path: Path):
-    """Vela and the TOSA tools print from C++ (process fds) and Python (sys.stdout, which may
-    not be fd 1, e.g. under pytest or an embedding caller); keep both in a log file."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as f, open(log_path, "a", buffering=1) as text:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 @dataclass(frozen=True)

@@ -69,19 +69,5 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             rec.note(f"{len(placement.cpu_ops)} ops left on the CPU by the partitioner: {', '.join(sorted(set(placement.cpu_ops)))}")
 
         artifacts = [rec.artifact("pte", lowered.pte)] + [rec.artifact("tosa", p) for p in lowered.tosa_files]
-        fvp = _run_fvp(config, rec, lowered.pte) if config.run_fvp else None
+        fvp = rec.run_fvp(lowered.pte) if config.run_fvp else None
         return rec.finish(accuracy=results, weights=int8_weight_stats(model), vela=vela, artifacts=artifacts, fvp=fvp)
-
-
-def _run_fvp(config: RunConfig, rec: RunRecorder, pte: Path):
-    """The FVP is bring-your-own: missing support or binary becomes a note, not a failure."""
-    try:
-        from condition.backend.fvp import run_artifact_on_fvp
-    except ImportError:
-        rec.note("FVP run requested but condition.backend.fvp is not available in this install")
-        return None
-    with rec.step("fvp"):
-        measurement, note = run_artifact_on_fvp(pte, config.target, config.fvp, rec.path("fvp"))
-    if note:
-        rec.note(note)
-    return measurement

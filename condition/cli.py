@@ -77,7 +77,7 @@ def cli(verbose: int) -> None:
         for noisy in NOISY_LOGGERS:
             logging.getLogger(noisy).setLevel(logging.ERROR)
         os.environ.setdefault("TORCH_LOGS", "-torch")  # torch sets its own logger levels on import
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # incl. "failed call to cuInit" on CPU-only machines
 
 
 def main(argv: list[str] | None = None) -> int:

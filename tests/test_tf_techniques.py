@@ -114,8 +114,11 @@ def test_prune_two_four_and_further_inside_the_pattern(runs) -> None:
 
 def test_cluster_limits_distinct_values(runs) -> None:
     dense, _ = runs(("post-training-quant", {}))
-    rec, _ = runs(("cluster", {"clusters": 8}))
+    rec, folder = runs(("cluster", {"clusters": 8}))
     assert rec.weights.max_unique_values <= 8
+    # Per-tensor scales: the 8 shared values stay 8 int8 codes in the whole tensor, not per channel.
+    for w in _weight_arrays(folder / "model_int8.tflite"):
+        assert len(np.unique(w)) <= 8
     assert rec.vela.encoded_weight_bytes < dense.vela.encoded_weight_bytes
     assert _acc(rec, "int8") > 0.5
 

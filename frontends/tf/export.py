@@ -16,8 +16,12 @@ from condition.errors import StepError
 from condition.frontends.tf import keras_modules
 
 
-def to_int8_tflite(model: Any, calibration: np.ndarray, path: str | Path) -> Path:
+def to_int8_tflite(model: Any, calibration: np.ndarray, path: str | Path, per_channel: bool = True) -> Path:
     """Convert `model` to a full-int8 .tflite at `path` (written atomically); StepError on failure.
+
+    `per_channel=False` gives each weight tensor one scale: after clustering that keeps a layer's
+    k shared float values k int8 codes (per-channel scales spread them over many codes and undo
+    the sharing Vela compresses); the torch frontend makes the same choice.
 
         to_int8_tflite(model, data.calibration(200), run_dir / "model_int8.tflite")
     """
@@ -34,6 +38,8 @@ def to_int8_tflite(model: Any, calibration: np.ndarray, path: str | Path) -> Pat
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    if not per_channel:
+        converter._experimental_disable_per_channel = True  # TFLite's switch for per-tensor weight scales
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with captured_output(path.with_suffix(".convert.log")):

@@ -71,10 +71,10 @@ def _apply(technique: str, options: dict[str, Any], model: Any, data: Any, done:
         raise StepError(technique, where, f"{type(exc).__name__}: {first}") from None
 
 
-def _export(model: Any, data: Any, calibration: int, path: Path) -> Path:
+def _export(model: Any, data: Any, calibration: int, path: Path, per_channel: bool = True) -> Path:
     from condition.frontends.tf.export import to_int8_tflite
 
-    return to_int8_tflite(model, data.calibration(calibration), path)
+    return to_int8_tflite(model, data.calibration(calibration), path, per_channel=per_channel)
 
 
 def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
@@ -108,8 +108,12 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
                     stats = weight_stats(path)
                 stages.append(WeightStats(layers=stats.layers, stage=step.technique))
 
+        # Clustered weights converted without QAT get per-tensor scales (see to_int8_tflite), as on torch.
+        per_channel = not ("cluster" in done and "qat" not in done)
+        if not per_channel:
+            rec.note("clustered weights quantized per tensor so each layer keeps its shared values as int8 codes")
         with rec.step("export int8"):
-            tflite = _export(model, data, calibration, rec.path("model_int8.tflite"))
+            tflite = _export(model, data, calibration, rec.path("model_int8.tflite"), per_channel=per_channel)
             weights = weight_stats(tflite)
         with rec.step("vela"):
             compiled = compile_tflite(tflite, config.target, rec.path("vela"))

@@ -18,8 +18,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from condition.backend.metrics import MetricsRecord, tool_versions
+from condition.backend.metrics import MetricsRecord
 from condition.errors import ConditionError
+from condition.recorder import record_for, replace_folder
 from condition.run import RunConfig
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
@@ -108,21 +109,7 @@ def one_line(text: str, limit: int = 400) -> str:
 
 def write_failed_record(config: RunConfig, error: str, details: str = "", seconds: float = 0.0) -> MetricsRecord:
     """Replace the cell's folder with one holding a failed record (and the traceback, if any)."""
-    record = MetricsRecord(
-        frontend=config.frontend,
-        techniques=config.techniques,
-        options={s.technique: dict(s.options) for s in config.chain},
-        model=config.model,
-        dataset=config.dataset,
-        target=config.target.as_dict(),
-        seed=config.seed,
-        epochs=config.epochs,
-        status="failed",
-        error=one_line(error),
-        step_seconds={"total": round(seconds, 3)},
-        versions=tool_versions(),
-        config_hash=config.hash,
-    )
+    record = record_for(config, status="failed", error=one_line(error), step_seconds={"total": round(seconds, 3)})
     run_dir = config.run_dir()
     tmp = run_dir.parent / f".{run_dir.name}.failed-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -130,9 +117,5 @@ def write_failed_record(config: RunConfig, error: str, details: str = "", second
     record.write(tmp)
     if details:
         (tmp / "error.log").write_text(details)
-    if run_dir.exists():
-        old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}"
-        os.replace(run_dir, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, run_dir)
+    replace_folder(tmp, run_dir)
     return record

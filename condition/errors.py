@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 class ConditionError(Exception):
@@ -64,10 +63,6 @@ class StepError(ConditionError):
 
     def __str__(self) -> str:
         return f"{self.step} failed on {self.path}: {self.problem}"
-
-
-def display_path(path: str | Path) -> str:
-    return str(path)
 
 
 @dataclass

@@ -83,29 +83,36 @@ class RunRecorder:
 
     def finish(self, **fields: Any) -> MetricsRecord:
         """Build the record, write it, and move the finished folder into place atomically."""
-        c = self.config
         self.step_seconds["total"] = round(time.perf_counter() - self._start, 3)
-        record = MetricsRecord(
-            frontend=c.frontend,
-            techniques=c.techniques,
-            options={s.technique: dict(s.options) for s in c.chain},
-            model=c.model,
-            dataset=c.dataset,
-            target=c.target.as_dict(),
-            seed=c.seed,
-            epochs=c.epochs,
-            step_seconds=dict(self.step_seconds),
-            versions=tool_versions(),
-            notes=list(self.notes),
-            config_hash=c.hash,
-            **fields,
-        )
+        record = record_for(self.config, step_seconds=dict(self.step_seconds), notes=list(self.notes), **fields)
         record.write(self.work_dir)
-        if self.run_dir.exists():
-            old = self.run_dir.parent / f".{self.run_dir.name}.old-{os.getpid()}"
-            os.replace(self.run_dir, old)
-            os.replace(self.work_dir, self.run_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.work_dir, self.run_dir)
+        replace_folder(self.work_dir, self.run_dir)
         return record
+
+
+def record_for(config: RunConfig, **fields: Any) -> MetricsRecord:
+    """A metrics record with the fields every run of `config` shares (ok or failed)."""
+    return MetricsRecord(
+        frontend=config.frontend,
+        techniques=config.techniques,
+        options={s.technique: dict(s.options) for s in config.chain},
+        model=config.model,
+        dataset=config.dataset,
+        target=config.target.as_dict(),
+        seed=config.seed,
+        epochs=config.epochs,
+        versions=tool_versions(),
+        config_hash=config.hash,
+        **fields,
+    )
+
+
+def replace_folder(finished: Path, dest: Path) -> None:
+    """Put a finished folder at `dest`, replacing an older run whole (never a mix of both)."""
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        os.replace(dest, old)
+        os.replace(finished, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(finished, dest)

@@ -3,7 +3,6 @@ them into a RunConfig, runs it with a progress bar and prints the summary."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -129,6 +128,19 @@ def build_run_config(frontend: str, technique: str, opts: dict[str, Any]):
         fvp=None if opts.get("fvp") in (None, "auto") else opts["fvp"],
         run_fvp=opts.get("fvp") is not None,
     )
+
+
+def technique_command(frontend: str, technique: str, help: str, epilog: str, short_help: str | None = None) -> click.Command:
+    """`condition <frontend> <technique>` with every shared option; the same wiring for tf and torch."""
+
+    @click.command(name=technique, help=help, epilog=epilog, short_help=short_help)
+    @target_options
+    @run_options
+    @technique_options
+    def command(as_json: bool, **opts: Any) -> None:
+        execute(build_run_config(frontend, technique, opts), as_json)
+
+    return command
 
 
 def execute(config, as_json: bool) -> None:

@@ -2,11 +2,9 @@
 Only parses options and calls the library; tensorflow is imported when a run starts."""
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from condition.commands.common import build_run_config, execute, run_options, target_options, technique_options
+from condition.commands.common import technique_command
 
 EPILOG = """\b
 Every run: train (or load) the float model → technique → full-int8 .tflite (int8 in/out,
@@ -69,17 +67,6 @@ HELP = {
 }
 
 
-def _command(technique: str) -> click.Command:
-    @click.command(name=technique, help=HELP[technique], epilog=EPILOG, short_help=HELP[technique].splitlines()[0])
-    @target_options
-    @run_options
-    @technique_options
-    def command(as_json: bool, **opts: Any) -> None:
-        execute(build_run_config("tf", technique, opts), as_json)
-
-    return command
-
-
 @click.group(name="tf")
 def tf() -> None:
     """Condition a Keras model with the TensorFlow Model Optimization Toolkit (tfmot), export a
@@ -87,4 +74,4 @@ def tf() -> None:
 
 
 for _technique in ("post-training-quant", "qat", "prune", "cluster"):
-    tf.add_command(_command(_technique))
+    tf.add_command(technique_command("tf", _technique, HELP[_technique], EPILOG, short_help=HELP[_technique].splitlines()[0]))

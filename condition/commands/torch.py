@@ -2,11 +2,9 @@
 Ethos-U delegate. Only parses options and calls the library (torch is imported when a run starts)."""
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from condition.commands.common import build_run_config, execute, run_options, target_options, technique_options
+from condition.commands.common import technique_command
 
 EPILOG = """\b
 Accuracy is reported three ways, each labelled in the output:
@@ -21,17 +19,6 @@ Ops the partitioner leaves on the CPU are counted and named in the record (not a
 """
 
 
-def _command(technique: str, summary: str) -> click.Command:
-    @click.command(name=technique, help=summary, epilog=EPILOG)
-    @target_options
-    @run_options
-    @technique_options
-    def command(as_json: bool, **opts: Any) -> None:
-        execute(build_run_config("torch", technique, opts), as_json)
-
-    return command
-
-
 @click.group(name="torch")
 def torch_group() -> None:
     """Condition a PyTorch model: torch.export → PT2E int8 (EthosUQuantizer) →
@@ -44,4 +31,4 @@ for _technique, _summary in (
     ("prune", "Global L1 unstructured or 2:4 pruning (--sparsity), retrained (--fine-tune-epochs), then int8 → .pte."),
     ("cluster", "k-means weight sharing per layer (--clusters), fine-tuned with shared values, then int8 → .pte."),
 ):
-    torch_group.add_command(_command(_technique, _summary))
+    torch_group.add_command(technique_command("torch", _technique, _summary, EPILOG))

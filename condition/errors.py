@@ -76,3 +76,9 @@ class RecipeError(ConditionError):
     def __str__(self) -> str:
         where = f"{self.path}: {self.key}" if self.key else self.path
         return f"recipe {where}: {self.problem}"
+
+
+def one_line(error: BaseException | str, limit: int = 200) -> str:
+    """The first line of an error, trimmed: frameworks raise multi-page messages, we print one line."""
+    first = (str(error).strip().splitlines() or [""])[0].strip()
+    return first if len(first) <= limit else first[: limit - 1] + "…"

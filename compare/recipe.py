@@ -27,8 +27,9 @@ from typing import Any
 
 from condition.backend.target import Target
 from condition.errors import ConditionError, RecipeError
-from condition.run import FRONTENDS, Step
-from condition.techniques import CONFIG_TYPES, check_chain, config_options, make_config
+from condition.run import FRONTENDS
+from condition.techniques import (TECHNIQUE_NAMES, ClusterConfig, PostTrainingQuantConfig, PruneConfig, QatConfig, Structure,
+                                  TechniqueConfig, chain_label, check_chain, config_type, make_config)
 
 DEFAULT_SOURCE = "built-in default matrix"
 QUICK_TRAIN_LIMIT = 2000
@@ -41,17 +42,17 @@ TARGET_KEYS = ("accelerator", "system_config", "memory_mode", "vela_config")
 class Chain:
     """One row of the report: a technique chain with full options."""
 
-    steps: tuple[Step, ...]
-    name: str = ""  # optional row label; default is derived from the options (see `chain_label`)
+    steps: tuple[TechniqueConfig, ...]
+    name: str = ""  # optional row label; default is derived from the configs (see `chain_label`)
 
     @property
     def label(self) -> str:
-        return self.name or chain_label([s.technique for s in self.steps], {s.technique: s.options for s in self.steps})
+        return self.name or chain_label(self.steps)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    frontends: tuple[str, ...] = FRONTENDS
+    frontends: tuple[str, ...] = tuple(FRONTENDS)
     models: tuple[str, ...] = ("mlp",)
     datasets: tuple[str, ...] = ("fashion-mnist",)
     targets: tuple[Target, ...] = field(default_factory=lambda: (Target.default_for(),))
@@ -63,46 +64,28 @@ class Recipe:
     source: str = DEFAULT_SOURCE
 
 
-def chain_label(techniques: list[str], options: dict[str, dict[str, Any]]) -> str:
-    """Short human label from a chain's techniques and options, e.g. 'prune 95 % → cluster 16 → qat'.
-
-    Works on a metrics record's fields too, so `condition report` labels rows without the recipe."""
-    if not techniques:
-        return "float"
-    parts = []
-    for t in techniques:
-        o = options.get(t, {})
-        if t == "prune":
-            s = float(o.get("sparsity", 0.95))
-            if o.get("structure") == "2:4":
-                part = "prune 2:4" if s <= 0.5 else f"prune 2:4 {s * 100:g} %"
-            else:
-                part = f"prune {s * 100:g} %"
-            if o.get("schedule") == "polynomial":
-                part += " (poly)"
-        elif t == "cluster":
-            part = f"cluster {o.get('clusters', 16)}"
-        else:
-            part = t
-        parts.append(part)
-    return " → ".join(parts)
+def record_chain_label(techniques: list[str], options: dict[str, dict[str, Any]]) -> str:
+    """The row label of a metrics record's chain (its technique names and options), so
+    `condition report` labels rows without the recipe."""
+    return chain_label([make_config(t, options.get(t, {})) for t in techniques])
 
 
 def make_chain(steps: list[tuple[str, dict[str, Any]]], name: str = "") -> Chain:
     """Steps with every option filled in by the technique's config, exactly as the CLI builds them,
     so a compare cell and the same `condition tf …` run share a configuration hash."""
-    check_chain([t for t, _ in steps])
-    return Chain(tuple(Step(t, config_options(make_config(t, o))) for t, o in steps), name)
+    chain = tuple(make_config(t, o) for t, o in steps)
+    check_chain(chain)
+    return Chain(chain, name)
 
 
 def default_chains() -> tuple[Chain, ...]:
     return (
-        make_chain([("post-training-quant", {})]),
-        make_chain([("qat", {})]),
-        make_chain([("prune", {"sparsity": 0.95})]),
-        make_chain([("prune", {"sparsity": 0.5, "structure": "2:4"})]),
-        make_chain([("cluster", {"clusters": 16})]),
-        make_chain([("prune", {"sparsity": 0.95}), ("cluster", {"clusters": 16, "preserve_sparsity": True}), ("qat", {"preserve": True})]),
+        Chain((PostTrainingQuantConfig(),)),
+        Chain((QatConfig(),)),
+        Chain((PruneConfig(sparsity=0.95),)),
+        Chain((PruneConfig(sparsity=0.5, structure=Structure.TWO_FOUR),)),
+        Chain((ClusterConfig(clusters=16),)),
+        Chain((PruneConfig(sparsity=0.95), ClusterConfig(clusters=16, preserve_sparsity=True), QatConfig(preserve=True))),
     )
 
 
@@ -246,9 +229,9 @@ def _chain(raw: Any, where: str, key: str) -> Chain:
             raise RecipeError(where, skey, "must be a technique name or a table with `technique`")
         options = {k: v for k, v in s.items() if k != "technique"}
         technique = s["technique"]
-        if technique not in CONFIG_TYPES:
-            raise RecipeError(where, f"{skey}.technique", f"unknown technique {technique!r} (choose one of {', '.join(CONFIG_TYPES)})")
-        known = list(CONFIG_TYPES[technique].__dataclass_fields__)
+        if technique not in TECHNIQUE_NAMES:
+            raise RecipeError(where, f"{skey}.technique", f"unknown technique {technique!r} (choose one of {', '.join(TECHNIQUE_NAMES)})")
+        known = list(config_type(technique).__dataclass_fields__)
         for option in options:
             if option not in known:
                 raise RecipeError(where, f"{skey}.{option}", f"not an option of {technique} (known: {', '.join(known)})")

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from condition.backend.metrics import RECORD_NAME, MetricsRecord, write_json_atomic
+from condition.backend.atomic import write_json_atomic
+from condition.backend.metrics import RECORD_NAME, MetricsRecord
+from condition.backend.target import Target
 from condition.compare.matrix import Cell
-from condition.compare.recipe import chain_label
+from condition.compare.recipe import record_chain_label
 from condition.errors import ArtifactError, ConfigError
+from condition.techniques import TECHNIQUE_NAMES
 
 MANIFEST_NAME = "compare.json"
 MANIFEST_VERSION = 1
@@ -34,7 +37,7 @@ class Entry:
     techniques: tuple[str, ...] = ()
     model: str = ""
     dataset: str = ""
-    target: tuple[tuple[str, object], ...] = ()  # Target.as_dict() items, hashable
+    target: Target = Target()
     seed: int = 0
     epochs: int = 0
     train_limit: int | None = None
@@ -97,8 +100,8 @@ def load_comparison(out: str | Path) -> Comparison:
         if any(part.startswith(".") for part in path.relative_to(out).parts):
             continue  # work folders, caches
         record = MetricsRecord.read(path)
-        entries.append(Entry(chain_label(record.techniques, record.options), record.frontend, path.parent, record.config_hash, record,
-                             tuple(record.techniques), record.model, record.dataset, tuple(sorted(record.target.items())), record.seed, record.epochs))
+        entries.append(Entry(record_chain_label(record.techniques, record.options), record.frontend, path.parent, record.config_hash, record,
+                             tuple(record.techniques), record.model, record.dataset, record.target, record.seed, record.epochs))
     entries.sort(key=_scan_order)
     if not entries:
         raise ConfigError("DIR", str(out), f"no {MANIFEST_NAME} and no {RECORD_NAME} records under it",
@@ -106,24 +109,22 @@ def load_comparison(out: str | Path) -> Comparison:
     return Comparison(out, tuple(entries), recipe=f"records found under {out}")
 
 
-SCAN_RANK = {"post-training-quant": 0, "qat": 1, "prune": 2, "cluster": 3}
-
-
 def _scan_order(e: Entry) -> tuple[object, ...]:
     """Without a manifest: the int8 baseline first, single techniques, then longer chains."""
-    return (e.frontend != "tf", e.frontend, len(e.techniques), [SCAN_RANK.get(t, 9) for t in e.techniques], e.label)
+    return (e.frontend != "tf", e.frontend, len(e.techniques), [TECHNIQUE_NAMES.index(t) if t in TECHNIQUE_NAMES else 9 for t in e.techniques], e.label)
 
 
 def _from_manifest(out: Path, manifest: Path) -> Comparison:
     try:
         data: dict[str, Any] = json.loads(manifest.read_text())
         cells = data["cells"]
-    except (ValueError, KeyError, TypeError) as exc:
+        targets = [Target.from_dict(c["target"]) for c in cells]
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise ArtifactError(str(manifest), f"not a compare manifest ({exc})") from None
     entries = []
-    for c in cells:
+    for c, target in zip(cells, targets):
         run_dir = out / c["run_dir"]
         record = MetricsRecord.read(run_dir) if (run_dir / RECORD_NAME).is_file() else None
         entries.append(Entry(c["label"], c["frontend"], run_dir, c["config_hash"], record, tuple(c["techniques"]), c["model"], c["dataset"],
-                             tuple(sorted(c["target"].items())), c["seed"], c["epochs"], c.get("train_limit"), c.get("eval_limit")))
+                             target, c["seed"], c["epochs"], c.get("train_limit"), c.get("eval_limit")))
     return Comparison(out, tuple(entries), recipe=data.get("recipe", ""), created=data.get("created", ""))

@@ -10,14 +10,15 @@ artifact sizes, and the common fields of the metrics record.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from condition.backend.atomic import new_work_folder, publish_folder
 from condition.backend.metrics import Artifact, FvpMeasurement, MetricsRecord, tool_versions
 from condition.run import Progress, RunConfig, no_progress
+from condition.techniques import config_options
 
 
 class RunRecorder:
@@ -25,14 +26,13 @@ class RunRecorder:
         self.config = config
         self.progress = progress
         self.run_dir = config.run_dir()
-        self.work_dir = self.run_dir.parent / f".{self.run_dir.name}.partial-{os.getpid()}"
+        self.work_dir: Path  # the private folder beside run_dir, made on entering the `with`
         self.step_seconds: dict[str, float] = {}
         self.notes: list[str] = []
         self._start = time.perf_counter()
 
     def __enter__(self) -> "RunRecorder":
-        shutil.rmtree(self.work_dir, ignore_errors=True)
-        self.work_dir.mkdir(parents=True)
+        self.work_dir = new_work_folder(self.run_dir)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -86,7 +86,7 @@ class RunRecorder:
         self.step_seconds["total"] = round(time.perf_counter() - self._start, 3)
         record = record_for(self.config, step_seconds=dict(self.step_seconds), notes=list(self.notes), **fields)
         record.write(self.work_dir)
-        replace_folder(self.work_dir, self.run_dir)
+        publish_folder(self.work_dir, self.run_dir)
         return record
 
 
@@ -95,24 +95,13 @@ def record_for(config: RunConfig, **fields: Any) -> MetricsRecord:
     return MetricsRecord(
         frontend=config.frontend,
         techniques=config.techniques,
-        options={s.technique: dict(s.options) for s in config.chain},
+        options={c.name: config_options(c) for c in config.chain},
         model=config.model,
         dataset=config.dataset,
-        target=config.target.as_dict(),
+        target=config.target,
         seed=config.seed,
         epochs=config.epochs,
         versions=tool_versions(),
         config_hash=config.hash,
         **fields,
     )
-
-
-def replace_folder(finished: Path, dest: Path) -> None:
-    """Put a finished folder at `dest`, replacing an older run whole (never a mix of both)."""
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-        os.replace(dest, old)
-        os.replace(finished, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(finished, dest)

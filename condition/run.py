@@ -1,12 +1,12 @@
 """One run = one model × data set × Target × technique chain on one frontend → one metrics record.
 
-Both frontends implement `run(config, progress) -> MetricsRecord` in frontends/<fw>/pipeline.py;
-`compare/` and the CLI only go through `run_config` here.
+Frontends are registered here by import path only (`FRONTENDS`), so the run model never imports a
+framework; `condition.pipeline.run` drives either one through the same steps.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,9 +15,13 @@ from condition.backend.target import Target
 from condition.errors import ConfigError
 from condition.init import INIT_SCHEME
 from condition.models import BUILTIN_MODELS
+from condition.techniques import TechniqueConfig, chain_slug, config_options
 
-FRONTENDS = ("tf", "torch")
-TECHNIQUES = ("post-training-quant", "qat", "prune", "cluster")
+# frontend name -> "module:attribute" of its `condition.frontend.Frontend`
+FRONTENDS: dict[str, str] = {
+    "tf": "condition.frontends.tf.frontend:FRONTEND",
+    "torch": "condition.frontends.torch.frontend:FRONTEND",
+}
 
 # A progress callback gets (step name, fraction done of that step or None).
 Progress = Callable[[str, float | None], None]
@@ -28,21 +32,9 @@ def no_progress(step: str, fraction: float | None = None) -> None:
 
 
 @dataclass(frozen=True)
-class Step:
-    """One technique in a chain and its options (e.g. Step("prune", {"sparsity": 0.95}))."""
-
-    technique: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.technique not in TECHNIQUES:
-            raise ConfigError("technique", self.technique, "unknown technique", "choose one of " + ", ".join(TECHNIQUES))
-
-
-@dataclass(frozen=True)
 class RunConfig:
     frontend: str
-    chain: tuple[Step, ...]
+    chain: tuple[TechniqueConfig, ...]
     target: Target = field(default_factory=Target)
     model: str = "mlp"
     dataset: str = "fashion-mnist"
@@ -56,7 +48,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.frontend not in FRONTENDS:
-            raise ConfigError("frontend", self.frontend, "unknown frontend", "choose tf or torch")
+            raise ConfigError("frontend", self.frontend, "unknown frontend", "choose " + " or ".join(FRONTENDS))
         if self.epochs < 0:
             raise ConfigError("--epochs", self.epochs, "must be 0 or more")
         for name in ("train_limit", "eval_limit"):
@@ -66,13 +58,13 @@ class RunConfig:
 
     @property
     def techniques(self) -> list[str]:
-        return [s.technique for s in self.chain]
+        return [c.name for c in self.chain]
 
     def identity(self) -> dict[str, Any]:
         """Everything that changes the result; its hash keys the run folder and resume."""
         return {
             "frontend": self.frontend,
-            "chain": [asdict(s) for s in self.chain],
+            "chain": [{"technique": c.name, "options": config_options(c)} for c in self.chain],
             "target": self.target.as_dict(),
             "model": self.model,
             "dataset": self.dataset,
@@ -88,20 +80,14 @@ class RunConfig:
     def hash(self) -> str:
         return config_hash(self.identity())
 
-    @property
-    def chain_label(self) -> str:
-        return "+".join(self.techniques) or "float"
-
     def run_dir(self) -> Path:
         """OUT/<frontend>/<model>/<technique-chain>-<config hash>/ (STYLE.md rule 10)."""
         model = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.model).stem if "/" in self.model else self.model.replace(":", "_"))
-        return Path(self.out) / self.frontend / model / f"{self.chain_label}-{self.hash}"
+        return Path(self.out) / self.frontend / model / f"{chain_slug(self.chain)}-{self.hash}"
 
 
 def run_config(config: RunConfig, progress: Progress = no_progress):
-    """Dispatch to the frontend lazily so only the framework in use is imported."""
-    if config.frontend == "tf":
-        from condition.frontends.tf.pipeline import run
-    else:
-        from condition.frontends.torch.pipeline import run
+    """Run one configuration on its frontend (imported only now, so only that framework loads)."""
+    from condition.pipeline import run
+
     return run(config, progress)

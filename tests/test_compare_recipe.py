@@ -7,7 +7,7 @@ import pytest
 
 from condition.cli import main
 from condition.compare.matrix import expand, lanes
-from condition.compare.recipe import chain_label, default_recipe, load_recipe, quicken
+from condition.compare.recipe import default_recipe, load_recipe, quicken, record_chain_label
 from condition.errors import RecipeError
 
 GOOD = """
@@ -46,8 +46,8 @@ def test_default_matrix_is_the_issue_matrix_on_both_frontends(tmp_path):
     assert len({c.config.hash for c in cells}) == 12
     assert [len(lane) for lane in lanes(cells)] == [6, 6]  # one trained float model per frontend
     chain = cells[5].config.chain
-    assert [s.technique for s in chain] == ["prune", "cluster", "qat"]
-    assert chain[0].options["sparsity"] == 0.95 and chain[1].options["preserve_sparsity"] is True
+    assert [s.name for s in chain] == ["prune", "cluster", "qat"]
+    assert chain[0].sparsity == 0.95 and chain[1].preserve_sparsity is True
 
 
 def test_quick_uses_small_subsets_and_one_epoch(tmp_path):
@@ -84,10 +84,10 @@ def test_recipe_file_expands_to_every_combination(tmp_path):
 
 
 def test_chain_label_reads_record_fields():
-    assert chain_label(["prune"], {"prune": {"sparsity": 0.5, "structure": "2:4"}}) == "prune 2:4"
-    assert chain_label(["prune"], {"prune": {"sparsity": 0.75, "structure": "2:4"}}) == "prune 2:4 75 %"
-    assert chain_label(["cluster", "post-training-quant"], {"cluster": {"clusters": 32}}) == "cluster 32 → post-training-quant"
-    assert chain_label([], {}) == "float"
+    assert record_chain_label(["prune"], {"prune": {"sparsity": 0.5, "structure": "2:4"}}) == "prune 2:4"
+    assert record_chain_label(["prune"], {"prune": {"sparsity": 0.75, "structure": "2:4"}}) == "prune 2:4 75 %"
+    assert record_chain_label(["cluster", "post-training-quant"], {"cluster": {"clusters": 32}}) == "cluster 32 → post-training-quant"
+    assert record_chain_label([], {}) == "float"
 
 
 @pytest.mark.parametrize("text, key, words", [

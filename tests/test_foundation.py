@@ -14,8 +14,8 @@ from condition.backend.target import Target
 from condition.commands.common import build_chain
 from condition.errors import ConfigError
 from condition.recorder import RunRecorder
-from condition.run import RunConfig, Step
-from condition.techniques import ClusterConfig, PruneConfig, Structure, check_chain
+from condition.run import RunConfig
+from condition.techniques import ClusterConfig, PostTrainingQuantConfig, PruneConfig, Structure, check_chain, config_options, make_config
 
 
 def test_prune_config_ranges() -> None:
@@ -36,40 +36,46 @@ def test_cluster_config_ranges() -> None:
         ClusterConfig(clusters=300)
 
 
+def _chain(*names: str) -> list:
+    return [make_config(n, {}) for n in names]
+
+
 def test_chain_order_is_collaborative_optimization_order() -> None:
-    check_chain(["prune", "cluster", "qat"])
-    check_chain(["cluster", "post-training-quant"])
+    check_chain(_chain("prune", "cluster", "qat"))
+    check_chain(_chain("cluster", "post-training-quant"))
     with pytest.raises(ConfigError, match="did you mean prune → cluster"):
-        check_chain(["cluster", "prune"])
+        check_chain(_chain("cluster", "prune"))
     with pytest.raises(ConfigError, match="both quantize"):
-        check_chain(["qat", "post-training-quant"])
+        check_chain(_chain("qat", "post-training-quant"))
     with pytest.raises(ConfigError, match="repeats"):
-        check_chain(["prune", "prune"])
+        check_chain(_chain("prune", "prune"))
+    with pytest.raises(ConfigError, match="did you mean cluster"):
+        make_config("clustr", {})
 
 
 def test_build_chain_gives_each_step_only_its_options() -> None:
     steps = build_chain("prune", ("cluster", "qat"), {"sparsity": 0.9, "structure": "2:4", "schedule": "constant",
                                                       "clusters": 8, "centroid_init": "linear", "preserve_sparsity": True,
                                                       "fine_tune_epochs": 2, "qat_epochs": 3, "calibration_images": 50})
-    assert [s.technique for s in steps] == ["prune", "cluster", "qat"]
-    assert steps[0].options == {"sparsity": 0.9, "structure": "2:4", "schedule": "constant", "fine_tune_epochs": 2}
-    assert steps[1].options["clusters"] == 8 and "sparsity" not in steps[1].options
-    assert steps[2].options == {"fine_tune_epochs": 3, "preserve": True}
+    assert [s.name for s in steps] == ["prune", "cluster", "qat"]
+    assert config_options(steps[0]) == {"sparsity": 0.9, "structure": "2:4", "schedule": "constant", "fine_tune_epochs": 2}
+    assert steps[1].clusters == 8 and steps[1].centroid_init.value == "linear"
+    assert config_options(steps[2]) == {"fine_tune_epochs": 3, "preserve": True}
 
 
 def test_run_dir_is_keyed_by_full_configuration(tmp_path: Path) -> None:
-    a = RunConfig("tf", (Step("prune", {"sparsity": 0.9}),), out=tmp_path)
-    b = RunConfig("tf", (Step("prune", {"sparsity": 0.8}),), out=tmp_path)
-    c = RunConfig("tf", (Step("prune", {"sparsity": 0.9}),), out=tmp_path, target=Target.default_for("ethos-u55-128"))
+    a = RunConfig("tf", (PruneConfig(sparsity=0.9),), out=tmp_path)
+    b = RunConfig("tf", (PruneConfig(sparsity=0.8),), out=tmp_path)
+    c = RunConfig("tf", (PruneConfig(sparsity=0.9),), out=tmp_path, target=Target.default_for("ethos-u55-128"))
     assert a.run_dir().parent == tmp_path / "tf" / "mlp"
     assert a.run_dir().name.startswith("prune-")
     assert len({a.hash, b.hash, c.hash}) == 3
-    assert a.hash == RunConfig("tf", (Step("prune", {"sparsity": 0.9}),), out=tmp_path).hash
+    assert a.hash == RunConfig("tf", (PruneConfig(sparsity=0.9),), out=tmp_path).hash
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
 
 
 def test_recorder_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
-    config = RunConfig("torch", (Step("post-training-quant"),), out=tmp_path)
+    config = RunConfig("torch", (PostTrainingQuantConfig(),), out=tmp_path)
     with pytest.raises(RuntimeError):
         with RunRecorder(config) as rec:
             rec.path("half.bin").write_bytes(b"x")
@@ -79,7 +85,7 @@ def test_recorder_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
 
 
 def test_recorder_moves_finished_run_into_place(tmp_path: Path) -> None:
-    config = RunConfig("tf", (Step("post-training-quant"),), out=tmp_path)
+    config = RunConfig("tf", (PostTrainingQuantConfig(),), out=tmp_path)
     for payload in (b"first", b"second"):  # a re-run replaces the old folder whole
         with RunRecorder(config) as rec:
             with rec.step("export"):
@@ -94,7 +100,7 @@ def test_recorder_moves_finished_run_into_place(tmp_path: Path) -> None:
 
 def test_metrics_record_round_trip_and_schema_check(tmp_path: Path) -> None:
     rec = MetricsRecord("tf", ["prune", "cluster"], {"prune": {"sparsity": 0.95}}, "mlp", "fashion-mnist",
-                        Target().as_dict(), 0, 1,
+                        Target(), 0, 1,
                         accuracy=[AccuracyResult("int8", 0.85, "tflite-interpreter int8", 10000)],
                         weights=WeightStats([LayerWeights("fc1", [512, 784], 401408, 381337, 16)]))
     path = rec.write(tmp_path)

@@ -10,7 +10,8 @@ import pytest
 
 from condition.backend.target import Target
 from condition.datasets import FASHION_MNIST_DIR
-from condition.run import RunConfig, Step, run_config
+from condition.run import RunConfig, run_config
+from condition.techniques import make_config
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Fashion-MNIST (dataset-fashion-mnist) not installed")
 
@@ -26,7 +27,7 @@ def runs(tmp_path_factory):
     def run(*steps: tuple[str, dict], target: str = "ethos-u85-128", model: str = "mlp"):
         key = (tuple((t, tuple(sorted(o.items()))) for t, o in steps), target, model)
         if key not in done:
-            config = RunConfig("tf", tuple(Step(t, o) for t, o in steps), target=Target.default_for(target),
+            config = RunConfig("tf", tuple(make_config(t, o) for t, o in steps), target=Target.default_for(target),
                                model=model, out=out, **SMALL)
             done[key] = (run_config(config), config.run_dir())
         return done[key]

@@ -1,6 +1,7 @@
 """End-to-end torch runs with real ExecuTorch lowering, Vela and TOSA reference model runs, on
 2,000 training / 200 test images of Fashion-MNIST (skipped when the data set is not installed)."""
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,8 @@ from condition.backend.metrics import MetricsRecord  # noqa: E402
 from condition.backend.target import Target  # noqa: E402
 from condition.cli import main  # noqa: E402
 from condition.datasets import FASHION_MNIST_DIR  # noqa: E402
-from condition.run import RunConfig, Step, run_config  # noqa: E402
+from condition.run import RunConfig, run_config  # noqa: E402
+from condition.techniques import ClusterConfig, PostTrainingQuantConfig, PruneConfig, QatConfig  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Fashion-MNIST not installed")
 SMALL = {"train_limit": 2000, "eval_limit": 200}
@@ -22,18 +24,18 @@ def out(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("torch-runs")  # shared: the float cache trains each model once
 
 
-def _run(out: Path, *steps: Step, model: str = "mlp", target: Target = Target(), **kw) -> MetricsRecord:
+def _run(out: Path, *steps: Any, model: str = "mlp", target: Target = Target(), **kw) -> MetricsRecord:
     return run_config(RunConfig("torch", tuple(steps), target=target, model=model, out=out, **{**SMALL, **kw}))
 
 
 @pytest.fixture(scope="session")
 def dense(out) -> MetricsRecord:
-    return _run(out, Step("post-training-quant"))
+    return _run(out, PostTrainingQuantConfig())
 
 
 @pytest.fixture(scope="session")
 def pruned(out) -> MetricsRecord:
-    return _run(out, Step("prune", {"sparsity": 0.9}))
+    return _run(out, PruneConfig(sparsity=0.9))
 
 
 def test_dense_record_is_complete_and_measured(dense, out):
@@ -48,7 +50,7 @@ def test_dense_record_is_complete_and_measured(dense, out):
     assert 0 < v.encoded_weight_bytes and v.npu_cycles > 0 and v.ops_on_cpu == 0 and v.ops_on_npu >= 3
     assert v.per_layer, "Vela's per-layer CSV was parsed"
     assert dense.weights.params == 784 * 512 + 512 * 256 + 256 * 10
-    run_dir = RunConfig("torch", (Step("post-training-quant"),), out=out, **SMALL).run_dir()
+    run_dir = RunConfig("torch", (PostTrainingQuantConfig(),), out=out, **SMALL).run_dir()
     assert (run_dir / "model.pte").stat().st_size == dense.artifact("pte").bytes
     assert list((run_dir / "delegate").glob("*.tosa")) and list((run_dir / "delegate").rglob("*_summary_*.csv"))
     assert MetricsRecord.read(run_dir).to_dict()["vela"] == dense.to_dict()["vela"]
@@ -63,7 +65,7 @@ def test_pruning_is_measured_on_int8_weights_and_shrinks_encoding(dense, pruned)
 
 
 def test_two_four_pattern_survives_quantization(out, dense):
-    rec = _run(out, Step("prune", {"sparsity": 0.75, "structure": "2:4"}))
+    rec = _run(out, PruneConfig(sparsity=0.75, structure="2:4"))
     assert rec.weights.sparsity >= 0.74
     # U85's MAC array skips 2:4 zeros only if the pattern runs along the input channels and
     # survived int8 conversion: Vela then estimates far fewer NPU cycles than for the dense MLP.
@@ -71,14 +73,14 @@ def test_two_four_pattern_survives_quantization(out, dense):
 
 
 def test_cluster_then_qat_keeps_shared_values_and_zeros(out):
-    rec = _run(out, Step("prune", {"sparsity": 0.5}), Step("cluster", {"clusters": 8}), Step("qat"))
+    rec = _run(out, PruneConfig(sparsity=0.5), ClusterConfig(clusters=8), QatConfig())
     assert rec.weights.max_unique_values <= 8  # int8 codes per layer: clustering survived QAT
     assert rec.weights.sparsity >= 0.49  # and so did pruning
     assert {a.kind for a in rec.accuracy} == {"float", "fake_quant", "int8"}
 
 
 def test_u55_and_user_factory(out):
-    rec = _run(out, Step("post-training-quant"), model=TINY, target=Target.default_for("ethos-u55-128"))
+    rec = _run(out, PostTrainingQuantConfig(), model=TINY, target=Target.default_for("ethos-u55-128"))
     assert rec.vela.accelerator == "ethos-u55-128" and rec.vela.system_config == "Ethos_U55_High_End_Embedded"
     assert rec.weights.params == 784 * 32 + 32 * 10
 
@@ -98,7 +100,7 @@ def test_cpu_ops_are_reported_not_fatal(out, capsys):
 def test_measure_reads_an_existing_pte(dense, out, tmp_path, capsys):
     import json
 
-    pte = RunConfig("torch", (Step("post-training-quant"),), out=out, **SMALL).run_dir() / "model.pte"
+    pte = RunConfig("torch", (PostTrainingQuantConfig(),), out=out, **SMALL).run_dir() / "model.pte"
     assert main(["measure", str(pte), "--out", str(tmp_path), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["vela"]["accelerator"] == "ethos-u85-128" and record["vela"]["source"] == "pte"
@@ -124,7 +126,7 @@ def test_pt2_model_round_trip(out, tmp_path):
     path = tmp_path / "tiny.pt2"
     batch = torch.export.Dim("batch", min=1, max=1024)
     torch.export.save(torch.export.export(tiny(), (torch.zeros(2, 1, 28, 28),), dynamic_shapes=({0: batch},)), str(path))
-    rec = _run(out, Step("prune", {"sparsity": 0.8}), model=str(path))
+    rec = _run(out, PruneConfig(sparsity=0.8), model=str(path))
     assert rec.weights.sparsity >= 0.79 and rec.vela.encoded_weight_bytes > 0
 
 

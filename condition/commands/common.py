@@ -9,9 +9,9 @@ from typing import Any, Callable
 import click
 
 from condition.backend.target import MEMORY_MODES, Accelerator, Target
-from condition.techniques import CentroidInit, Schedule, Structure, check_chain, config_options, make_config
+from condition.techniques import TECHNIQUE_NAMES, CentroidInit, Schedule, Structure, chain_slug, check_chain, config_type
 
-TECHNIQUE_CHOICE = click.Choice(["post-training-quant", "qat", "prune", "cluster"])
+TECHNIQUE_CHOICE = click.Choice(TECHNIQUE_NAMES)
 
 
 def target_options(f: Callable) -> Callable:
@@ -82,28 +82,12 @@ def technique_options(f: Callable) -> Callable:
 
 
 def build_chain(first: str, then: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any, ...]:
-    """Steps with only the options that belong to each technique, validated by its config."""
-    from condition.run import Step
-
-    techniques = [first, *then]
-    check_chain(techniques)
-    option_map = {
-        "sparsity": opts.get("sparsity"),
-        "structure": opts.get("structure"),
-        "schedule": opts.get("schedule"),
-        "clusters": opts.get("clusters"),
-        "centroid_init": opts.get("centroid_init"),
-        "preserve_sparsity": opts.get("preserve_sparsity"),
-        "calibration_images": opts.get("calibration_images"),
-    }
+    """One config per technique from the command line options that belong to it, validated by it."""
     steps = []
-    for t in techniques:
-        o = {k: v for k, v in option_map.items() if v is not None}
-        if t == "qat":
-            o = {"fine_tune_epochs": opts.get("qat_epochs", 1), "preserve": opts.get("preserve_sparsity", True)}
-        elif t in ("prune", "cluster"):
-            o["fine_tune_epochs"] = opts.get("fine_tune_epochs", 1)
-        steps.append(Step(t, config_options(make_config(t, o))))
+    for technique in (first, *then):
+        cls = config_type(technique)
+        steps.append(cls(**{field: opts[cli] for cli, field in cls.cli_options.items() if opts.get(cli) is not None}))
+    check_chain(steps)
     return tuple(steps)
 
 
@@ -149,7 +133,7 @@ def execute(config, as_json: bool) -> None:
     from condition.run import run_config
     from condition.summary import format_summary
 
-    with ProgressBar(f"{config.frontend} {config.chain_label}") as bar:
+    with ProgressBar(f"{config.frontend} {chain_slug(config.chain)}") as bar:
         record = run_config(config, bar.update)
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))

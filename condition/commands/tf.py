@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from condition.commands.common import technique_command
+from condition.techniques import TECHNIQUE_NAMES
 
 EPILOG = """\b
 Every run: train (or load) the float model → technique → full-int8 .tflite (int8 in/out,
@@ -73,5 +74,5 @@ def tf() -> None:
     full-int8 .tflite and compile it with Vela for the chosen Ethos-U target."""
 
 
-for _technique in ("post-training-quant", "qat", "prune", "cluster"):
+for _technique in TECHNIQUE_NAMES:
     tf.add_command(technique_command("tf", _technique, HELP[_technique], EPILOG, short_help=HELP[_technique].splitlines()[0]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from condition.commands.common import technique_command
+from condition.techniques import TECHNIQUE_NAMES
 
 EPILOG = """\b
 Accuracy is reported three ways, each labelled in the output:
@@ -25,10 +26,11 @@ def torch_group() -> None:
     to_edge_transform_and_lower (EthosUPartitioner) → .pte, TOSA file and Vela estimate."""
 
 
-for _technique, _summary in (
-    ("post-training-quant", "Int8 post-training quantization (PT2E, symmetric, calibrated on real images) → .pte."),
-    ("qat", "Quantization-aware training (prepare_qat_pt2e, --qat-epochs of fine-tuning) → .pte."),
-    ("prune", "Global L1 unstructured or 2:4 pruning (--sparsity), retrained (--fine-tune-epochs), then int8 → .pte."),
-    ("cluster", "k-means weight sharing per layer (--clusters), fine-tuned with shared values, then int8 → .pte."),
-):
-    torch_group.add_command(technique_command("torch", _technique, _summary, EPILOG))
+HELP = {
+    "post-training-quant": "Int8 post-training quantization (PT2E, symmetric, calibrated on real images) → .pte.",
+    "qat": "Quantization-aware training (prepare_qat_pt2e, --qat-epochs of fine-tuning) → .pte.",
+    "prune": "Global L1 unstructured or 2:4 pruning (--sparsity), retrained (--fine-tune-epochs), then int8 → .pte.",
+    "cluster": "k-means weight sharing per layer (--clusters), fine-tuned with shared values, then int8 → .pte.",
+}
+for _technique in TECHNIQUE_NAMES:
+    torch_group.add_command(technique_command("torch", _technique, HELP[_technique], EPILOG))

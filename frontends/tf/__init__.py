@@ -10,6 +10,10 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # under Keras 3 `cluster_weights` silently returns None
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TF's C++ start-up chatter off the user's terminal
 
+from condition.frontend import TechniqueRegistry  # noqa: E402  (framework-free)
+
+REGISTRY = TechniqueRegistry("tf")  # each technique module registers its `apply` here
+
 
 def keras_modules():
     """(tensorflow, tf_keras, tensorflow_model_optimization), imported on first use."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from condition.frontends.tf import keras_modules
+from condition.frontend import StepContext
+from condition.frontends.tf import REGISTRY, keras_modules
 from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
 from condition.techniques import CentroidInit, ClusterConfig
@@ -28,11 +29,13 @@ def _centroid_init(init: CentroidInit) -> Any:
     }[init]
 
 
-def apply(model: Any, config: ClusterConfig, data: TrainData) -> Any:
+@REGISTRY.register(ClusterConfig)
+def apply(model: Any, config: ClusterConfig, ctx: StepContext) -> Any:
     """Return a clustered copy of `model`.
 
-        clustered = cluster.apply(pruned, ClusterConfig(clusters=16, preserve_sparsity=True), data)
+        clustered = cluster.apply(pruned, ClusterConfig(clusters=16, preserve_sparsity=True), ctx)
     """
+    data: TrainData = ctx.data
     _, _, tfmot = keras_modules()
     c = tfmot.clustering.keras
     wrapped = c.cluster_weights(

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from condition.frontends.tf import keras_modules
+from condition.frontend import StepContext
+from condition.frontends.tf import REGISTRY, keras_modules
 from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
 from condition.techniques import PruneConfig, Schedule, Structure
@@ -100,11 +101,13 @@ def magnitude_mask(kernel: np.ndarray, sparsity: float) -> np.ndarray:
     return mask.reshape(kernel.shape)
 
 
-def apply(model: Any, config: PruneConfig, data: TrainData) -> Any:
+@REGISTRY.register(PruneConfig)
+def apply(model: Any, config: PruneConfig, ctx: StepContext) -> Any:
     """Return a pruned copy of `model` (the caller's model is left as it was).
 
-        pruned = prune.apply(float_model, PruneConfig(sparsity=0.95), data)
+        pruned = prune.apply(float_model, PruneConfig(sparsity=0.95), ctx)
     """
+    data: TrainData = ctx.data
     if config.fine_tune_epochs == 0:
         return _one_shot(model, config)
     steps = config.fine_tune_epochs * -(-len(data.x_train) // data.batch_size)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from condition.frontends.tf import keras_modules
+from condition.frontend import StepContext
+from condition.frontends.tf import REGISTRY, keras_modules
 from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
 from condition.techniques import QatConfig
@@ -34,11 +35,15 @@ def _scheme(name: str) -> Any:
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
 
 
-def apply(model: Any, config: QatConfig, data: TrainData, after: Sequence[str] = ()) -> Any:
-    """Return a fake-quantized, fine-tuned copy of `model`; `after` names the chain's earlier steps.
+@REGISTRY.register(QatConfig)
+def apply(model: Any, config: QatConfig, ctx: StepContext) -> Any:
+    """Return a fake-quantized, fine-tuned copy of `model`; the scheme follows the chain's earlier
+    steps (`ctx.done`): after prune and cluster it is PCQAT.
 
-        q = qat.apply(clustered, QatConfig(fine_tune_epochs=1), data, after=("prune", "cluster"))  # PCQAT
+        q = qat.apply(clustered, QatConfig(fine_tune_epochs=1), ctx)
     """
+    data: TrainData = ctx.data
+    after = [c.name for c in ctx.done]
     _, _, tfmot = keras_modules()
     q = tfmot.quantization.keras
     quantized = q.quantize_apply(q.quantize_annotate_model(clone(model)), _scheme(scheme_name(config, after)))

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from condition.datasets import Dataset
+from condition.frontend import StepContext
+from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import constraints as cons
 from condition.frontends.torch.train import train
 from condition.techniques import CentroidInit, ClusterConfig
@@ -76,8 +78,11 @@ def cluster_weight(w: torch.Tensor, k: int, method: CentroidInit, preserve_zeros
     return assign.view_as(w)
 
 
-def apply(model: nn.Module, config: ClusterConfig, data: Dataset, seed: int = 0, progress=None) -> nn.Module:
+@REGISTRY.register(ClusterConfig)
+def apply(model: nn.Module, config: ClusterConfig, ctx: StepContext) -> nn.Module:
     """A clustered, fine-tuned, stripped copy of `model`; the caller's model is not changed."""
+    data: Dataset = ctx.data
+    seed, progress = ctx.seed, ctx.progress
     model = copy.deepcopy(model)
     earlier = cons.constraints_of(model)
     generator = torch.Generator().manual_seed(seed)

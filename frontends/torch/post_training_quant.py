@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from condition.backend.target import Target
 from condition.datasets import Dataset
+from condition.frontend import StepContext
+from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import constraints as cons
 from condition.frontends.torch.export import example_input, export_for_quantization, quantizer_for
 from condition.frontends.torch.models import input_shape_nchw
@@ -39,8 +40,11 @@ def per_channel_weights(model: nn.Module) -> bool:
     return not any(isinstance(c, cons.ClusterConstraint) for c in cons.constraints_of(model))
 
 
-def apply(model: nn.Module, config: PostTrainingQuantConfig, data: Dataset, *, target: Target, seed: int = 0, progress=None) -> torch.fx.GraphModule:
+@REGISTRY.register(PostTrainingQuantConfig)
+def apply(model: nn.Module, config: PostTrainingQuantConfig, ctx: StepContext) -> torch.fx.GraphModule:
     """A converted (int8) PT2E copy of `model`; the caller's model is not changed."""
+    data: Dataset = ctx.data
+    target, seed, progress = ctx.target, ctx.seed, ctx.progress
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     model = copy.deepcopy(model)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from condition.datasets import Dataset
+from condition.frontend import StepContext
+from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import constraints as cons
 from condition.frontends.torch.train import steps_per_epoch, train
 from condition.techniques import PruneConfig, Schedule, Structure
@@ -74,8 +76,11 @@ def polynomial_sparsity(target: float, step: int, ramp_steps: int) -> float:
     return target * (1.0 - (1.0 - step / ramp_steps) ** 3)
 
 
-def apply(model: nn.Module, config: PruneConfig, data: Dataset, seed: int = 0, progress=None) -> nn.Module:
+@REGISTRY.register(PruneConfig)
+def apply(model: nn.Module, config: PruneConfig, ctx: StepContext) -> nn.Module:
     """A pruned, retrained copy of `model`; the caller's model is not changed."""
+    data: Dataset = ctx.data
+    seed, progress = ctx.seed, ctx.progress
     model = copy.deepcopy(model)
     earlier = cons.constraints_of(model)
     names = list(cons.weight_params(model))

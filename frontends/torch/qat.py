@@ -13,8 +13,9 @@ import copy
 import torch
 from torch import nn
 
-from condition.backend.target import Target
 from condition.datasets import Dataset
+from condition.frontend import StepContext
+from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import constraints as cons
 from condition.frontends.torch.export import example_input, export_for_quantization, quantizer_for
 from condition.frontends.torch.models import input_shape_nchw
@@ -25,8 +26,11 @@ from condition.techniques import QatConfig
 OBSERVER_WARMUP_IMAGES = 200
 
 
-def apply(model: nn.Module, config: QatConfig, data: Dataset, *, target: Target, seed: int = 0, progress=None) -> torch.fx.GraphModule:
+@REGISTRY.register(QatConfig)
+def apply(model: nn.Module, config: QatConfig, ctx: StepContext) -> torch.fx.GraphModule:
     """A QAT-trained, converted (int8) PT2E copy of `model`; the caller's model is not changed."""
+    data: Dataset = ctx.data
+    target, seed, progress = ctx.target, ctx.seed, ctx.progress
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
     model = copy.deepcopy(model)

@@ -1,0 +1,73 @@
+"""One run, the same steps on both frontends, so records and step times compare one to one:
+
+load data → train float (cached) → evaluate float → each technique of the chain (intermediate stages
+exported and counted on their int8 weights) → export int8 + Vela → evaluate int8 → FVP (optional)
+→ one metrics record in an atomically renamed run folder.
+"""
+from __future__ import annotations
+
+import importlib
+
+from condition.backend.metrics import MetricsRecord, WeightStats
+from condition.datasets import load_dataset
+from condition.frontend import Frontend, StepContext
+from condition.recorder import RunRecorder
+from condition.run import FRONTENDS, Progress, RunConfig, no_progress
+from condition.techniques import PostTrainingQuantConfig
+
+EXPORT_STEP = "export int8 + vela"
+EVALUATE_STEP = "evaluate int8"
+
+
+def load_frontend(name: str) -> Frontend:
+    module, attr = FRONTENDS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
+    """Condition, export, compile and measure one configuration; returns the written record."""
+    frontend = load_frontend(config.frontend)
+    with RunRecorder(config, progress) as rec:
+        with rec.step("load data"):
+            dataset = load_dataset(config.dataset).subset(config.train_limit, config.eval_limit)
+        with rec.step("train float"):
+            start = frontend.float_model(config, dataset, progress)
+        if start.cached:
+            rec.note("float model from the cache (trained earlier with the same model, data, epochs, seed)")
+        with rec.step("evaluate float"):
+            accuracy = [frontend.float_accuracy(start.model, start.data)]
+
+        model, stages, done = start.model, [], ()
+        chain = config.chain
+        if not any(step.quantizes for step in chain):  # an artifact for the NPU is always int8
+            chain = (*chain, PostTrainingQuantConfig())
+            rec.note("int8 by post-training quantization: the NPU artifact is always int8")
+        for i, step in enumerate(chain):
+            ctx = StepContext(start.data, config.target, config.seed, done,
+                              lambda f, name=step.name: progress(name, f), config.model)
+            with rec.step(step.name):
+                model = frontend.registry.apply(model, step, ctx)
+            done = (*done, step)
+            if i < len(config.chain) - 1:  # an intermediate stage of the user's chain: count what it did
+                with rec.step(f"export {step.name}"):
+                    stats = frontend.stage_weights(model, ctx, rec.path(f"after_{step.name}_int8"))
+                stages.append(WeightStats(layers=stats.layers, stage=step.name))
+
+        ctx = StepContext(start.data, config.target, config.seed, done, lambda f: progress(EXPORT_STEP, f), config.model)
+        with rec.step(EXPORT_STEP):
+            compiled = frontend.compile(model, ctx, rec.work_dir)
+        for note in compiled.notes:
+            rec.note(note)
+        accuracy += compiled.accuracy
+        if compiled.evaluate is not None:
+            with rec.step(EVALUATE_STEP):
+                accuracy.append(compiled.evaluate(lambda f: progress(EVALUATE_STEP, f)))
+        fvp = rec.run_fvp(compiled.fvp_artifact) if config.run_fvp else None
+        return rec.finish(
+            accuracy=accuracy,
+            weights=compiled.weights,
+            stage_weights=stages,
+            vela=compiled.vela,
+            fvp=fvp,
+            artifacts=[rec.artifact(kind, path) for kind, path in compiled.artifacts],
+        )

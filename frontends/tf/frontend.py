@@ -1,0 +1,92 @@
+"""The TensorFlow frontend's side of a run (`condition.pipeline.run` drives it):
+float model (trained once, cached) → tfmot techniques on fresh clones → full-int8 .tflite →
+weights counted on the exported tensors → Vela → int8 accuracy on the TFLite interpreter.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from condition.backend.metrics import AccuracyResult, WeightStats
+from condition.datasets import Dataset
+from condition.frontend import Compiled, FloatModel, StepContext
+from condition.frontends.tf import REGISTRY
+from condition.frontends.tf import cluster, post_training_quant, prune, qat  # noqa: F401  (they register)
+from condition.init import INIT_SCHEME
+from condition.models import parse_model_spec
+from condition.run import Progress, RunConfig
+from condition.techniques import PostTrainingQuantConfig
+
+FLOAT_EVALUATOR = "keras float32"
+
+
+class TensorFlowFrontend:
+    name = "tf"
+    registry = REGISTRY
+
+    def float_model(self, config: RunConfig, ds: Dataset, progress: Progress) -> FloatModel:
+        """The trained float model, trained at most once per (model, data, epochs, seed, limit)."""
+        from condition.frontends.tf import models, train
+
+        spec = parse_model_spec(config.model)
+        model = models.load_model(spec, ds.input_shape, ds.num_classes, config.seed)
+        models.check_compatible(model, ds.input_shape, ds.num_classes, config.model)
+        shape = tuple(model.input_shape[1:])
+        data = train.TrainData(train.shaped(ds.normalised("train"), shape), ds.y_train,
+                               train.shaped(ds.normalised("test"), shape), ds.y_test, seed=config.seed, progress=progress)
+        identity = {
+            "model": train.model_file_identity(spec.value) if spec.kind == "file" else f"{spec.value}@{INIT_SCHEME}",
+            "dataset": config.dataset if config.dataset == "fashion-mnist" else train.model_file_identity(config.dataset),
+            "epochs": config.epochs, "seed": config.seed, "train_limit": config.train_limit,
+        }
+
+        def fit_float() -> Any:
+            train.fit(model, data, config.epochs, "train float")
+            return model
+
+        trained, cached = train.cached_float_model(Path(config.out) / "tf" / ".float-cache", identity, fit_float)
+        return FloatModel(trained, data, cached)
+
+    def float_accuracy(self, model: Any, data: Any) -> AccuracyResult:
+        from condition.frontends.tf.train import float_accuracy
+
+        return AccuracyResult("float", float_accuracy(model, data), FLOAT_EVALUATOR, len(data.y_test))
+
+    def stage_weights(self, model: Any, ctx: StepContext, work: Path) -> WeightStats:
+        from condition.frontends.tf.weights import weight_stats
+
+        return weight_stats(_export(model, ctx, work.with_suffix(".tflite"), per_channel=True))
+
+    def compile(self, model: Any, ctx: StepContext, work: Path) -> Compiled:
+        from condition.backend.accuracy import EVALUATOR, int8_accuracy
+        from condition.backend.vela import compile_tflite
+        from condition.frontends.tf.weights import weight_stats
+
+        done = [c.name for c in ctx.done]
+        # Clustered weights converted without QAT get per-tensor scales (see to_int8_tflite), as on torch.
+        per_channel = not ("cluster" in done and "qat" not in done)
+        notes = [] if per_channel else ["clustered weights quantized per tensor so each layer keeps its shared values as int8 codes"]
+        tflite = _export(model, ctx, work / "model_int8.tflite", per_channel=per_channel)
+        compiled = compile_tflite(tflite, ctx.target, work / "vela")
+        if compiled.estimate.ops_on_cpu:
+            notes.append(f"{compiled.estimate.ops_on_cpu} op(s) stay on the CPU (Vela cannot place them on the NPU): "
+                         + ", ".join(compiled.estimate.cpu_ops))
+        data = ctx.data
+
+        def evaluate(progress: Any) -> AccuracyResult:
+            acc = int8_accuracy(tflite, data.x_test, data.y_test)
+            return AccuracyResult("int8", acc.value, EVALUATOR, acc.images)
+
+        return Compiled(artifacts=[("tflite", tflite), ("vela_tflite", compiled.vela_tflite)], weights=weight_stats(tflite),
+                        vela=compiled.estimate, fvp_artifact=compiled.vela_tflite, evaluate=evaluate, notes=notes)
+
+
+def _export(model: Any, ctx: StepContext, path: Path, per_channel: bool) -> Path:
+    """Full-int8 .tflite calibrated on the chain's PTQ calibration count (the default without one)."""
+    from condition.frontends.tf.export import to_int8_tflite
+
+    ptq = next((c for c in ctx.done if isinstance(c, PostTrainingQuantConfig)), PostTrainingQuantConfig())
+    return to_int8_tflite(model, ctx.data.calibration(ptq.calibration_images), path, per_channel=per_channel)
+
+
+FRONTEND = TensorFlowFrontend()

@@ -72,7 +72,7 @@ class PmuCounters:
         return out
 
     def as_json(self) -> dict[str, Any]:
-        """The object `condition fvp parse --json` prints (issue 6)."""
+        """The object `condition fvp parse --json` prints."""
         return {
             "pmu_cycle_counter": self.pmu_cycle_counter,
             "events": dict(self.events),

@@ -81,7 +81,8 @@ class RunConfig:
         return config_hash(self.identity())
 
     def run_dir(self) -> Path:
-        """OUT/<frontend>/<model>/<technique-chain>-<config hash>/ (STYLE.md rule 10)."""
+        """OUT/<frontend>/<model>/<technique-chain>-<config hash>/: predictable, and keyed by the
+        configuration hash so a second run of the same configuration finds (and resumes at) it."""
         model = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.model).stem if "/" in self.model else self.model.replace(":", "_"))
         return Path(self.out) / self.frontend / model / f"{chain_slug(self.chain)}-{self.hash}"
 

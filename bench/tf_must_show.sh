@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The TensorFlow frontend's "Must show" , measured on full Fashion-MNIST with the seed MLP:
+# The TensorFlow frontend's "Must show", measured on full Fashion-MNIST with the seed MLP:
 # dense, prune 0.95, cluster 16, 2:4, 2:4 + 95 % inside the pattern, prune → cluster, on U85-128,
 # U55-128 and U65-256. Writes bench/results/tf_must_show.md (+ the JSON records beside it).
 # The float model is trained once (OUT/tf/.float-cache) and shared by every run.
@@ -41,7 +41,7 @@ order = ["dense", "prune95", "cluster16", "prune2of4", "prune2of4_95", "prune95_
 cmd = {"dense": "post-training-quant", "prune95": "prune --sparsity 0.95", "cluster16": "cluster --clusters 16",
        "prune2of4": "prune --structure 2:4 --sparsity 0.5", "prune2of4_95": "prune --structure 2:4 --sparsity 0.95",
        "prune95_cluster16": "prune --sparsity 0.95 --then cluster --clusters 16"}
-print("# TensorFlow frontend: Must show \n")
+print("# TensorFlow frontend: Must show\n")
 print("Produced by `bench/tf_must_show.sh`: seed MLP (784-512-256-10), full Fashion-MNIST (60k train / 10k test),")
 first = next(iter(next(iter(rows.values())).values()))
 print(f"{first['epochs']} float epoch, 1 fine-tune epoch per technique, seed {first['seed']}; versions: "

@@ -82,7 +82,7 @@ def pte(r):
 
 
 lines = [
-    "# PyTorch frontend \"Must show\"",
+    "# PyTorch frontend: Must show",
     "",
     "Seed MLP (784-512-256-10), full Fashion-MNIST (60,000 train / 10,000 test), 1 epoch float training",
     "(+1 fine-tune epoch for prune/cluster), seed 0 unless stated. System config per family default",

@@ -15,7 +15,7 @@ from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
 from condition.techniques import CentroidInit, ClusterConfig
 
-STEP = "cluster"
+STEP = ClusterConfig.name
 
 
 def _centroid_init(init: CentroidInit) -> Any:

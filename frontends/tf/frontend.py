@@ -15,7 +15,7 @@ from condition.frontends.tf import cluster, post_training_quant, prune, qat  # n
 from condition.init import INIT_SCHEME
 from condition.models import parse_model_spec
 from condition.run import Progress, RunConfig
-from condition.techniques import PostTrainingQuantConfig
+from condition.techniques import ClusterConfig, PostTrainingQuantConfig, QatConfig
 
 FLOAT_EVALUATOR = "keras float32"
 
@@ -62,9 +62,8 @@ class TensorFlowFrontend:
         from condition.backend.vela import compile_tflite
         from condition.frontends.tf.weights import weight_stats
 
-        done = [c.name for c in ctx.done]
         # Clustered weights converted without QAT get per-tensor scales (see to_int8_tflite), as on torch.
-        per_channel = not ("cluster" in done and "qat" not in done)
+        per_channel = not (_has(ctx, ClusterConfig) and not _has(ctx, QatConfig))
         notes = [] if per_channel else ["clustered weights quantized per tensor so each layer keeps its shared values as int8 codes"]
         tflite = _export(model, ctx, work / "model_int8.tflite", per_channel=per_channel)
         compiled = compile_tflite(tflite, ctx.target, work / "vela")
@@ -79,6 +78,10 @@ class TensorFlowFrontend:
 
         return Compiled(artifacts=[("tflite", tflite), ("vela_tflite", compiled.vela_tflite)], weights=weight_stats(tflite),
                         vela=compiled.estimate, fvp_artifact=compiled.vela_tflite, evaluate=evaluate, notes=notes)
+
+
+def _has(ctx: StepContext, config_type: type) -> bool:
+    return any(isinstance(c, config_type) for c in ctx.done)
 
 
 def _export(model: Any, ctx: StepContext, path: Path, per_channel: bool) -> Path:

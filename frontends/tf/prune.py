@@ -20,7 +20,7 @@ from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
 from condition.techniques import PruneConfig, Schedule, Structure
 
-STEP = "prune"
+STEP = PruneConfig.name
 
 
 def _kernel_input_axis(layer: Any) -> int | None:

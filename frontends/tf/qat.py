@@ -12,16 +12,17 @@ from condition.frontend import StepContext
 from condition.frontends.tf import REGISTRY, keras_modules
 from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
-from condition.techniques import QatConfig
+from condition.techniques import ClusterConfig, PruneConfig, QatConfig
 
-STEP = "qat"
+STEP = QatConfig.name
 
 
-def scheme_name(config: QatConfig, after: Sequence[str]) -> str:
-    """Which tfmot scheme the chain calls for: qat, pqat, cqat or pcqat."""
+def scheme_name(config: QatConfig, after: Sequence[Any]) -> str:
+    """Which tfmot scheme the chain calls for (`after`: the earlier steps' configs): qat, pqat, cqat or pcqat."""
     if not config.preserve:
         return "qat"
-    pruned, clustered = "prune" in after, "cluster" in after
+    pruned = any(isinstance(c, PruneConfig) for c in after)
+    clustered = any(isinstance(c, ClusterConfig) for c in after)
     return {(False, False): "qat", (True, False): "pqat", (False, True): "cqat", (True, True): "pcqat"}[(pruned, clustered)]
 
 
@@ -43,9 +44,8 @@ def apply(model: Any, config: QatConfig, ctx: StepContext) -> Any:
         q = qat.apply(clustered, QatConfig(fine_tune_epochs=1), ctx)
     """
     data: TrainData = ctx.data
-    after = [c.name for c in ctx.done]
     _, _, tfmot = keras_modules()
     q = tfmot.quantization.keras
-    quantized = q.quantize_apply(q.quantize_annotate_model(clone(model)), _scheme(scheme_name(config, after)))
+    quantized = q.quantize_apply(q.quantize_annotate_model(clone(model)), _scheme(scheme_name(config, ctx.done)))
     fit(quantized, data, config.fine_tune_epochs, STEP)
     return quantized

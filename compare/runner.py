@@ -1,32 +1,42 @@
-"""Run the cells of a matrix: resume, failures recorded, cells spread over worker processes.
+"""Run the cells of a matrix on Ray: resume, failures recorded, one Ray task per cell.
 
 - A cell whose folder already holds an "ok" record with the same configuration hash is skipped
   (resume after a crash or Ctrl-C); `force` redoes it. Failed cells are retried on the next run.
 - A cell that raises is written as a failed MetricsRecord (status "failed", one-line error, the
   traceback in error.log beside it) and the other cells go on. A worker that dies outright (killed,
-  segfault) gets the same record for the cell it was running.
-- Scheduling: the first cell of each lane (cells sharing one trained float model) runs before the
-  rest of its lane, so the frontend trains that float model once and the others load it from the
-  frontend's cache on disk. After that any free worker takes any ready cell, preferring its own
-  frontend; a worker whose frontend has nothing left makes room for one of the other frontend, so
-  a short TF lane does not leave a core idle while the torch lane is still long.
+  segfault, out of memory) gets the same record for the cell it was running; Ray never retries it.
+- Each cell is one Ray task (compare/worker.py) in a worker pool of its frontend. It runs in a
+  private OUT and sends the finished folder back; only this driver writes into OUT (atomically),
+  so a cluster needs no shared file system.
+- Lanes: the first cell of each lane (cells sharing one trained float model) runs before the rest
+  of its lane; the float model it trained comes back with it and is handed to the lane's other
+  cells through Ray's object store, so each lane trains its float model once.
+- Ctrl-C / SIGTERM cancels the running tasks (their private folders are removed, OUT gets no
+  partial folder) and re-raises KeyboardInterrupt; finished cells stay recorded for the next call.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
+import functools
+import json
 import os
-import queue as queue_mod
 import shutil
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from condition.backend.atomic import write_json_atomic
 from condition.backend.metrics import RECORD_NAME, MetricsRecord
+from condition.compare.cluster import ray_session, usable_cores
 from condition.compare.matrix import Cell, lanes
-from condition.compare.worker import log_path, worker_main, write_failed_record
+from condition.compare.transfer import Units, install, is_cache, pack
+from condition.compare.worker import CellResult, log_path, run_cell, runtime_env, write_failed_record
 from condition.errors import ArtifactError
 from condition.run import RunConfig
+
+LANE_INDEX = ".float-lanes.json"  # OUT/<this>: lane → its float-cache entries, so a resumed lane reuses them
+CANCEL_GRACE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,7 @@ class CellOutcome:
 class Events(Protocol):
     """What the runner reports while it works (the CLI draws a progress bar from it)."""
 
-    def begin(self, total: int, skipped: int, jobs: int) -> None: ...
+    def begin(self, total: int, skipped: int, jobs: int, threads: int, where: str) -> None: ...
 
     def step(self, cell: Cell, step: str, fraction: float | None) -> None: ...
 
@@ -48,7 +58,7 @@ class Events(Protocol):
 
 
 class NoEvents:
-    def begin(self, total: int, skipped: int, jobs: int) -> None:
+    def begin(self, total: int, skipped: int, jobs: int, threads: int, where: str) -> None:
         return None
 
     def step(self, cell: Cell, step: str, fraction: float | None) -> None:
@@ -58,21 +68,14 @@ class NoEvents:
         return None
 
 
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def default_jobs(cells: int) -> int:
+def default_jobs(cells: int, cpus: int | None = None) -> int:
     """One single-threaded worker per core (small models train faster as two 1-thread processes
     than as one 2-thread process), never more workers than cells."""
-    return max(1, min(usable_cores(), cells))
+    return max(1, min(cpus or usable_cores(), cells))
 
 
-def threads_per_worker(jobs: int) -> int:
-    return max(1, usable_cores() // max(1, jobs))
+def threads_per_worker(jobs: int, cpus: int | None = None) -> int:
+    return max(1, (cpus or usable_cores()) // max(1, jobs))
 
 
 def existing_record(config: RunConfig) -> MetricsRecord | None:
@@ -91,8 +94,9 @@ def is_done(config: RunConfig) -> bool:
 
 
 def remove_stale_partials(cells: list[Cell]) -> None:
-    """Work folders of runs whose process is gone (a killed compare) are debris: remove them."""
-    for folder in {c.config.run_dir().parent for c in cells}:
+    """Work folders of processes that are gone (a killed compare) are debris: remove them."""
+    folders = {c.config.run_dir().parent for c in cells} | {Path(c.config.out) / c.config.frontend / ".float-cache" for c in cells}
+    for folder in folders:
         if not folder.is_dir():
             continue
         for p in folder.glob(".*-*"):
@@ -111,10 +115,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, events: Events | None = None) -> list[CellOutcome]:
-    """Run every cell that has no ok record yet (all of them with `force`); one outcome per cell.
+def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, events: Events | None = None,
+              address: str | None = None) -> list[CellOutcome]:
+    """Run every cell that has no ok record yet (all of them with `force`) on Ray; one outcome per cell.
 
-    Ctrl-C / SIGTERM stops the workers (their unfinished runs leave no folder) and re-raises
+    `address`: an existing Ray cluster (else RAY_ADDRESS, else an embedded Ray for this call).
+    Ctrl-C / SIGTERM stops the tasks (their unfinished runs leave no folder) and re-raises
     KeyboardInterrupt; finished cells stay recorded, so the next call resumes."""
     events = events or NoEvents()
     outcomes: dict[str, CellOutcome] = {}
@@ -124,163 +130,193 @@ def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, e
             outcomes[cell.config.hash] = CellOutcome(cell, "skipped")
         else:
             todo.append(cell)
-    jobs = min(jobs or default_jobs(len(todo)), max(1, len(todo)))  # no idle workers, more threads each
-    events.begin(len(cells), len(cells) - len(todo), jobs)
-    for outcome in outcomes.values():
-        events.done(outcome)
-    if todo:
-        remove_stale_partials(todo)
-        _Scheduler(todo, jobs, events, outcomes).run()
+    if not todo:
+        events.begin(len(cells), len(cells), 0, 0, "nothing to run")
+        for outcome in outcomes.values():
+            events.done(outcome)
+    else:
+        out = Path(todo[0].config.out)
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            with ray_session(out, address) as session:
+                jobs = min(jobs or default_jobs(len(todo), session.cpus), len(todo))  # no idle workers, more threads each
+                threads = threads_per_worker(jobs, session.cpus)
+                where = f"Ray at {session.address}" if session.address else f"embedded Ray, {session.cpus} CPUs"
+                events.begin(len(cells), len(cells) - len(todo), jobs, threads, where)
+                for outcome in outcomes.values():
+                    events.done(outcome)
+                remove_stale_partials(todo)
+                _Scheduler(todo, threads, events, outcomes, out).run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return [outcomes[c.config.hash] for c in cells]
 
 
-@dataclass
-class _Worker:
-    frontend: str
-    process: Any
-    inbox: Any
-    busy: int | None = None  # cell id it is running
-    stopping: bool = False
+def lane_key(cell: Cell) -> str:
+    return json.dumps([str(v) for v in cell.lane])
+
+
+class LaneCache:
+    """Which float-cache entries each lane produced (OUT/.float-lanes.json), and their bytes."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path = out / LANE_INDEX
+        try:
+            self.index: dict[str, list[str]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.index = {}
+
+    def units(self, key: str) -> Units:
+        """The lane's cache entries still present in OUT, packed for a worker."""
+        return pack(self.out, [rel for rel in self.index.get(key, []) if (self.out / rel).is_dir()])
+
+    def add(self, key: str, rels: list[str]) -> None:
+        if rels:
+            self.index[key] = sorted(set(self.index.get(key, [])) | set(rels))
+            write_json_atomic(self.path, self.index)
+
+
+def install_result(out: Path, config: RunConfig, result: CellResult) -> list[str]:
+    """Write a task's folders into OUT (atomically) and append its output to the frontend's log;
+    returns the float-cache entries it brought."""
+    install(out, result.units, keep=is_cache)
+    if result.log.strip():
+        path = log_path(out, config.frontend)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(result.log if result.log.endswith("\n") else result.log + "\n")
+    return [rel for rel in result.units if is_cache(rel)]
+
+
+def remote_cell(frontend: str, threads: int) -> Any:
+    """The Ray task for one cell: `threads` CPUs, the frontend's own worker pool, never retried
+    (a cell that kills its worker is recorded as failed, not run again)."""
+    return _remote_run_cell().options(num_cpus=threads, max_retries=0, runtime_env=runtime_env(frontend, threads),
+                                        name=f"condition-{frontend}")
+
+
+@functools.cache
+def _remote_run_cell() -> Any:
+    import ray
+
+    return ray.remote(run_cell)  # made once per process; Ray exports it again to each new session
+
+
+def describe_task_error(exc: BaseException) -> str:
+    """One line for a task that did not return (its worker died, ran out of memory, ...)."""
+    import ray
+
+    if isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.LocalRayletDiedError):
+        return "worker process died while running this cell (killed, or crashed)"
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):
+        return "worker process was killed by Ray: the node ran out of memory"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 @dataclass
 class _Scheduler:
     cells: list[Cell]
-    jobs: int
+    threads: int
     events: Events
     outcomes: dict[str, CellOutcome]
-    waiting: list[int] = field(default_factory=list)  # cell ids not handed out yet, in matrix order
+    out: Path
+    waiting: list[int] = field(default_factory=list)  # cell ids not submitted yet, in matrix order
     locked: dict[int, int] = field(default_factory=dict)  # cell id → its lane's first cell, until that is done
     done: set[int] = field(default_factory=set)
-    workers: list[_Worker] = field(default_factory=list)
+    pending: dict[Any, int] = field(default_factory=dict)  # ObjectRef → cell id
 
     def __post_init__(self) -> None:
-        self.ctx = mp.get_context("spawn")  # never fork a process that may hold framework threads
-        self.outbox = self.ctx.Queue()
-        index = {id(c): i for i, c in enumerate(self.cells)}
         for lane in lanes(self.cells):
-            ids = [index[id(c)] for c in lane]
+            ids = [self.cells.index(c) for c in lane]
             for i in ids[1:]:
                 self.locked[i] = ids[0]
         self.waiting = list(range(len(self.cells)))
-        self.heads = {i for i in self.waiting if i not in self.locked}
+        self.lane_cache = LaneCache(self.out)
+        self.cache_refs: dict[str, Any] = {}
 
     def run(self) -> None:
-        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        import ray
+        from ray.util.queue import Queue
+
+        self.steps = Queue(actor_options={"num_cpus": 0})
         try:
             while len(self.done) < len(self.cells):
-                self._assign()
-                try:
-                    self._handle(self.outbox.get(timeout=0.5))
-                except queue_mod.Empty:
-                    pass
-                self._reap()
-            for w in self.workers:
-                w.inbox.put(None)
-            for w in self.workers:
-                w.process.join(10)
+                self._submit()
+                ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.3)
+                self._drain()
+                for ref in ready:
+                    self._collect(ref)
+            self._drain()
         except BaseException:
-            self._stop()
+            self._cancel()
             raise
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            self.outbox.close()
 
-    def _ready(self) -> list[int]:
-        return [i for i in self.waiting if self.locked.get(i) is None or self.locked[i] in self.done]
+    def _submit(self) -> None:
+        """Every cell whose lane head is done (or that is a head) goes to Ray now."""
+        import ray
 
-    def _assign(self) -> None:
-        ready = self._ready()
-        for w in self.workers:  # idle workers first take cells of their own frontend
-            if w.busy is None and not w.stopping:
-                pick = next((i for i in ready if self.cells[i].config.frontend == w.frontend), None)
-                if pick is not None:
-                    self._give(w, pick)
-                    ready.remove(pick)
-        for w in self.workers:  # then idle workers with nothing of theirs left make room
-            if w.busy is None and not w.stopping:
-                mine_left = any(self.cells[i].config.frontend == w.frontend for i in self.waiting)
-                if not mine_left or (ready and len(self.workers) >= self.jobs):
-                    w.stopping = True
-                    w.inbox.put(None)
-        while ready and len(self.workers) < self.jobs:
-            pick = self._choose(ready)
-            w = self._spawn(self.cells[pick].config.frontend)
-            self._give(w, pick)
-            ready.remove(pick)
+        for i in [i for i in self.waiting if self.locked.get(i) is None or self.locked[i] in self.done]:
+            cell = self.cells[i]
+            key = lane_key(cell)
+            if key not in self.cache_refs:
+                units = self.lane_cache.units(key)
+                self.cache_refs[key] = ray.put(units) if units else None
+            task = remote_cell(cell.config.frontend, self.threads)
+            self.pending[task.remote(i, cell.config, self.threads, self.cache_refs[key], self.steps)] = i
+            self.waiting.remove(i)
 
-    def _choose(self, ready: list[int]) -> int:
-        """Lane heads first (they unlock their lanes), then the frontend with the most left to do."""
-        heads = [i for i in ready if i in self.heads]
-        if heads:
-            return heads[0]
-        backlog = {f: sum(1 for i in self.waiting if self.cells[i].config.frontend == f) for f in {self.cells[i].config.frontend for i in ready}}
-        return max(ready, key=lambda i: (backlog[self.cells[i].config.frontend], -i))
+    def _drain(self) -> None:
+        try:
+            n = self.steps.qsize()
+            messages = self.steps.get_nowait_batch(n) if n else []
+        except Exception:  # noqa: BLE001 — progress is best effort
+            return
+        for msg in messages:
+            cell = self.cells[msg[1]]
+            if msg[1] in self.done:
+                continue
+            if msg[0] == "start":
+                self.events.step(cell, "start", None)
+            elif msg[0] == "step":
+                self.events.step(cell, msg[2], msg[3])
 
-    def _spawn(self, frontend: str) -> _Worker:
-        inbox = self.ctx.Queue()
-        out = self.cells[0].config.out
-        process = self.ctx.Process(target=worker_main, name=f"condition-compare-{frontend}",
-                                   args=(frontend, inbox, self.outbox, threads_per_worker(self.jobs), os.getpid(), str(log_path(out, frontend))))
-        process.start()
-        worker = _Worker(frontend, process, inbox)
-        self.workers.append(worker)
-        return worker
+    def _collect(self, ref: Any) -> None:
+        import ray
 
-    def _give(self, w: _Worker, cell_id: int) -> None:
-        w.busy = cell_id
-        self.waiting.remove(cell_id)
-        w.inbox.put((cell_id, self.cells[cell_id].config))
+        i = self.pending.pop(ref)
+        cell = self.cells[i]
+        try:
+            result: CellResult = ray.get(ref)
+        except (KeyboardInterrupt, ray.exceptions.TaskCancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 — the task did not return: record the cell as failed
+            error = describe_task_error(exc)
+            write_failed_record(cell.config, error)
+            self._finish(i, CellOutcome(cell, "failed", 0.0, error))
+            return
+        rels = install_result(self.out, cell.config, result)
+        if rels:
+            key = lane_key(cell)
+            self.lane_cache.add(key, rels)
+            self.cache_refs.pop(key, None)  # the lane's next cells get the new entries
+        self._finish(i, CellOutcome(cell, result.status, round(result.seconds, 1), result.error))
 
-    def _handle(self, msg: tuple[Any, ...]) -> None:
-        kind, cell_id = msg[0], msg[1]
-        cell = self.cells[cell_id]
-        if kind == "start":
-            self.events.step(cell, "start", None)
-        elif kind == "step":
-            self.events.step(cell, msg[2], msg[3])
-        elif kind == "done" and cell_id not in self.done:
-            for w in self.workers:
-                if w.busy == cell_id:
-                    w.busy = None
-            self._finish(CellOutcome(cell, msg[2], round(msg[4], 1), msg[3]), cell_id)
-
-    def _finish(self, outcome: CellOutcome, cell_id: int) -> None:
-        self.done.add(cell_id)
+    def _finish(self, i: int, outcome: CellOutcome) -> None:
+        self.done.add(i)
         self.outcomes[outcome.cell.config.hash] = outcome
         self.events.done(outcome)
 
-    def _reap(self) -> None:
-        """Remove exited workers; a cell a worker died in is recorded as failed."""
-        for w in list(self.workers):
-            if w.process.exitcode is None:
-                continue
-            self._drain()
-            w.process.join()
-            self.workers.remove(w)
-            if w.busy is not None and w.busy not in self.done:
-                code = w.process.exitcode
-                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                error = f"worker process died while running this cell ({how})"
-                cell = self.cells[w.busy]
-                write_failed_record(cell.config, error)
-                self._finish(CellOutcome(cell, "failed", 0.0, error), w.busy)
+    def _cancel(self) -> None:
+        """Interrupt the running tasks so they remove their private folders; force what does not stop."""
+        import ray
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                self._handle(self.outbox.get(timeout=0.05))
-            except queue_mod.Empty:
-                return
-
-    def _stop(self) -> None:
-        """Interrupt the workers so their recorders clean up, then make sure they are gone."""
-        for w in self.workers:
-            if w.process.exitcode is None:
-                w.process.terminate()  # SIGTERM → KeyboardInterrupt inside the worker
-        deadline = time.monotonic() + 15
-        for w in self.workers:
-            w.process.join(max(0.1, deadline - time.monotonic()))
-            if w.process.exitcode is None:
-                w.process.kill()
-                w.process.join()
+        refs = list(self.pending)
+        for ref in refs:
+            ray.cancel(ref)  # KeyboardInterrupt inside the task; its `finally` cleans up
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        while refs and time.monotonic() < deadline:
+            _, refs = ray.wait(refs, num_returns=len(refs), timeout=0.5)
+        for ref in refs:
+            ray.cancel(ref, force=True)

@@ -1,76 +1,150 @@
-"""The worker process side of the runner: one spawned process per frontend slot that runs the
-cells it is handed, one after the other, and reports start / step / done on a queue.
+"""The worker side of the runner: the body of one Ray task, which runs one cell (or one search
+trial) and sends the finished run folder back as bytes with its status.
 
-A worker only ever runs cells of one frontend, so TensorFlow and torch never share a process and
-each worker imports its framework once. Thread pools are sized from the environment before the
-framework loads, so the workers together use each core once.
+The task runs the cell in a private OUT on the worker's own disk, so a cluster needs no shared file
+system: the float model its lane trained (or was handed) and the run folder travel as tars
+(compare/transfer.py) and the driver writes them into the real OUT. Tasks of one frontend share a
+Ray worker pool of their own (the runner gives each frontend its own runtime env), so TensorFlow and
+torch never share a process and each worker imports its framework once. Thread pools are sized from
+the environment before the framework loads, so the workers together use each core once.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-import queue as queue_mod
 import re
 import shutil
-import signal
 import sys
+import tempfile
 import time
 import traceback
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from condition.backend.atomic import atomic_folder
 from condition.backend.metrics import MetricsRecord
-from condition.errors import ConditionError
-from condition.recorder import record_for, replace_folder
+from condition.compare.transfer import Units, float_cache_folders, install, pack
+from condition.errors import ConditionError, one_line
+from condition.recorder import record_for
 from condition.run import RunConfig
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+CELL_TMP_ENV = "CONDITION_CELL_TMP"  # where tasks make their private OUT (default: the system temp dir)
+LOG_LIMIT = 200_000  # characters of framework output sent back per cell
 
 
-def worker_main(frontend: str, inbox: Any, outbox: Any, threads: int, parent: int, log_path: str) -> None:
-    """Entry point of a spawned worker: take (cell id, RunConfig) from `inbox` until None.
+@dataclass(frozen=True)
+class CellResult:
+    """What a task sends back: the outcome, the run folder and any float-cache entry it trained."""
 
-    The frameworks' own output goes to the log file, not over the progress bar. SIGTERM (sent by
-    the runner on Ctrl-C) becomes KeyboardInterrupt so the run's recorder removes its work folder."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    set_threads(threads)
-    _redirect_output(Path(log_path))
-    try:
-        while True:
-            try:
-                item = inbox.get(timeout=1.0)
-            except queue_mod.Empty:
-                if os.getppid() != parent:  # the compare that started us is gone: do not run on alone
-                    return
-                continue
-            if item is None:
-                return
-            cell_id, config = item
-            _run_cell(cell_id, config, outbox)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    cell_id: int
+    status: str  # "ok" or "failed"
+    error: str | None
+    seconds: float
+    units: Units  # folder relative to OUT → tar (compare/transfer.py)
+    log: str  # what the frameworks printed while the cell ran
 
 
-def _run_cell(cell_id: int, config: RunConfig, outbox: Any) -> None:
+def runtime_env(frontend: str, threads: int) -> dict[str, Any]:
+    """A Ray runtime env per (frontend, threads): Ray keeps one worker pool per runtime env, so a
+    worker process only ever runs one framework with one thread setting, set by `set_threads` in its
+    first task before the framework is imported."""
+    return {"env_vars": {"CONDITION_WORKER_FRONTEND": frontend, "CONDITION_WORKER_THREADS": str(threads)}}
+
+
+def run_cell(cell_id: int, config: RunConfig, threads: int, cache: Units | None = None, steps: Any = None) -> CellResult:
+    """Run `config` in a private OUT; `cache` = float-cache entries to start from, `steps` = a queue
+    (ray.util.queue.Queue) for ("start"|"step", cell id, …) messages. Never raises for a failing
+    run: the failure is the result (a failed record in the run folder)."""
     from condition.run import run_config
 
-    outbox.put(("start", cell_id))
-    start = time.perf_counter()
-    last = [0.0, ""]
-
-    def progress(step: str, fraction: float | None = None) -> None:
-        now = time.perf_counter()
-        if step != last[1] or now - last[0] > 0.5 or fraction in (0.0, 1.0):
-            last[0], last[1] = now, step
-            outbox.put(("step", cell_id, step, fraction))
-
+    set_threads(threads)
+    private = _private_out()
     try:
-        record = run_config(config, progress)
-        status, error = record.status, record.error
-    except Exception as exc:  # noqa: BLE001 — any failure of one cell is recorded; the others go on
-        status, error = "failed", describe(exc)
-        print(traceback.format_exc(), file=sys.stderr)
-        write_failed_record(config, error, traceback.format_exc(), time.perf_counter() - start)
-    outbox.put(("done", cell_id, status, error, time.perf_counter() - start))
+        local = dataclasses.replace(config, out=private)
+        if cache:
+            install(private, cache)
+        before = set(float_cache_folders(private))
+        _put(steps, ("start", cell_id))
+        start = time.perf_counter()
+        last = [0.0, ""]
+
+        def progress(step: str, fraction: float | None = None) -> None:
+            now = time.perf_counter()
+            if step != last[1] or now - last[0] > 0.5 or fraction in (0.0, 1.0):
+                last[0], last[1] = now, step
+                _put(steps, ("step", cell_id, step, fraction))
+
+        with _captured_output(private / ".output.log") as log:
+            try:
+                record = run_config(local, progress)
+                status, error = record.status, record.error
+            except Exception as exc:  # noqa: BLE001 — any failure of one cell is recorded; the others go on
+                status, error = "failed", describe(exc)
+                print(traceback.format_exc(), file=sys.stderr)
+                write_failed_record(local, error, traceback.format_exc(), time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        new_cache = [f for f in float_cache_folders(private) if f not in before]
+        units = pack(private, [local.run_dir().relative_to(private).as_posix(), *new_cache])
+        return CellResult(cell_id, status, error, seconds, units, log.read_text(errors="replace")[-LOG_LIMIT:])
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _put(queue: Any, message: tuple[Any, ...]) -> None:
+    if queue is not None:
+        with contextlib.suppress(Exception):  # progress is best effort; a full or gone queue never fails a cell
+            queue.put_nowait(message)
+
+
+def _private_out() -> Path:
+    """A fresh folder for one cell; folders of cells whose process is gone (killed) are removed."""
+    base = Path(os.environ.get(CELL_TMP_ENV) or tempfile.gettempdir()) / "condition-cells"
+    base.mkdir(parents=True, exist_ok=True)
+    for p in base.glob("*-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+    path = base / f"{uuid.uuid4().hex[:12]}-{os.getpid()}"
+    path.mkdir()
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _captured_output(path: Path) -> Iterator[Path]:
+    """The frameworks' own output (C++ logs too, hence file descriptors) goes to `path`, not to
+    Ray's worker log; restored afterwards because the worker process runs further cells."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    stdout, stderr = sys.stdout, sys.stderr
+    with open(path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(Exception):
+                log.flush()
+            sys.stdout, sys.stderr = stdout, stderr
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def set_threads(threads: int) -> None:
@@ -80,14 +154,6 @@ def set_threads(threads: int) -> None:
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     os.environ["CONDITION_TOSA_WORKERS"] = str(threads)  # torch's TOSA-reference evaluation pool
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _redirect_output(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(path, "a", buffering=1)
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
 
 
 def log_path(out: str | Path, frontend: str) -> Path:
@@ -101,21 +167,12 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def one_line(text: str, limit: int = 400) -> str:
-    """Records keep a one-line error; the full traceback is in the cell's error.log."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 def write_failed_record(config: RunConfig, error: str, details: str = "", seconds: float = 0.0) -> MetricsRecord:
     """Replace the cell's folder with one holding a failed record (and the traceback, if any)."""
-    record = record_for(config, status="failed", error=one_line(error), step_seconds={"total": round(seconds, 3)})
-    run_dir = config.run_dir()
-    tmp = run_dir.parent / f".{run_dir.name}.failed-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    record.write(tmp)
-    if details:
-        (tmp / "error.log").write_text(details)
-    replace_folder(tmp, run_dir)
+    # Records keep a one-line error; the full traceback is in the cell's error.log.
+    record = record_for(config, status="failed", error=one_line(error, limit=400), step_seconds={"total": round(seconds, 3)})
+    with atomic_folder(config.run_dir()) as folder:
+        record.write(folder)
+        if details:
+            (folder / "error.log").write_text(details)
     return record

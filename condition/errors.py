@@ -78,6 +78,18 @@ class RecipeError(ConditionError):
         return f"recipe {where}: {self.problem}"
 
 
+@dataclass
+class ClusterError(ConditionError):
+    """Ray could not be started or reached (`compare`/`search` run on Ray)."""
+
+    address: str | None  # None: the embedded local Ray
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"Ray cluster at {self.address}" if self.address else "embedded Ray"
+        return f"{where}: {self.problem}"
+
+
 def one_line(error: BaseException | str, limit: int = 200) -> str:
     """The first line of an error, trimmed: frameworks raise multi-page messages, we print one line."""
     first = (str(error).strip().splitlines() or [""])[0].strip()

@@ -12,6 +12,11 @@ from click.core import ParameterSource
 
 from condition.commands.common import build_target, target_options
 
+# Every multi-run command runs on Ray (compare/cluster.py); shared by `compare` and `search`.
+address_option = click.option(
+    "--address", default=None, metavar="HOST:PORT", envvar="RAY_ADDRESS", show_envvar=True,
+    help="Run on this existing Ray cluster [default: an embedded Ray on this machine's cores, stopped at exit].")
+
 DEFAULT_OUT = "runs/compare"
 QUICK_OUT = "runs/compare-quick"
 
@@ -52,10 +57,12 @@ class CompareProgress:
         self.finished = 0
         self.running: dict[str, str] = {}
 
-    def begin(self, total: int, skipped: int, jobs: int) -> None:
+    def begin(self, total: int, skipped: int, jobs: int, threads: int, where: str) -> None:
         from tqdm import tqdm
 
         self.total = total
+        if jobs:
+            click.echo(f"running on {where}: {jobs} worker(s) × {threads} thread(s)", err=True)
         self.bar = tqdm(total=total, desc="compare", unit="cell", file=sys.stderr, disable=not sys.stderr.isatty(),
                         bar_format="{desc}: {n_fmt}/{total_fmt} cells |{bar}| {elapsed} {postfix}", dynamic_ncols=True)
 
@@ -105,7 +112,8 @@ class CompareProgress:
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help=f"Runs and the report go here [default: {DEFAULT_OUT}, or {QUICK_OUT} with --quick].")
 @click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
-              help="Worker processes, each single-threaded when there are as many as cores [default: one per core].")
+              help="Cells at once, each single-threaded when there are as many as CPUs [default: one per CPU of the Ray cluster].")
+@address_option
 @click.option("--force", is_flag=True, help="Redo cells that already have a finished record.")
 @click.option("--fvp", "fvp", default=None, is_flag=False, flag_value="auto", metavar="PATH",
               help="Also run every cell on a Corstone FVP (binary or folder; bare --fvp searches CONDITION_FVP_DIR and PATH).")
@@ -123,7 +131,7 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     from condition.compare.records import write_manifest
     from condition.compare.report import write_report
     from condition.compare.report_text import render_text
-    from condition.compare.runner import default_jobs, is_done, run_cells, threads_per_worker
+    from condition.compare.runner import is_done, run_cells
     from condition.compare.table import build_sections
     from condition.compare.records import load_comparison
 
@@ -133,16 +141,18 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     cells = expand(recipe, out, fvp=None if fvp in (None, "auto") else fvp, run_fvp=fvp is not None)
     write_manifest(out, cells, recipe.source)
     todo = cells if opts["force"] else [c for c in cells if not is_done(c.config)]
-    jobs = min(opts["jobs"] or default_jobs(len(todo)), max(1, len(todo)))
     click.echo(f"condition compare: {len(cells)} cells ({len(recipe.frontends)} frontends × {len(recipe.chains)} chains"
-               f"{_more(recipe)}), {len(cells) - len(todo)} already done; {jobs} worker(s) × {threads_per_worker(jobs)} thread(s) → {out}",
-               err=True)
+               f"{_more(recipe)}), {len(cells) - len(todo)} already done → {out}", err=True)
     progress = CompareProgress()
     try:
-        outcomes = run_cells(cells, jobs=jobs, force=opts["force"], events=progress)
+        outcomes = run_cells(cells, jobs=opts["jobs"], force=opts["force"], events=progress, address=opts["address"])
     finally:
         progress.close()
     comparison = load_comparison(out)
+    from condition.compare.advice import write_comparison_advice  # `condition advise` on each baseline cell
+
+    for problem in write_comparison_advice(comparison):
+        click.echo(f"condition: {problem}", err=True)
     files = write_report(out, comparison)
     click.echo(render_text(build_sections(comparison)))
     click.echo(f"\nreport: {files.html}\n        {files.markdown}\n        {files.csv}, {files.json}")

@@ -10,12 +10,11 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from condition.backend.atomic import write_json_atomic
 from condition.backend.vela import LayerEstimate, VelaEstimate
 from condition.errors import ArtifactError
 
@@ -169,6 +168,7 @@ class MetricsRecord:
         return cls(**_known(cls, d))
 
     def write(self, run_dir: str | Path) -> Path:
+        """The one writer of metrics.json (runs, measure, failed compare cells, fvp import): atomic."""
         return write_json_atomic(Path(run_dir) / RECORD_NAME, self.to_dict())
 
     @classmethod
@@ -191,21 +191,6 @@ def _weight_stats(w: dict[str, Any]) -> WeightStats:
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in d.items() if k in names}
-
-
-def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write to a temporary name in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def config_hash(config: dict[str, Any]) -> str:

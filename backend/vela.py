@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from condition.backend.atomic import atomic_folder
 from condition.backend.output_log import captured_output
 from condition.backend.target import Target, VelaOptions, vela_argv
 from condition.errors import ArtifactError, StepError
@@ -190,7 +189,7 @@ def compile_tflite(
     out_dir.mkdir(parents=True, exist_ok=True)
     in_ops = tflite_operators(tflite)
     log_path = out_dir / f"{tflite.stem}_vela.log"
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".vela-") as tmp:
+    with atomic_folder(out_dir, existing="merge") as tmp:  # outputs appear beside the log only after success
         argv = vela_argv(tflite, tmp, target, options)
         log.info("vela %s", " ".join(argv))
         start = time.perf_counter()
@@ -205,8 +204,6 @@ def compile_tflite(
         if rc != 0:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise StepError("vela", str(tflite), f"exit code {rc}: {tail[0]}")
-        for p in Path(tmp).iterdir():  # move complete outputs into place only after success
-            os.replace(p, out_dir / p.name)
     vela_tflite = out_dir / f"{tflite.stem}_vela.tflite"
     summary, per_layer = find_vela_csvs(out_dir)
     out_ops = tflite_operators(vela_tflite)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from condition.backend.atomic import write_text_atomic
 from condition.compare.export import render_csv, render_json, result_rows
 from condition.compare.plots import Figure, figures
 from condition.compare.records import Comparison, load_comparison
@@ -36,20 +37,12 @@ def write_report(out: str | Path, comparison: Comparison | None = None) -> Repor
     plots = []
     for fig_list in figs.values():
         for fig in fig_list:
-            plots.append(_write(plot_dir / f"{fig.name}.svg", fig.svg))
+            plots.append(write_text_atomic(plot_dir / f"{fig.name}.svg", fig.svg))
     rows = result_rows(comparison, sections)
     return ReportFiles(
-        markdown=_write(out / "report.md", render_md(comparison, sections, figs, PLOT_DIR)),
-        html=_write(out / "report.html", render_html(comparison, sections, figs)),
-        csv=_write(out / "results.csv", render_csv(rows)),
-        json=_write(out / "results.json", render_json(comparison, rows)),
+        markdown=write_text_atomic(out / "report.md", render_md(comparison, sections, figs, PLOT_DIR)),
+        html=write_text_atomic(out / "report.html", render_html(comparison, sections, figs)),
+        csv=write_text_atomic(out / "results.csv", render_csv(rows)),
+        json=write_text_atomic(out / "results.json", render_json(comparison, rows)),
         plots=tuple(plots),
     )
-
-
-def _write(path: Path, text: str) -> Path:
-    """Replace the file in one rename, so a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path

@@ -7,13 +7,13 @@ folder OUT/measure/<stem>-<hash>/ appears only when everything succeeded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from condition.backend.atomic import atomic_folder
 from condition.backend.metrics import AccuracyResult, MetricsRecord, config_hash, tool_versions
 from condition.backend.target import Target
 from condition.commands.common import build_target, target_options
@@ -66,10 +66,7 @@ def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: in
     identity = {"file": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
                 "target": target.as_dict(), "dataset": dataset, "eval_limit": eval_limit}
     run_dir = out / "measure" / f"{path.stem}-{config_hash(identity)}"
-    work = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with atomic_folder(run_dir) as work:
         fields = measurer(path, target, dataset, eval_limit, work)
         estimate = fields["vela"]
         notes = [f"{estimate.ops_on_cpu} op(s) stay on the CPU (Vela cannot place them on the NPU): " + ", ".join(estimate.cpu_ops)] if estimate.ops_on_cpu else []
@@ -86,11 +83,6 @@ def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: in
             versions=tool_versions(), config_hash=config_hash(identity),
         )
         record.write(work)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        os.replace(work, run_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return record, run_dir
 
 

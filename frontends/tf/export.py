@@ -5,14 +5,14 @@ already carries its ranges, and the same converter call turns its fake-quant nod
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from condition.backend.atomic import write_bytes_atomic
 from condition.backend.output_log import captured_output
-from condition.errors import StepError
+from condition.errors import StepError, one_line
 from condition.frontends.tf import keras_modules
 
 
@@ -40,14 +40,10 @@ def to_int8_tflite(model: Any, calibration: np.ndarray, path: str | Path, per_ch
     converter.inference_output_type = tf.int8
     if not per_channel:
         converter._experimental_disable_per_channel = True  # TFLite's switch for per-tensor weight scales
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
         with captured_output(path.with_suffix(".convert.log")):
             flatbuffer = converter.convert()
-        tmp.write_bytes(flatbuffer)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, flatbuffer)
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise StepError("tflite int8 conversion", str(path), f"{type(exc).__name__}: {first}") from None
+        raise StepError("tflite int8 conversion", str(path), f"{type(exc).__name__}: {one_line(exc)}") from None
     return path

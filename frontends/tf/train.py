@@ -1,25 +1,20 @@
 """Training and float evaluation shared by every technique, plus the trained-float-model cache.
 
-`condition compare` runs many chains on the same float model; the cache under
-`<out>/tf/.float-cache/<hash>/` means it is trained once per (model, data set, epochs, seed, limit).
+`condition compare` runs many chains on the same float model; the shared cache
+(condition/float_cache.py) under `<out>/tf/.float-cache/<hash>/` trains it once per identity.
 """
 from __future__ import annotations
 
-import json
-import logging
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from condition.backend.metrics import config_hash
+from condition.float_cache import cached, file_identity
 from condition.frontends.tf import keras_modules
 from condition.run import Progress, no_progress
 
-log = logging.getLogger(__name__)
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3  # the seed notebook's Adam rate
 
@@ -97,19 +92,10 @@ def float_accuracy(model: Any, data: TrainData) -> float:
     return float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
 
 
-# ---- trained float model cache ----------------------------------------------------------------
+# ---- trained float model cache (condition/float_cache.py; this side saves and loads Keras) ----
 
-def cache_key(identity: dict[str, Any]) -> str:
-    return config_hash(identity)
-
-
-def model_file_identity(path: str) -> dict[str, Any]:
-    """A user model file is keyed by its path, size and modification time (it can change in place)."""
-    p = Path(path)
-    if not p.exists():
-        return {"path": path}
-    st = p.stat()
-    return {"path": str(p.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+model_file_identity = file_identity  # the name frontend.py keys user model and data set files with
+MODEL_FILE = "model.keras"
 
 
 def cached_float_model(cache_root: Path, identity: dict[str, Any], train: Callable[[], Any]) -> tuple[Any, bool]:
@@ -118,25 +104,11 @@ def cached_float_model(cache_root: Path, identity: dict[str, Any], train: Callab
     Returns (model, came_from_cache).
     """
     _, keras, _ = keras_modules()
-    folder = cache_root / cache_key(identity)
-    model_path = folder / "model.keras"
-    if model_path.is_file():
-        try:
-            return keras.models.load_model(model_path, compile=False), True
-        except Exception as exc:  # a damaged cache entry is retrained, never fatal
-            log.warning("float cache %s unreadable (%s); retraining", folder, exc)
-            shutil.rmtree(folder, ignore_errors=True)
-    model = train()
-    tmp = cache_root / f".{folder.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        model.save(tmp / "model.keras")
-        (tmp / "identity.json").write_text(json.dumps(identity, indent=2, default=str) + "\n")
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process stored the same model first: theirs is as good as ours
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return model, False
+
+    def save(model: Any, folder: Path) -> None:
+        model.save(folder / MODEL_FILE)
+
+    def load(folder: Path) -> Any:
+        return keras.models.load_model(folder / MODEL_FILE, compile=False)
+
+    return cached(cache_root, identity, train, save, load)

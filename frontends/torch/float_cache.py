@@ -1,18 +1,17 @@
-"""The trained float model, cached per (model, data set, epochs, seed, train limit) under
-`<out>/torch/.float-cache/<hash>/`, so `condition compare` trains it once for every technique.
-Written to a temporary file and renamed: a crashed run never leaves a half-written cache entry."""
+"""The torch side of the shared float model cache (condition/float_cache.py): the trained float
+model's state_dict under `<out>/torch/.float-cache/<hash>/`, so `condition compare` trains it once
+per (model, data set, epochs, seed, train limit) for every technique."""
 from __future__ import annotations
 
-import os
-import tempfile
+import copy
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from condition.backend.metrics import config_hash
 from condition.datasets import Dataset
+from condition.float_cache import cached, file_identity
 from condition.frontends.torch.models import build_model, model_fingerprint
 from condition.frontends.torch.train import train
 from condition.models import ModelSpec
@@ -21,12 +20,13 @@ CACHE_DIR = ".float-cache"
 FILE = "model.pt"
 
 
-def cache_key(spec: ModelSpec, dataset: str, data: Dataset, epochs: int, seed: int, train_limit: int | None) -> str:
-    return config_hash({
-        "model": model_fingerprint(spec), "dataset": dataset, "train_images": len(data.x_train),
-        "input_shape": list(data.input_shape), "classes": data.num_classes,
+def identity(spec: ModelSpec, dataset: str, data: Dataset, epochs: int, seed: int, train_limit: int | None) -> dict[str, Any]:
+    """Everything the trained weights depend on (a user's data set file by path, size and mtime)."""
+    return {
+        "model": model_fingerprint(spec), "dataset": dataset if dataset == "fashion-mnist" else file_identity(dataset),
+        "train_images": len(data.x_train), "input_shape": list(data.input_shape), "classes": data.num_classes,
         "epochs": epochs, "seed": seed, "train_limit": train_limit, "torch": torch.__version__,
-    })
+    }
 
 
 def trained_float_model(
@@ -34,23 +34,17 @@ def trained_float_model(
     progress: Callable[[float], None] | None = None,
 ) -> tuple[nn.Module, bool]:
     """(model, came_from_cache). Epochs 0 means the model as built/loaded, never cached."""
-    model = build_model(spec, data.input_shape, data.num_classes, seed)
+    model = build_model(spec, data.input_shape, data.num_classes, seed)  # a user model's errors surface before the cache
     if epochs == 0:
         return model, False
-    path = Path(out) / "torch" / CACHE_DIR / cache_key(spec, dataset, data, epochs, seed, train_limit) / FILE
-    if path.is_file():
-        try:
-            model.load_state_dict(torch.load(path, weights_only=True))
-            return model, True
-        except Exception:  # stale or damaged entry: retrain and overwrite it
-            model = build_model(spec, data.input_shape, data.num_classes, seed)
-    train(model, data, epochs, seed, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return model, False
+
+    def save(trained: nn.Module, folder: Path) -> None:
+        torch.save(trained.state_dict(), folder / FILE)
+
+    def load(folder: Path) -> nn.Module:
+        loaded = copy.deepcopy(model)  # `model` stays untouched for training if this entry is damaged
+        loaded.load_state_dict(torch.load(folder / FILE, weights_only=True))
+        return loaded
+
+    return cached(Path(out) / "torch" / CACHE_DIR, identity(spec, dataset, data, epochs, seed, train_limit),
+                  lambda: train(model, data, epochs, seed, progress=progress), save, load)

@@ -1,0 +1,56 @@
+"""The trained float model cache both frontends share: `condition compare` runs many chains on the
+same float model, and this trains it once per identity (model, data set, epochs, seed, limit…).
+
+Each entry is a folder `<cache_dir>/<hash of identity>/` holding what the frontend's `save` wrote
+and `identity.json`; it appears whole through one rename (`atomic_folder`), so no lock is needed:
+two processes that train the same model at once both succeed and the first stored entry stays.
+A frontend supplies only how to save and load its model (Keras `model.save`, torch `state_dict`).
+
+    model, hit = cached(out / "tf" / ".float-cache", identity, train, save, load)
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from condition.backend.atomic import atomic_folder, write_json_atomic
+from condition.backend.metrics import config_hash
+
+log = logging.getLogger(__name__)
+M = TypeVar("M")
+IDENTITY_FILE = "identity.json"
+
+
+def cached(
+    cache_dir: str | Path,
+    identity: dict[str, Any],
+    train: Callable[[], M],
+    save: Callable[[M, Path], None],
+    load: Callable[[Path], M],
+) -> tuple[M, bool]:
+    """(model, came_from_cache): `load(folder)` the entry for `identity`, or `train()` and store it
+    with `save(model, folder)`. A damaged entry is retrained and replaced, never fatal."""
+    folder = Path(cache_dir) / config_hash(identity)
+    if folder.is_dir():
+        try:
+            return load(folder), True
+        except Exception as exc:  # noqa: BLE001 — a truncated or stale file of any kind means "retrain"
+            log.warning("float cache %s unreadable (%s); retraining", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+    model = train()
+    with atomic_folder(folder, existing="keep") as work:
+        save(model, work)
+        write_json_atomic(work / IDENTITY_FILE, identity)
+    return model, False
+
+
+def file_identity(path: str) -> dict[str, Any]:
+    """A user's file (model or data set) is keyed by its path, size and modification time: it can
+    change in place under the same name."""
+    p = Path(path)
+    if not p.exists():
+        return {"path": path}
+    st = p.stat()
+    return {"path": str(p.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}

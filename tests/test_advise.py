@@ -1,0 +1,154 @@
+"""`condition advise` on Vela figures recorded from real runs of both frontends
+(tests/data/vela/advise, see its README): the seed MLP dense is weight-bound on U85-128 and
+U55-128 and MAC-bound once pruned, the technique bounds follow the stated rules, 2:4 eligibility
+follows what Vela can use; plus the command on real files and the compare report section."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from condition.backend.advise import ADVICE_VERSION, RULES, Advice, advise, classify, technique_bound
+from condition.backend.target import Target
+from condition.backend.vela_sweep import read_compile
+from condition.errors import ArtifactError
+
+DATA = Path(__file__).parent / "data" / "vela" / "advise"
+
+
+def compiles(case: str, family: str | None = None):
+    return [read_compile(f) for f in sorted((DATA / case).iterdir()) if f.is_dir() and (family is None or f"-{family}-" in f.name)]
+
+
+def advice_for(case: str, npu: str, **kw) -> Advice:
+    target = Target.default_for(npu)
+    return advise(compiles(case, target.family), target, {"path": case}, **kw)
+
+
+# ---- the seed notebook's judgement ------------------------------------------------------------
+
+@pytest.mark.parametrize("case,npu", [("tf-mlp-dense", "ethos-u85-128"), ("tf-mlp-dense", "ethos-u55-128"),
+                                      ("torch-mlp-dense", "ethos-u85-128"), ("torch-mlp-dense", "ethos-u55-128")])
+def test_dense_mlp_is_weight_bound(case: str, npu: str) -> None:
+    a = advice_for(case, npu)
+    assert a.bound == "weight" and a.verdict.startswith("weight-bound")
+    assert [l.bound for l in a.layers] == ["weight"] * 3  # fused ReLUs have no cycles of their own
+    assert sum(l.share for l in a.layers) == pytest.approx(1.0)
+    # The NPU computes for a fraction of the time; the rest is weights coming in.
+    assert a.dense["npu_cycles"] < 0.35 * a.dense["total_cycles"]
+    assert all(l.weight_cycles > 2 * l.npu_cycles for l in a.layers[:2])
+    best = a.techniques[0]
+    assert best.technique == ("2:4 + prune" if a.family == "u85" else "prune")
+    prune = a.technique("prune")
+    assert prune.total_cycles == a.dense["npu_cycles"]  # pruning: down to the NPU-cycle floor
+    assert prune.cycles_vs_dense < 0.35
+
+
+@pytest.mark.parametrize("case,npu", [("tf-mlp-pruned95", "ethos-u85-128"), ("tf-mlp-pruned95", "ethos-u55-128"),
+                                      ("torch-mlp-pruned95", "ethos-u85-128"), ("torch-mlp-pruned95", "ethos-u55-128")])
+def test_pruned_mlp_is_mac_bound(case: str, npu: str) -> None:
+    a = advice_for(case, npu)
+    assert a.bound == "mac" and a.verdict.startswith("MAC-bound")
+    assert max(a.layers, key=lambda l: l.share).bound == "mac"
+    if case.startswith("tf-"):  # tfmot prunes every layer to 95 %: nothing weight-bound is left
+        assert all(l.bound == "mac" for l in a.layers if l.share > 0.1)
+        assert a.technique("prune").cycles_vs_dense > 0.95  # more zeros no longer help
+        assert a.technique("cluster").cycles_vs_dense > 0.95
+    else:  # the seed's global L1 pruning left fc2 83 % sparse: on U55 (weights in flash) it is still weight-bound
+        fc2 = a.layers[1]
+        assert fc2.bound == ("weight" if a.family == "u55" else "mac")
+        assert a.technique("prune").cycles_vs_dense < 1.0
+    if a.family == "u85":  # only the MAC array skipping 2:4 zeros goes further
+        assert a.techniques[0].technique.startswith("2:4") and a.technique("2:4").cycles_vs_dense == pytest.approx(0.5, abs=0.02)
+    else:
+        assert not a.technique("2:4").applicable and a.techniques[-1].technique.startswith("2:4")
+
+
+def test_the_mac_sweep_is_evidence_not_the_decision() -> None:
+    """Arm's test on the sweep: the dense MLP's cycles do not move from 128 to 256 MACs. The pruned
+    MLP (MAC-bound by the breakdown) does not move either: an FC at batch 1 fills ~2 % of the array."""
+    dense, pruned = advice_for("tf-mlp-dense", "ethos-u85-128"), advice_for("tf-mlp-pruned95", "ethos-u85-128")
+    assert [s["macs"] for s in dense.sweep] == [128, 256, 512, 1024, 2048]
+    assert all(l.more_macs_ratio == pytest.approx(1.0, abs=0.01) for l in dense.layers)
+    assert pruned.layers[0].bound == "mac" and pruned.layers[0].more_macs_ratio == pytest.approx(1.0, abs=0.01)
+    assert "more MACs do not help" in pruned.layers[0].evidence
+    assert set(dense.layers[0].sweep_cycles) == {s["accelerator"] for s in dense.sweep}
+    assert "ethos-u85-2048" in dense.verdict  # the verdict names what more MACs would give
+
+
+# ---- the bounds follow the rules, derived from the rows ---------------------------------------
+
+def test_bounds_follow_the_rules_on_the_rows() -> None:
+    a = advice_for("tf-mlp-dense", "ethos-u85-128")
+    rows = {l.name.split(";")[0]: l for l in a.layers}
+    fc1 = rows["mlp/dense/MatMul"]
+    assert (fc1.op_cycles, fc1.npu_cycles, fc1.weight_cycles, fc1.weight_bytes, fc1.ifm_channels) == (123598, 36722, 123598, 405008, 784)
+
+    def expected(mac_f: float, weight_f: float, eligible_only: bool = False) -> int:
+        total = 0
+        for l in a.layers:
+            m, w = (mac_f, weight_f) if (l.two_four_eligible or not eligible_only) else (1.0, 1.0)
+            total += min(l.op_cycles, max(round(l.npu_cycles * m), l.feature_map_cycles, round(l.weight_cycles * w)))
+        return total
+
+    assert a.technique("prune").total_cycles == expected(1.0, 1 - 0.95) == 50518
+    assert a.technique("cluster").total_cycles == expected(1.0, 0.5) == 82323  # 16 clusters: 4 bits of 8
+    assert a.technique("2:4").total_cycles == expected(0.5, 0.5, eligible_only=True)
+    assert a.technique("2:4 + prune").total_cycles == 18361 + 6638 + 260  # eligible: half the NPU compute
+    assert a.technique("prune").encoded_weight_bytes == pytest.approx(a.dense["encoded_weight_bytes"] * 0.05, abs=3)
+    eight = technique_bound(a.layers, a.family, "cluster", a.dense, clusters=8)
+    assert eight.encoded_weight_bytes == pytest.approx(a.dense["encoded_weight_bytes"] * 3 / 8, abs=3)
+    assert technique_bound(a.layers, a.family, "cluster", a.dense, clusters=64).note.startswith("64 clusters")
+    assert all(t.source == "estimate" and t.rule == RULES[t.technique] for t in a.techniques)
+    ranked = [t.total_cycles for t in a.techniques]
+    assert ranked == sorted(ranked)
+
+
+def test_two_four_eligibility_follows_vela() -> None:
+    """Depthwise, 1 or 6 input channels: no; Conv/FC with a multiple of 4: yes (tf and torch)."""
+    for case in ("tf-dwcnn", "torch-dwcnn"):
+        a = advice_for(case, "ethos-u85-128")
+        weighted = [l for l in a.layers if l.weight_bytes]
+        convs = {l.ifm_channels: l.two_four_eligible for l in weighted if "Depthwise" not in l.operator and l.operator == "Conv2D"}
+        assert convs[1] is False and convs[6] is False, case  # stem (1 channel) and the conv after the 16 → 6 pointwise
+        assert convs[16] is True and convs[32] is True, case
+        depthwise = [l for l in weighted if "Depthwise" in l.operator]
+        assert depthwise and all(l.two_four_eligible is False and l.two_four_reason == "depthwise" for l in depthwise)
+        assert "6 input channels" in next(l.two_four_reason for l in weighted if l.ifm_channels == 6)
+        helped = set(a.technique("2:4").layers_helped)
+        assert helped and not helped & {l.name for l in weighted if not l.two_four_eligible}
+    u55 = advice_for("tf-mlp-dense", "ethos-u55-128")
+    assert {l.two_four_eligible for l in u55.layers} == {None}
+
+
+def test_per_layer_csv_alone_still_classifies(tmp_path: Path) -> None:
+    """Without Vela's debug database the CSV's NPU vs memory-access cycles decide; 2:4 unknown."""
+    for acc in ("ethos-u85-128", "ethos-u85-256"):
+        shutil.copytree(DATA / "tf-mlp-dense" / acc, tmp_path / acc, ignore=shutil.ignore_patterns("*.xml"))
+    comps = [read_compile(tmp_path / acc) for acc in ("ethos-u85-128", "ethos-u85-256")]
+    assert not comps[0].has_breakdown and comps[0].layers[0].weight_bytes is None
+    a = advise(comps, Target.default_for("ethos-u85-128"))
+    assert a.bound == "weight" and not a.breakdown
+    assert {l.two_four_eligible for l in a.layers} == {None}
+    assert a.technique("prune").total_cycles == 50518  # the same floor from the CSV alone
+    assert [classify(l) for l in comps[0].layers if l.op_cycles] == ["weight"] * 3
+
+
+def test_advice_json_is_versioned(tmp_path: Path) -> None:
+    a = advice_for("torch-mlp-dense", "ethos-u85-128")
+    path = a.write(tmp_path / "advice.json")
+    d = json.loads(path.read_text())
+    assert d["advice_version"] == ADVICE_VERSION and d["source"] == "estimate"
+    assert d["techniques"][0]["source"] == "estimate" and d["rules"] == RULES
+    assert Advice.read(path) == a
+    d["advice_version"] = 99
+    path.write_text(json.dumps(d))
+    with pytest.raises(ArtifactError, match="advice_version 99"):
+        Advice.read(path)
+
+
+def test_missing_target_compile_is_one_clear_error() -> None:
+    with pytest.raises(ArtifactError, match="no Vela figures for ethos-u85-512"):
+        advise(compiles("tf-mlp-pruned95", "u85"), Target.default_for("ethos-u85-512"))

@@ -13,37 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from condition.backend.metrics import AccuracyResult
+from condition.backend.tflite_file import require_int8
 from condition.errors import ArtifactError
 
 EVALUATOR = "tflite-interpreter int8"
-_INT8 = 9  # tflite TensorType
-
-
-def require_int8(path: str | Path) -> None:
-    """Raise ArtifactError unless the .tflite is readable and carries int8 tensors (Vela's input).
-
-    Read with Vela's flatbuffer reader, so no tensorflow import.
-    """
-    from ethosu.vela.tflite.Model import Model
-
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(str(path), "file not found") from None
-    except OSError as exc:
-        raise ArtifactError(str(path), f"cannot read ({exc.strerror or exc})") from None
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ArtifactError(str(path), "not a TFLite flatbuffer (no TFL3 identifier; corrupt or another format)")
-    try:
-        model = Model.GetRootAsModel(data, 0)
-        sg = model.Subgraphs(0)
-        types = {sg.Tensors(i).Type() for i in range(sg.TensorsLength())}
-    except Exception as exc:
-        raise ArtifactError(str(path), f"corrupt TFLite flatbuffer ({type(exc).__name__})") from None
-    if _INT8 not in types:
-        raise ArtifactError(str(path), "float-only model: the Ethos-U runs int8; quantize it first "
-                            "(e.g. `condition tf post-training-quant --model your.keras`)")
 
 
 def _interpreter(path: Path, batch: int):

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from condition.backend.atomic import write_json_atomic
-from condition.backend.vela import LayerEstimate, VelaEstimate
-from condition.errors import ArtifactError
+from condition.backend.target import Target
+from condition.errors import ArtifactError, ConfigError
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "metrics.json"
@@ -79,6 +79,44 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class LayerEstimate:
+    name: str
+    operator: str
+    target: str  # "NPU" or "CPU"
+    op_cycles: int
+    npu_cycles: int
+    macs: int
+    mac_utilisation_pct: float
+
+
+@dataclass(frozen=True)
+class VelaEstimate:
+    """Vela's performance estimate; every figure here is a compiler estimate, not a measurement.
+    Filled from Vela's CSVs by backend/vela.py (or from a compiled .pte's blocks, source "pte")."""
+
+    source: str = "estimate"
+    accelerator: str = ""
+    system_config: str = ""
+    memory_mode: str = ""
+    clock_hz: float = 0.0
+    original_weight_bytes: int = 0
+    encoded_weight_bytes: int = 0
+    npu_cycles: int = 0
+    total_cycles: int = 0
+    sram_bytes: int = 0
+    dram_bytes: int = 0
+    on_chip_flash_bytes: int = 0
+    off_chip_flash_bytes: int = 0
+    weights_storage_area: str = ""
+    macs: int = 0
+    inference_ms: float = 0.0
+    ops_on_npu: int = 0
+    ops_on_cpu: int = 0
+    cpu_ops: list[str] = field(default_factory=list)
+    per_layer: list[LayerEstimate] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class FvpMeasurement:
     """Counters read from an FVP or board log; source is always "measured"."""
 
@@ -103,7 +141,7 @@ class MetricsRecord:
     options: dict[str, Any]  # technique options, by technique
     model: str
     dataset: str
-    target: dict[str, Any]
+    target: Target  # JSON: Target.as_dict(), converted only in to_dict / from_dict
     seed: int
     epochs: int
     status: str = "ok"  # "ok" or "failed"
@@ -141,6 +179,7 @@ class MetricsRecord:
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["target"] = self.target.as_dict()
         for stats, out in [(self.weights, d["weights"]), *zip(self.stage_weights, d["stage_weights"])]:
             if stats is not None:  # derived totals help readers of the raw JSON
                 out["params"] = stats.params
@@ -154,6 +193,10 @@ class MetricsRecord:
         if version != SCHEMA_VERSION:
             raise ValueError(f"schema_version {version!r}, expected {SCHEMA_VERSION}")
         d = dict(d)
+        try:
+            d["target"] = Target.from_dict(d["target"])
+        except ConfigError as exc:  # e.g. an accelerator this version does not know
+            raise ValueError(f"target: {exc}") from None
         d["accuracy"] = [AccuracyResult(**a) for a in d.get("accuracy", [])]
         if d.get("weights") is not None:
             d["weights"] = _weight_stats(d["weights"])

@@ -1,12 +1,14 @@
 """The NPU a run compiles for: one Target shared by both frontends so their figures compare.
 
-Hardware only (accelerator, system config, memory mode, optional .ini); compiler behaviour
-options live in `VelaOptions`. Defaults per NPU family are in `Target.default_for`.
+Hardware only (accelerator, system config, memory mode, optional Vela .ini); the compiler
+behaviour flags are fixed (`VELA_BEHAVIOUR_FLAGS`), the same for every run and both frontends.
+Defaults per NPU family are in `Target.default_for`. The Target stays a Target through a run and
+its record; `as_dict` / `from_dict` are its JSON form (run identity, metrics record, manifest).
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from condition.errors import ConfigError
@@ -77,18 +79,22 @@ def parse_accelerator(value: str | Accelerator) -> Accelerator:
         raise ConfigError("--target", value, "unknown Ethos-U configuration", "choose one of " + ", ".join(close)) from None
 
 
+# Compiler behaviour, the same for every run and both frontends (the TF Vela argv and the ExecuTorch
+# compile spec's extra_flags): optimise for speed, and write <name>_per-layer.csv, which Vela writes
+# only with --verbose-performance (the summary CSV is always written).
+VELA_BEHAVIOUR_FLAGS: tuple[str, ...] = ("--optimise=Performance", "--verbose-performance")
+
+
 @dataclass(frozen=True)
 class Target:
     accelerator: Accelerator = DEFAULT_ACCELERATOR
     system_config: str = DEFAULT_SYSTEM_CONFIG["u85"]
     memory_mode: str = DEFAULT_MEMORY_MODE["u85"]
-    config_ini: str | None = None  # a user Vela .ini; None means Vela's built-in Arm/vela.ini
+    vela_config: str | None = None  # the user's Vela .ini (--vela-config); None means Vela's built-in Arm/vela.ini
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accelerator", parse_accelerator(self.accelerator))
-        if self.config_ini is not None:
-            if not Path(self.config_ini).is_file():
-                raise ConfigError("--vela-config", self.config_ini, "file not found")
+        if self.vela_config is not None:
             return  # a user .ini may define its own system configs and memory modes
         family = self.accelerator.family
         if self.system_config not in SYSTEM_CONFIGS[family]:
@@ -107,15 +113,18 @@ class Target:
         accelerator: str | Accelerator = DEFAULT_ACCELERATOR,
         system_config: str | None = None,
         memory_mode: str | None = None,
-        config_ini: str | None = None,
+        vela_config: str | None = None,
     ) -> "Target":
-        """The one place per-family defaults live: fill whatever the user left out."""
+        """The Target from what the user gave (CLI, recipe): per-family defaults for what they left out,
+        and a given .ini must exist (checked here, not on records read back from another machine)."""
+        if vela_config is not None and not Path(vela_config).is_file():
+            raise ConfigError("--vela-config", vela_config, "file not found")
         acc = parse_accelerator(accelerator)
         return cls(
             accelerator=acc,
             system_config=system_config or DEFAULT_SYSTEM_CONFIG[acc.family],
             memory_mode=memory_mode or DEFAULT_MEMORY_MODE[acc.family],
-            config_ini=config_ini,
+            vela_config=vela_config,
         )
 
     @property
@@ -130,11 +139,21 @@ class Target:
     def family(self) -> str:
         return self.accelerator.family
 
+    def label(self) -> str:
+        """How reports and summaries name the Target: "ethos-u85-128 · Ethos_U85_SYS_DRAM_Mid · Shared_Sram"."""
+        parts = [self.npu, self.system_config, self.memory_mode] + ([self.vela_config] if self.vela_config else [])
+        return " · ".join(parts)
+
     def as_dict(self) -> dict[str, object]:
-        d = asdict(self)
-        d["accelerator"] = self.accelerator.value
-        d["macs"] = self.macs
-        return d
+        """The JSON form. Its keys and values are part of every run's config hash: keep them as they
+        are (the .ini stays under its first key, "config_ini"), or every recorded run changes folder."""
+        return {
+            "accelerator": self.npu,
+            "system_config": self.system_config,
+            "memory_mode": self.memory_mode,
+            "config_ini": self.vela_config,
+            "macs": self.macs,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "Target":
@@ -142,48 +161,29 @@ class Target:
             accelerator=str(d["accelerator"]),
             system_config=str(d["system_config"]),
             memory_mode=str(d["memory_mode"]),
-            config_ini=d.get("config_ini") or None,  # type: ignore[arg-type]
+            vela_config=str(d["config_ini"]) if d.get("config_ini") else None,
         )
-
-    def slug(self) -> str:
-        return f"{self.npu}_{self.system_config}_{self.memory_mode}"
-
-
-@dataclass(frozen=True)
-class VelaOptions:
-    """Compiler behaviour, kept apart from the hardware (as Vela does)."""
-
-    optimise: str = "Performance"  # or "Size"
-    extra_flags: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        if self.optimise not in ("Performance", "Size"):
-            raise ConfigError("--optimise", self.optimise, "must be Performance or Size")
 
 
 def vela_config_path(target: Target) -> str:
     """The .ini Vela reads system configs and memory modes from."""
-    if target.config_ini:
-        return str(target.config_ini)
+    if target.vela_config:
+        return target.vela_config
     from importlib import resources
 
     return str(resources.files("ethosu") / "config_files" / "Arm" / "vela.ini")
 
 
-def vela_target_flags(target: Target, options: VelaOptions = VelaOptions()) -> list[str]:
-    """The hardware and behaviour flags shared by the TF compile and the ExecuTorch compile spec."""
+def vela_target_flags(target: Target) -> list[str]:
+    """The Target as Vela's hardware flags (the .ini only when the user gave one)."""
     flags = [
         f"--accelerator-config={target.npu}",
         f"--system-config={target.system_config}",
         f"--memory-mode={target.memory_mode}",
-        f"--optimise={options.optimise}",
     ]
-    if target.config_ini:
-        flags.append(f"--config={target.config_ini}")
-    return flags + list(options.extra_flags)
+    return flags + ([f"--config={target.vela_config}"] if target.vela_config else [])
 
 
-def vela_argv(model_path: str | Path, out_dir: str | Path, target: Target, options: VelaOptions = VelaOptions()) -> list[str]:
+def vela_argv(model_path: str | Path, out_dir: str | Path, target: Target) -> list[str]:
     """Full argv for `ethosu.vela.vela.main` on a .tflite, as a list (never a split string)."""
-    argv = [str(model_path), f"--output-dir={out_dir}", "--verbose-performance"]
-    return argv + vela_target_flags(target, options)
+    return [str(model_path), f"--output-dir={out_dir}", *vela_target_flags(target), *VELA_BEHAVIOUR_FLAGS]

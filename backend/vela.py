@@ -1,4 +1,5 @@
-"""Compile an int8 .tflite with Vela in-process and read its CSV outputs into a VelaEstimate.
+"""Compile an int8 .tflite with Vela in-process and read its CSV outputs into a VelaEstimate
+(the record's dataclass, defined in backend/metrics.py).
 
 The parsers take a folder of Vela outputs, so the ExecuTorch side (whose Vela run happens inside
 the Ethos-U backend and dumps the same CSVs) uses them unchanged.
@@ -8,54 +9,19 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from condition.backend.atomic import atomic_folder
 from condition.backend.output_log import captured_output
-from condition.backend.target import Target, VelaOptions, vela_argv
-from condition.errors import ArtifactError, StepError
+from condition.backend.metrics import LayerEstimate, VelaEstimate
+from condition.backend.target import Target, vela_argv
+from condition.backend.tflite_file import read_tflite
+from condition.errors import StepError
 
 log = logging.getLogger(__name__)
 
 ETHOSU_CUSTOM_CODE = "ethos-u"
-
-
-@dataclass(frozen=True)
-class LayerEstimate:
-    name: str
-    operator: str
-    target: str  # "NPU" or "CPU"
-    op_cycles: int
-    npu_cycles: int
-    macs: int
-    mac_utilisation_pct: float
-
-
-@dataclass(frozen=True)
-class VelaEstimate:
-    """Vela's performance estimate; every figure here is a compiler estimate, not a measurement."""
-
-    source: str = "estimate"
-    accelerator: str = ""
-    system_config: str = ""
-    memory_mode: str = ""
-    clock_hz: float = 0.0
-    original_weight_bytes: int = 0
-    encoded_weight_bytes: int = 0
-    npu_cycles: int = 0
-    total_cycles: int = 0
-    sram_bytes: int = 0
-    dram_bytes: int = 0
-    on_chip_flash_bytes: int = 0
-    off_chip_flash_bytes: int = 0
-    weights_storage_area: str = ""
-    macs: int = 0
-    inference_ms: float = 0.0
-    ops_on_npu: int = 0
-    ops_on_cpu: int = 0
-    cpu_ops: list[str] = field(default_factory=list)
-    per_layer: list[LayerEstimate] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -150,47 +116,17 @@ def find_vela_csvs(folder: str | Path) -> tuple[Path, Path | None]:
     return summary, (layer[-1] if layer else None)
 
 
-def tflite_operators(path: str | Path) -> list[str]:
-    """Operator names of a .tflite's main subgraph (custom ops by their custom code)."""
-    from ethosu.vela.tflite.Model import Model
-    from ethosu.vela.tflite_mapping import builtin_operator_map
-
-    data = Path(path).read_bytes()
-    try:
-        model = Model.GetRootAsModel(data, 0)
-        codes = []
-        for i in range(model.OperatorCodesLength()):
-            oc = model.OperatorCodes(i)
-            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-            if oc.CustomCode():
-                codes.append(oc.CustomCode().decode())
-            else:
-                entry = builtin_operator_map.get(code)
-                codes.append(entry[0].name if entry else f"builtin_{code}")
-        ops = []
-        for s in range(model.SubgraphsLength()):
-            sg = model.Subgraphs(s)
-            for o in range(sg.OperatorsLength()):
-                ops.append(codes[sg.Operators(o).OpcodeIndex()])
-            break  # the main subgraph is what runs
-        return ops
-    except Exception as exc:  # flatbuffers raises assorted errors on garbage
-        raise ArtifactError(str(path), f"not a readable TFLite flatbuffer ({type(exc).__name__})") from None
-
-
-def compile_tflite(
-    tflite: str | Path, target: Target, out_dir: str | Path, options: VelaOptions = VelaOptions()
-) -> VelaCompileResult:
+def compile_tflite(tflite: str | Path, target: Target, out_dir: str | Path) -> VelaCompileResult:
     """Run Vela on an int8 .tflite; outputs land in `out_dir`; raise StepError on failure."""
     from ethosu.vela import vela as vela_main
 
     tflite = Path(tflite)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    in_ops = tflite_operators(tflite)
+    in_ops = read_tflite(tflite).operator_names
     log_path = out_dir / f"{tflite.stem}_vela.log"
     with atomic_folder(out_dir, existing="merge") as tmp:  # outputs appear beside the log only after success
-        argv = vela_argv(tflite, tmp, target, options)
+        argv = vela_argv(tflite, tmp, target)
         log.info("vela %s", " ".join(argv))
         start = time.perf_counter()
         try:
@@ -206,7 +142,7 @@ def compile_tflite(
             raise StepError("vela", str(tflite), f"exit code {rc}: {tail[0]}")
     vela_tflite = out_dir / f"{tflite.stem}_vela.tflite"
     summary, per_layer = find_vela_csvs(out_dir)
-    out_ops = tflite_operators(vela_tflite)
+    out_ops = read_tflite(vela_tflite).operator_names
     cpu_ops = [op for op in out_ops if op != ETHOSU_CUSTOM_CODE]
     estimate = estimate_from_csvs(summary, per_layer, ops_on_npu=max(len(in_ops) - len(cpu_ops), 0), cpu_ops=cpu_ops)
     return VelaCompileResult(estimate, vela_tflite, summary, per_layer, log_path, seconds)

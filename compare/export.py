@@ -47,8 +47,8 @@ def result_rows(comparison: Comparison, sections: list[Section]) -> list[dict[st
                 d: dict[str, Any] = {
                     "frontend": fw, "technique": row.label, "chain": "+".join(chain) or "float",
                     "options": json.dumps(r.options, sort_keys=True) if r is not None else "",
-                    "model": section.model, "dataset": section.dataset, "accelerator": t.get("accelerator"),
-                    "system_config": t.get("system_config"), "memory_mode": t.get("memory_mode"),
+                    "model": section.model, "dataset": section.dataset, "accelerator": t.npu,
+                    "system_config": t.system_config, "memory_mode": t.memory_mode,
                     "seed": section.seed, "epochs": section.epochs, "train_limit": train_limit, "eval_limit": eval_limit,
                     "status": s.status, "error": s.error,
                     "accuracy": s.accuracy, "accuracy_kind": s.accuracy_kind, "accuracy_evaluator": s.evaluator,

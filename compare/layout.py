@@ -261,8 +261,7 @@ def header_items(comparison: Comparison) -> list[tuple[str, str]]:
     """(label, value) lines naming what every figure depends on: Target, tools, seed, data."""
     entries = comparison.entries
     records = [e.record for e in entries if e.record is not None]
-    targets = sorted({f"{t['accelerator']} · {t['system_config']} · {t['memory_mode']}"
-                      + (f" · {t['config_ini']}" if t.get("config_ini") else "") for t in (dict(e.target) for e in entries)})
+    targets = sorted({e.target.label() for e in entries})
     versions: dict[str, set[str]] = {}
     for r in records:
         for name, v in r.versions.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from condition.backend.metrics import MetricsRecord
+from condition.backend.target import Target
 from condition.compare.records import Comparison, Entry
 
 BASELINE = ["post-training-quant"]
@@ -64,7 +65,7 @@ class Row:
 class Section:
     model: str
     dataset: str
-    target: dict[str, object]
+    target: Target
     seed: int
     epochs: int
     frontends: tuple[str, ...]
@@ -73,8 +74,7 @@ class Section:
 
     @property
     def title(self) -> str:
-        t = self.target
-        return f"{self.model} · {self.dataset} · {t.get('accelerator')} · {t.get('system_config')} · {t.get('memory_mode')} · seed {self.seed}"
+        return f"{self.model} · {self.dataset} · {self.target.label()} · seed {self.seed}"
 
     def row(self, label: str) -> Row | None:
         return next((r for r in self.rows if r.label == label), None)
@@ -153,9 +153,9 @@ def build_sections(comparison: Comparison) -> list[Section]:
             vs = {fw: _vs(sides[fw], base.get(fw)) for fw in frontends}
             tf_torch = _vs(sides["tf"], sides["torch"]) if {"tf", "torch"} <= set(frontends) else {}
             rows.append(Row(label, chains.get(label) == [], label == baseline, sides, vs, tf_torch))
-        model, dataset, target_items, seed, epochs = key
+        model, dataset, target, seed, epochs = key
         sections.append(Section(
-            model=str(model), dataset=str(dataset), target=dict(target_items), seed=int(seed), epochs=int(epochs),
+            model=str(model), dataset=str(dataset), target=target, seed=int(seed), epochs=int(epochs),
             frontends=frontends, rows=tuple(rows),
             has_fvp=any(s.fvp_npu_active_cycles is not None for r in rows for s in r.sides.values()),
         ))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 
+from condition.backend.layer_names import names_like
 from condition.backend.metrics import MetricsRecord, WeightStats
 from condition.datasets import load_dataset
 from condition.frontend import Frontend, StepContext
@@ -66,7 +67,7 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
         return rec.finish(
             accuracy=accuracy,
             weights=compiled.weights,
-            stage_weights=stages,
+            stage_weights=[names_like(stage, compiled.weights) for stage in stages],
             vela=compiled.vela,
             fvp=fvp,
             artifacts=[rec.artifact(kind, path) for kind, path in compiled.artifacts],

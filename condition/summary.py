@@ -5,6 +5,16 @@ from pathlib import Path
 
 from condition.backend.metrics import MetricsRecord
 
+# The FVP counters of a record (FvpMeasurement fields) and how tables name them; `condition fvp parse` too.
+FVP_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("npu_active_cycles", "NPU active cycles"),
+    ("mac_active_cycles", "MAC active cycles"),
+    ("weight_decoder_active_cycles", "weight decoder active cycles"),
+    ("ext_read_beats", "external read beats"),
+    ("ext_write_beats", "external write beats"),
+    ("npu_idle_cycles", "NPU idle cycles"),
+)
+
 
 def _bytes(n: int | None) -> str:
     if n is None:
@@ -50,22 +60,15 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
         ]
     f = record.fvp
     if f is not None:
-        for label, value in (
-            ("NPU active cycles", f.npu_active_cycles),
-            ("MAC active cycles", f.mac_active_cycles),
-            ("weight decoder active cycles", f.weight_decoder_active_cycles),
-            ("external read beats", f.ext_read_beats),
-            ("external write beats", f.ext_write_beats),
-        ):
-            if value is not None:
+        for key, label in FVP_COUNTERS:
+            if (value := getattr(f, key)) is not None:
                 rows.append((label, _int(value), f"measured: {f.platform or 'FVP'}"))
     return rows
 
 
 def format_summary(record: MetricsRecord, run_dir: Path | None = None) -> str:
-    t = record.target
     what = "existing artifact" if record.frontend == "measure" else record.technique_label
-    head = f"{record.frontend} {what} · {record.model} · {record.dataset or 'no data set'} · {t.get('accelerator')} {t.get('system_config')} {t.get('memory_mode')}"
+    head = f"{record.frontend} {what} · {record.model} · {record.dataset or 'no data set'} · {record.target.label()}"
     if record.status != "ok":
         return f"{head}\nFAILED: {record.error}"
     rows = summary_rows(record)

@@ -59,7 +59,7 @@ def test_parse_bad_input_one_line(tmp_path: Path, capsys, name: str | None, prob
 
 def make_record(folder: Path) -> Path:
     record = MetricsRecord(frontend="torch", techniques=["prune"], options={}, model="mlp", dataset="fashion-mnist",
-                           target=Target().as_dict(), seed=0, epochs=1, notes=["kept"])
+                           target=Target(), seed=0, epochs=1, notes=["kept"])
     record.write(folder)
     return folder
 

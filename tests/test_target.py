@@ -1,10 +1,13 @@
-"""Target: every Vela MAC configuration, per-family defaults, checked values, Vela argv."""
+"""Target: every Vela MAC configuration, per-family defaults, checked values, label, JSON form, Vela argv."""
 from __future__ import annotations
+
+import json
 
 import pytest
 
+from condition.backend.metrics import config_hash
 from condition.backend.target import (
-    DEFAULT_MEMORY_MODE, DEFAULT_SYSTEM_CONFIG, SYSTEM_CONFIGS, Accelerator, Target, VelaOptions, parse_accelerator,
+    DEFAULT_MEMORY_MODE, DEFAULT_SYSTEM_CONFIG, SYSTEM_CONFIGS, VELA_BEHAVIOUR_FLAGS, Accelerator, Target, parse_accelerator,
     vela_argv, vela_config_path,
 )
 from condition.errors import ConfigError
@@ -50,12 +53,15 @@ def test_u55_has_no_dedicated_sram_and_unknown_modes_fail() -> None:
 
 def test_user_ini_must_exist_and_bypasses_builtin_names(tmp_path) -> None:
     with pytest.raises(ConfigError, match="--vela-config"):
-        Target.default_for("ethos-u85-128", config_ini=str(tmp_path / "missing.ini"))
+        Target.default_for("ethos-u85-128", vela_config=str(tmp_path / "missing.ini"))
     ini = tmp_path / "my.ini"
     ini.write_text("[System_Config.Mine]\n")
-    t = Target.default_for("ethos-u85-128", system_config="Mine", config_ini=str(ini))
+    t = Target.default_for("ethos-u85-128", system_config="Mine", vela_config=str(ini))
     assert vela_config_path(t) == str(ini)
     assert f"--config={ini}" in vela_argv("m.tflite", "out", t)
+    assert t.label() == f"ethos-u85-128 · Mine · Shared_Sram · {ini}"
+    ini.unlink()  # a record read back on another machine still loads: only user input is checked
+    assert Target.from_dict(t.as_dict()) == t
 
 
 def test_round_trip_through_dict() -> None:
@@ -64,18 +70,31 @@ def test_round_trip_through_dict() -> None:
     assert t.as_dict()["macs"] == 512
 
 
+def test_json_form_and_hash_are_those_of_recorded_runs() -> None:
+    """as_dict feeds every run's config hash and every record: its bytes must not change."""
+    assert json.dumps(Target().as_dict()) == ('{"accelerator": "ethos-u85-128", "system_config": "Ethos_U85_SYS_DRAM_Mid", '
+                                              '"memory_mode": "Shared_Sram", "config_ini": null, "macs": 128}')
+    assert config_hash({"target": Target.default_for("ethos-u55-128").as_dict()}) == config_hash({"target": {
+        "accelerator": "ethos-u55-128", "system_config": "Ethos_U55_High_End_Embedded", "memory_mode": "Shared_Sram",
+        "config_ini": None, "macs": 128}})
+
+
+def test_label_names_the_hardware() -> None:
+    assert Target().label() == "ethos-u85-128 · Ethos_U85_SYS_DRAM_Mid · Shared_Sram"
+    assert Target.default_for("ethos-u65-256").label() == "ethos-u65-256 · Ethos_U65_High_End · Dedicated_Sram_384KB"
+
+
 def test_vela_argv_is_a_list_with_target_and_behaviour_flags() -> None:
     t = Target.default_for("ethos-u55-128")
-    argv = vela_argv("dir/model.tflite", "outdir", t, VelaOptions(optimise="Size", extra_flags=("--verbose-weights",)))
+    argv = vela_argv("dir/model.tflite", "outdir", t)
     assert argv[0] == "dir/model.tflite"
-    assert "--output-dir=outdir" in argv and "--verbose-performance" in argv
+    assert "--output-dir=outdir" in argv
     assert "--accelerator-config=ethos-u55-128" in argv
     assert "--system-config=Ethos_U55_High_End_Embedded" in argv
     assert "--memory-mode=Shared_Sram" in argv
-    assert "--optimise=Size" in argv and argv[-1] == "--verbose-weights"
-    assert not any(" " in a for a in argv)  # never a joined string
-    with pytest.raises(ConfigError, match="--optimise"):
-        VelaOptions(optimise="Fast")
+    assert argv[-len(VELA_BEHAVIOUR_FLAGS):] == list(VELA_BEHAVIOUR_FLAGS) == ["--optimise=Performance", "--verbose-performance"]
+    assert not any(a.startswith("--config=") for a in argv)  # Vela's built-in .ini unless the user gives one
+    assert len(argv) == len(set(argv)) and not any(" " in a for a in argv)  # each flag once, never a joined string
 
 
 def test_builtin_vela_ini_exists_and_names_the_default_system_configs() -> None:

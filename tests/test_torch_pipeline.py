@@ -107,6 +107,9 @@ def test_measure_reads_an_existing_pte(dense, out, tmp_path, capsys):
     assert 0.9 * dense.vela.encoded_weight_bytes <= record["vela"]["encoded_weight_bytes"] <= dense.artifact("pte").bytes
     assert main(["measure", str(pte), "--target", "ethos-u55-128", "--out", str(tmp_path)]) == 1
     assert "compiled for ethos-u85-128" in capsys.readouterr().err
+    assert record["vela"]["memory_mode"] == "Shared_Sram"  # the Target's, checked against the delegate's flags
+    assert main(["measure", str(pte), "--memory-mode", "Sram_Only", "--out", str(tmp_path)]) == 1
+    assert "lack --memory-mode=Sram_Only" in capsys.readouterr().err
 
 
 def test_missing_fvp_is_a_note(out, capsys, monkeypatch, tmp_path):

@@ -3,9 +3,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from condition.backend.target import Target  # noqa: E402
+from condition.backend.target import VELA_BEHAVIOUR_FLAGS, Target, vela_argv, vela_target_flags  # noqa: E402
 from condition.frontends.torch import cluster, constraints, prune  # noqa: E402
-from condition.frontends.torch.compile_spec import compile_spec_for, vela_extra_flags  # noqa: E402
+from condition.frontends.torch.compile_spec import compile_spec_for  # noqa: E402
 from condition.techniques import CentroidInit, ClusterConfig, PruneConfig, Structure  # noqa: E402
 
 
@@ -29,9 +29,15 @@ def test_compile_spec_is_the_target(tmp_path, npu, system, memory):
     assert "u55" in str(spec.tosa_spec) if "u55" in npu or "u65" in npu else "cf" in str(spec.tosa_spec)
 
 
-def test_extra_flags_leave_spec_owned_flags_to_the_spec():
-    flags = vela_extra_flags(Target.default_for("ethos-u85-256", "Ethos_U85_SYS_Flash_High"))
-    assert not [f for f in flags if f.startswith(("--accelerator-config", "--system-config", "--memory-mode", "--config="))]
+def test_compile_spec_passes_the_same_vela_flags_as_the_tf_argv(tmp_path):
+    ini = tmp_path / "my.ini"
+    ini.write_text("[System_Config.Mine]\n")
+    for target in (Target.default_for("ethos-u85-256", "Ethos_U85_SYS_Flash_High"),
+                   Target.default_for("ethos-u55-64", "Mine", "Shared_Sram", vela_config=str(ini))):
+        flags = compile_spec_for(target).compiler_flags
+        tf_argv = vela_argv("m.tflite", "out", target)
+        for flag in vela_target_flags(target) + list(VELA_BEHAVIOUR_FLAGS):
+            assert flags.count(flag) == 1 and flag in tf_argv
 
 
 def test_global_l1_hits_the_sparsity_across_layers():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from condition.backend.target import Target
-from condition.backend.vela import compile_tflite, estimate_from_csvs, find_vela_csvs, parse_per_layer_csv, tflite_operators
+from condition.backend.tflite_file import read_tflite
+from condition.backend.vela import compile_tflite, estimate_from_csvs, find_vela_csvs, parse_per_layer_csv
 from condition.errors import ArtifactError, StepError
 
 DATA = Path(__file__).parent / "data" / "vela_u85_tiny"
@@ -50,7 +51,7 @@ def test_garbage_is_not_a_flatbuffer(tmp_path) -> None:
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\x00" * 3 + b"garbage" * 10)
     with pytest.raises(ArtifactError, match="TFLite flatbuffer"):
-        tflite_operators(bad)
+        read_tflite(bad)
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +78,14 @@ def test_real_compile(tiny_int8_tflite, tmp_path, npu) -> None:
     assert est.original_weight_bytes == 64 * 16 + 16 * 4  # int8 weights of both layers
     assert est.encoded_weight_bytes > 0 and est.total_cycles >= est.npu_cycles > 0
     assert est.ops_on_cpu == 0 and est.macs == 64 * 16 + 16 * 4
-    assert tflite_operators(result.vela_tflite) == ["ethos-u"]
+    assert read_tflite(tiny_int8_tflite).operator_names == ["Reshape", "FullyConnected", "FullyConnected"]
+    assert read_tflite(result.vela_tflite).operator_names == ["ethos-u"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # Vela's temporary folder (beside out/) removed
 
 
 def test_vela_failure_is_a_step_error(tiny_int8_tflite, tmp_path) -> None:
     ini = tmp_path / "empty.ini"
     ini.write_text("; defines nothing\n")
-    target = Target.default_for("ethos-u85-128", system_config="Nope", config_ini=str(ini))
+    target = Target.default_for("ethos-u85-128", system_config="Nope", vela_config=str(ini))
     with pytest.raises(StepError, match="vela failed"):
         compile_tflite(tiny_int8_tflite, target, tmp_path / "out")

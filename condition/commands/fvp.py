@@ -9,15 +9,7 @@ from pathlib import Path
 import click
 
 from condition.errors import ArtifactError
-
-_LABELS = (
-    ("npu_active_cycles", "NPU active cycles"),
-    ("mac_active_cycles", "MAC active cycles"),
-    ("weight_decoder_active_cycles", "weight decoder active cycles"),
-    ("ext_read_beats", "external read beats"),
-    ("ext_write_beats", "external write beats"),
-    ("npu_idle_cycles", "NPU idle cycles"),
-)
+from condition.summary import FVP_COUNTERS
 
 
 def _read_log(path: str) -> str:
@@ -57,7 +49,7 @@ def parse(log: str, as_json: bool) -> None:
     rows = [("log format", counters.format), ("inferences", str(counters.inferences))]
     if counters.pmu_cycle_counter is not None:
         rows.append(("PMU cycle counter", f"{counters.pmu_cycle_counter:,}"))
-    rows += [(label, f"{norm[key]:,}") for key, label in _LABELS if norm[key] is not None]
+    rows += [(label, f"{norm[key]:,}") for key, label in FVP_COUNTERS if norm[key] is not None]
     rows += [(f"  {name}", f"{value:,}") for name, value in counters.events.items()]
     width = max(len(r[0]) for r in rows)
     click.echo("\n".join(f"{a:<{width}}  {b}" for a, b in rows))
@@ -82,8 +74,7 @@ def import_(log: str, record_dir: str, platform: str) -> None:
         raise ArtifactError(record_dir, "no such run folder")
     record = MetricsRecord.read(folder)  # a folder without a record is an ArtifactError
     measurement = parse_pmu_log(_read_log(log), source=log, platform=platform, log_path=str(Path(log).resolve()))
-    target = record.target.get("accelerator", "?")
-    note = f"FVP counters imported from {log} ({platform}); target in the record: {target}"
+    note = f"FVP counters imported from {log} ({platform}); target in the record: {record.target.label()}"
     record = replace(record, fvp=measurement, notes=[n for n in record.notes if not n.startswith("FVP counters imported")] + [note])
     path = record.write(folder)
     active = measurement.npu_active_cycles

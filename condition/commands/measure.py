@@ -25,7 +25,8 @@ Measurer = Callable[[Path, Target, str | None, int | None, Path], dict[str, Any]
 
 def measure_tflite(path: Path, target: Target, dataset: str | None, eval_limit: int | None, work: Path) -> dict[str, Any]:
     """An int8 .tflite: weights counted on its tensors, Vela compile, interpreter accuracy if data."""
-    from condition.backend.accuracy import int8_accuracy, require_int8
+    from condition.backend.accuracy import int8_accuracy
+    from condition.backend.tflite_file import require_int8
     from condition.backend.vela import compile_tflite
     from condition.frontends.tf.weights import weight_stats  # reads the flatbuffer, no tensorflow
 
@@ -77,7 +78,7 @@ def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: in
 
         record = MetricsRecord(
             frontend="measure", techniques=[], options={"file": str(path)}, model=path.stem,
-            dataset=dataset or "", target=target.as_dict(), seed=0, epochs=0,
+            dataset=dataset or "", target=target, seed=0, epochs=0,
             accuracy=fields["accuracy"], weights=fields.get("weights"), vela=estimate, notes=notes,
             artifacts=[Artifact(kind, str(p.relative_to(work)), p.stat().st_size) for kind, p in fields["artifacts"]],
             versions=tool_versions(), config_hash=config_hash(identity),

@@ -59,6 +59,7 @@ class TensorFlowFrontend:
 
     def compile(self, model: Any, ctx: StepContext, work: Path) -> Compiled:
         from condition.backend.accuracy import EVALUATOR, int8_accuracy
+        from condition.backend.layer_names import names_from_rows
         from condition.backend.vela import compile_tflite
         from condition.frontends.tf.weights import weight_stats
 
@@ -70,14 +71,28 @@ class TensorFlowFrontend:
         if compiled.estimate.ops_on_cpu:
             notes.append(f"{compiled.estimate.ops_on_cpu} op(s) stay on the CPU (Vela cannot place them on the NPU): "
                          + ", ".join(compiled.estimate.cpu_ops))
+        estimate, weights = names_from_rows(compiled.estimate, weight_stats(tflite), _layer_namer(model, ctx))
         data = ctx.data
 
         def evaluate(progress: Any) -> AccuracyResult:
             acc = int8_accuracy(tflite, data.x_test, data.y_test)
             return AccuracyResult("int8", acc.value, EVALUATOR, acc.images)
 
-        return Compiled(artifacts=[("tflite", tflite), ("vela_tflite", compiled.vela_tflite)], weights=weight_stats(tflite),
-                        vela=compiled.estimate, fvp_artifact=compiled.vela_tflite, evaluate=evaluate, notes=notes)
+        return Compiled(artifacts=[("tflite", tflite), ("vela_tflite", compiled.vela_tflite)], weights=weights,
+                        vela=estimate, fvp_artifact=compiled.vela_tflite, evaluate=evaluate, notes=notes)
+
+
+def _layer_namer(model: Any, ctx: StepContext) -> Any:
+    """Tensor name → Keras layer name; QAT's wrappers (`quant_dense`) answer to their layer's name."""
+    from condition.backend.layer_names import keras_layer_name
+
+    qat = _has(ctx, QatConfig)
+
+    def name(tensor: str) -> str:
+        layer = keras_layer_name(tensor, model.layers[-1].name)
+        return layer.removeprefix("quant_") if qat else layer
+
+    return name
 
 
 def _has(ctx: StepContext, config_type: type) -> bool:

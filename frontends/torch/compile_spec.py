@@ -1,25 +1,15 @@
-"""The shared Target as an ExecuTorch EthosUCompileSpec: the same accelerator, system config,
-memory mode, .ini and Vela options as the TF side's Vela argv (backend.target.vela_target_flags),
-so both frontends compile for exactly the same NPU."""
+"""The shared Target as an ExecuTorch EthosUCompileSpec, through its public parameters: the same
+accelerator, system config, memory mode and .ini as the TF side's Vela argv, and the same
+behaviour flags (backend.target.VELA_BEHAVIOUR_FLAGS), so both frontends compile for exactly the
+same NPU. The spec adds the hardware flags to Vela's command line itself."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from condition.backend.target import Target, VelaOptions, vela_target_flags
-
-# Vela writes <name>_per-layer.csv only with this flag; the summary CSV is always written.
-PER_LAYER_FLAG = "--verbose-performance"
-# EthosUCompileSpec adds these itself from its own arguments; passing them twice would clash.
-_SPEC_OWNED = ("--accelerator-config=", "--system-config=", "--memory-mode=", "--config=", "--output-format=")
+from condition.backend.target import VELA_BEHAVIOUR_FLAGS, Target
 
 
-def vela_extra_flags(target: Target, options: VelaOptions = VelaOptions()) -> list[str]:
-    """The shared Vela flags minus those the compile spec sets from its own arguments."""
-    flags = [f for f in vela_target_flags(target, options) if not f.startswith(_SPEC_OWNED)]
-    return flags + [PER_LAYER_FLAG]
-
-
-def compile_spec_for(target: Target, intermediates: str | Path | None = None, options: VelaOptions = VelaOptions()):
+def compile_spec_for(target: Target, intermediates: str | Path | None = None):
     """EthosUCompileSpec for `target`; with `intermediates`, the TOSA file and Vela's CSVs are kept there.
 
         spec = compile_spec_for(Target.default_for("ethos-u55-128"), run_dir / "delegate")
@@ -30,8 +20,8 @@ def compile_spec_for(target: Target, intermediates: str | Path | None = None, op
         target=target.npu,
         system_config=target.system_config,
         memory_mode=target.memory_mode,
-        extra_flags=vela_extra_flags(target, options),
-        config_ini=target.config_ini,  # None = Vela's built-in Arm/vela.ini, as on the TF side
+        extra_flags=list(VELA_BEHAVIOUR_FLAGS),
+        config_ini=target.vela_config,  # None = Vela's built-in Arm/vela.ini, as on the TF side
     )
     if intermediates is not None:
         Path(intermediates).mkdir(parents=True, exist_ok=True)

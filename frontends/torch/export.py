@@ -63,8 +63,7 @@ class Placement:
     """Where the partitioner put the ops: delegated to the NPU, or left on the CPU."""
 
     ops_on_npu: int
-    cpu_ops: list[str]
-    io_ops: int  # input quantize / output dequantize on the CPU
+    cpu_ops: list[str]  # not counting the input quantize / output dequantize (IO_OPS) every .pte has
     delegates: int
 
 
@@ -72,8 +71,7 @@ class Placement:
 class LoweredProgram:
     pte: Path
     tosa_files: list[Path]
-    intermediates: Path
-    vela_log: Path
+    intermediates: Path  # the TOSA file, Vela's CSVs and its console output (vela.log)
     placement: Placement
     eval_program: Any = field(repr=False)  # the lowered ExportedProgram before to_executorch: the int8 evaluator runs it
 
@@ -93,7 +91,7 @@ def _is_glue(name: str) -> bool:
 def placement_of(edge_program: Any) -> Placement:
     """Count the ops inside each delegate and the compute ops left outside any delegate."""
     gm = edge_program.graph_module
-    on_npu, cpu, io, delegates = 0, [], 0, 0
+    on_npu, cpu, delegates = 0, [], 0
     for node in gm.graph.nodes:
         if node.op == "get_attr" and node.target.startswith("lowered_module"):
             delegates += 1
@@ -103,11 +101,9 @@ def placement_of(edge_program: Any) -> Placement:
             name = _op_name(node)
             if name.startswith(PLUMBING):
                 continue
-            if name.startswith(IO_OPS):
-                io += 1
-            else:
+            if not name.startswith(IO_OPS):
                 cpu.append(name)
-    return Placement(on_npu, cpu, io, delegates)
+    return Placement(on_npu, cpu, delegates)
 
 
 def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor], target: Target, out_dir: Path, name: str = "model") -> LoweredProgram:
@@ -142,4 +138,4 @@ def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor], target:
     tosa_files = sorted(intermediates.glob("output_*.tosa"))
     if placement.delegates and not tosa_files:
         raise StepError("executorch lowering", str(intermediates), "the Ethos-U backend wrote no TOSA file")
-    return LoweredProgram(pte, tosa_files, intermediates, vela_log, placement, eval_program)
+    return LoweredProgram(pte, tosa_files, intermediates, placement, eval_program)

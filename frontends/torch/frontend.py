@@ -41,6 +41,7 @@ class TorchFrontend:
         return int8_weight_stats(REGISTRY.apply(model, PostTrainingQuantConfig(), ctx))
 
     def compile(self, model: Any, ctx: StepContext, work: Path) -> Compiled:
+        from condition.backend.layer_names import names_from_weights
         from condition.backend.vela import estimate_from_csvs, find_vela_csvs
         from condition.frontends.torch import accuracy as acc
         from condition.frontends.torch import export
@@ -53,6 +54,7 @@ class TorchFrontend:
         if not post_training_quant.per_channel_weights(model):
             notes.append("clustered weights quantized per tensor so each layer keeps its shared values as int8 codes")
         x, y = test_tensors(data)
+        weights = int8_weight_stats(model)
         fake_quant = acc.fake_quant_accuracy(model, x, y)
         lowered = export.lower(model, export.example_input(input_shape_nchw(data.input_shape)), ctx.target, work)
         placement = lowered.placement
@@ -60,6 +62,7 @@ class TorchFrontend:
         if placement.delegates:
             summary, per_layer = find_vela_csvs(lowered.intermediates)
             vela = estimate_from_csvs(summary, per_layer, ops_on_npu=placement.ops_on_npu, cpu_ops=placement.cpu_ops)
+            vela, weights = names_from_weights(vela, weights)  # Vela's rows take the model's module names
 
             def evaluate(progress: Any) -> AccuracyResult:
                 return acc.int8_accuracy(lowered, x, y, progress)
@@ -70,7 +73,7 @@ class TorchFrontend:
         if placement.cpu_ops:
             notes.append(f"{len(placement.cpu_ops)} ops left on the CPU by the partitioner: {', '.join(sorted(set(placement.cpu_ops)))}")
         return Compiled(artifacts=[("pte", lowered.pte)] + [("tosa", p) for p in lowered.tosa_files],
-                        weights=int8_weight_stats(model), vela=vela, fvp_artifact=lowered.pte, evaluate=evaluate,
+                        weights=weights, vela=vela, fvp_artifact=lowered.pte, evaluate=evaluate,
                         notes=notes, accuracy=[fake_quant])
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from condition.backend.target import Target
-from condition.backend.vela import VelaEstimate
+from condition.backend.metrics import VelaEstimate
+from condition.backend.target import Target, vela_target_flags
 from condition.errors import ArtifactError
 
 ETHOS_U_BACKEND = "EthosUBackend"
@@ -24,8 +24,12 @@ _HEADER = struct.Struct("<16sIB11s")  # executorch/backends/arm/arm_vela.py's bl
 @dataclass(frozen=True)
 class PteDelegate:
     target: str
-    flags: dict[str, str]
+    compile_flags: tuple[str, ...]  # the Vela command line it was compiled with
     blocks: dict[str, int]  # block name → payload bytes
+
+    def missing_flags(self, target: Target) -> list[str]:
+        """The Target's Vela hardware flags this delegate was not compiled with (none: it is for `target`)."""
+        return [f for f in vela_target_flags(target) if f not in self.compile_flags]
 
 
 def vela_blocks(stream: bytes) -> dict[str, int]:
@@ -55,7 +59,7 @@ def read_pte(path: Path) -> tuple[list[PteDelegate], list[str]]:
             if d.id != ETHOS_U_BACKEND:
                 continue
             specs = {c.key: bytes(c.value).decode(errors="replace") for c in d.compile_specs}
-            flags = dict(f.split("=", 1) for f in specs.get("compile_flags", "").split() if "=" in f)
+            flags = tuple(specs.get("compile_flags", "").split())
             data = program.backend_delegate_data[d.processed.index].data
             delegates.append(PteDelegate(specs.get("target", ""), flags, vela_blocks(bytes(data))))
         cpu_ops += [op.name.split("::")[-1] for op in plan.operators]
@@ -70,15 +74,18 @@ def measure_pte(path: Path, target: Target, dataset: str | None, eval_limit: int
     compiled_for = {d.target for d in delegates}
     if compiled_for != {target.npu}:
         raise ArtifactError(str(path), f"was compiled for {', '.join(sorted(compiled_for))}, not {target.npu} (pass --target to match)")
-    first = delegates[0].flags
+    missing = sorted({f for d in delegates for f in d.missing_flags(target)})
+    if missing:
+        raise ArtifactError(str(path), f"was not compiled for {target.label()}: its Vela flags lack {' '.join(missing)} "
+                            "(pass --system-config / --memory-mode / --vela-config to match)")
     cpu = [op for op in ops if "quantize" not in op]  # I/O (de)quantize is glue around the delegate
     local = work / path.name
     shutil.copyfile(path, local)
     estimate = VelaEstimate(
         source="pte",  # block sizes read from the file, no compiler model
         accelerator=target.npu,
-        system_config=first.get("--system-config", ""),
-        memory_mode=first.get("--memory-mode", ""),
+        system_config=target.system_config,  # checked above: what the delegates were compiled with
+        memory_mode=target.memory_mode,
         encoded_weight_bytes=sum(d.blocks.get("weight_data", 0) for d in delegates),
         ops_on_npu=len(delegates),
         ops_on_cpu=len(cpu),

@@ -27,7 +27,8 @@ def unique_per_channel(value: torch.Tensor, axis: int | None) -> int:
 
 
 def _layer_name(node: torch.fx.Node) -> str:
-    """The op that consumes a weight (through its dequantize), e.g. `linear_1`."""
+    """The model's own name of the layer that consumes a weight (through its dequantize), e.g. `fc2`
+    or `blocks.1.dw` (its module path, kept by torch.export); the graph op name (`linear_1`) else."""
     seen = node
     for _ in range(4):
         users = list(seen.users)
@@ -35,7 +36,9 @@ def _layer_name(node: torch.fx.Node) -> str:
             break
         seen = users[0]
         if any(op in str(seen.target) for op in LAYER_OPS):
-            return seen.name
+            stack = list((seen.meta.get("nn_module_stack") or {}).values())
+            path = stack[-1][0] if stack else ""
+            return path.replace("L['self'].", "") or seen.name
     return node.name
 
 

@@ -1,0 +1,122 @@
+"""A .tflite read without tensorflow: its main subgraph's operators and tensors, through Vela's
+generated flatbuffer classes. The one reader behind `measure`'s int8 check, Vela's NPU/CPU
+placement count and the weight statistics, so all three fail on a bad file the same way.
+
+    graph = read_tflite("model_int8.tflite")
+    graph.operator_names          # ["Reshape", "FullyConnected", ...]; after Vela: ["ethos-u"]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from condition.errors import ArtifactError
+
+INT8 = 9  # tflite TensorType.INT8
+_IDENTIFIER = b"TFL3"  # the file identifier at bytes 4..8 of every TFLite flatbuffer
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    type: int  # tflite TensorType (INT8 = 9)
+    shape: tuple[int, ...]
+    data: np.ndarray | None = field(repr=False)  # the constant buffer's bytes (uint8); None when computed at run time
+    scales: int  # quantization scales: more than one means per-channel
+    quantized_dimension: int
+
+    def values(self) -> np.ndarray:
+        """The constant data as int8 in the tensor's shape (only for INT8 tensors with data)."""
+        assert self.data is not None and self.type == INT8
+        return self.data.view(np.int8).reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str  # Vela's builtin name (e.g. "FullyConnected") or the custom code ("ethos-u")
+    builtin_code: int
+    inputs: tuple[int, ...]  # tensor indices; -1 for an omitted optional input
+
+
+@dataclass(frozen=True)
+class TfliteGraph:
+    """The main subgraph (the one that runs) of a .tflite."""
+
+    path: Path
+    operators: tuple[Operator, ...]
+    tensors: tuple[Tensor, ...]
+
+    @property
+    def operator_names(self) -> list[str]:
+        return [op.name for op in self.operators]
+
+    def has_int8(self) -> bool:
+        return any(t.type == INT8 for t in self.tensors)
+
+
+def read_tflite(path: str | Path) -> TfliteGraph:
+    """Operators and tensors of the main subgraph; ArtifactError (naming the file) when unreadable."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(str(path), "file not found") from None
+    except OSError as exc:
+        raise ArtifactError(str(path), f"cannot read ({exc.strerror or exc})") from None
+    if len(data) < 8 or data[4:8] != _IDENTIFIER:
+        raise ArtifactError(str(path), "not a TFLite flatbuffer (no TFL3 identifier; corrupt or another format)")
+    try:
+        return _parse(path, data)
+    except Exception as exc:  # flatbuffers raises assorted errors on garbage
+        raise ArtifactError(str(path), f"corrupt TFLite flatbuffer ({type(exc).__name__})") from None
+
+
+def require_int8(path: str | Path) -> TfliteGraph:
+    """The graph, or ArtifactError unless it carries int8 tensors (what Vela compiles)."""
+    graph = read_tflite(path)
+    if not graph.has_int8():
+        raise ArtifactError(str(path), "float-only model: the Ethos-U runs int8; quantize it first "
+                            "(e.g. `condition tf post-training-quant --model your.keras`)")
+    return graph
+
+
+def _parse(path: Path, data: bytes) -> TfliteGraph:
+    from ethosu.vela.tflite.Model import Model
+    from ethosu.vela.tflite_mapping import builtin_operator_map
+
+    model = Model.GetRootAsModel(data, 0)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        entry = builtin_operator_map.get(code)
+        name = oc.CustomCode().decode() if oc.CustomCode() else entry[0].name if entry else f"builtin_{code}"
+        codes.append((name, code))
+    sg = model.Subgraphs(0)
+    operators = []
+    for o in range(sg.OperatorsLength()):
+        op = sg.Operators(o)
+        name, code = codes[op.OpcodeIndex()]
+        operators.append(Operator(name, code, tuple(int(i) for i in _array(op.InputsAsNumpy()))))
+    tensors = []
+    for t in range(sg.TensorsLength()):
+        tensor = sg.Tensors(t)
+        raw = model.Buffers(tensor.Buffer()).DataAsNumpy()
+        q = tensor.Quantization()
+        tensors.append(Tensor(
+            name=tensor.Name().decode(errors="replace"),
+            type=tensor.Type(),
+            shape=tuple(int(d) for d in _array(tensor.ShapeAsNumpy())),
+            data=None if isinstance(raw, int) else raw,
+            scales=q.ScaleLength() if q is not None else 0,
+            quantized_dimension=q.QuantizedDimension() if q is not None else 0,
+        ))
+    return TfliteGraph(path, tuple(operators), tuple(tensors))
+
+
+def _array(value: Any) -> Any:
+    """flatbuffers returns 0 instead of an empty array for an absent vector."""
+    return () if isinstance(value, int) else value

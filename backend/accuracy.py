@@ -14,7 +14,7 @@ import numpy as np
 
 from condition.backend.metrics import AccuracyResult
 from condition.backend.tflite_file import require_int8
-from condition.errors import ArtifactError
+from condition.errors import ArtifactError, one_line
 
 EVALUATOR = "tflite-interpreter int8"
 
@@ -34,8 +34,7 @@ def _interpreter(path: Path, batch: int):
             interp.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]], strict=False)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ArtifactError(str(path), f"the TFLite interpreter cannot load it ({first})") from None
+        raise ArtifactError(str(path), f"the TFLite interpreter cannot load it ({one_line(exc) or type(exc).__name__})") from None
     return interp
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from condition.errors import ClusterError, ConditionError
+from condition.errors import ClusterError, ConditionError, one_line
 
 ADDRESS_ENV = "RAY_ADDRESS"
 
@@ -66,7 +66,7 @@ def ray_session(out: str | Path, address: str | None = None, num_cpus: int | Non
         raise
     except Exception as exc:  # noqa: BLE001 — any start/connect failure is one line for the user
         _cleanup(temp, out)
-        raise ClusterError(address, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+        raise ClusterError(address, f"{type(exc).__name__}: {one_line(exc, limit=300)}") from None
     try:
         yield _session(address)
     finally:

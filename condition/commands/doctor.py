@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from condition.errors import ConditionError
+from condition.errors import ConditionError, one_line
 
 PACKAGES = (
     ("tensorflow", "tensorflow"),
@@ -49,7 +49,7 @@ def _import_check(name: str, module: str, fix: str, required: bool) -> Check:
     try:
         importlib.import_module(module)
     except Exception as exc:  # any import failure means "not usable", whatever its kind
-        return Check(name, False, f"import {module} failed: {type(exc).__name__}: {exc}".splitlines()[0], fix, required)
+        return Check(name, False, f"import {module} failed: {type(exc).__name__}: {one_line(exc)}", fix, required)
     return Check(name, True, f"import {module}", required=required)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from condition.errors import ModelError
+from condition.errors import ModelError, one_line
 from condition.init import initial_weights
 from condition.frontends.tf import keras_modules
 from condition.models import BUILTIN_MODELS, ModelSpec
@@ -47,7 +47,7 @@ def load_file(path: str | Path) -> Any:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # h5py/zip/protobuf errors on a corrupt or foreign file
-        raise ModelError(str(path), f"cannot load as a Keras model ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+        raise ModelError(str(path), f"cannot load as a Keras model ({type(exc).__name__}: {one_line(exc)})") from None
     if not isinstance(model, keras.Model):
         raise ModelError(str(path), "not a Keras model (a SavedModel must be written by tf_keras, not tf.saved_model.save)")
     return model

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from condition.backend.metrics import AccuracyResult
-from condition.errors import StepError
+from condition.errors import StepError, one_line
 from condition.frontends.torch.export import LoweredProgram
 
 INT8_EVALUATOR = "tosa-reference-model int8 (delegated TOSA graph, bit-exact NPU arithmetic)"
@@ -121,7 +121,7 @@ def int8_predictions(lowered: LoweredProgram, x: torch.Tensor, progress: Callabl
                 progress(min(1.0, (start + len(batch)) / len(x)))
     except Exception as exc:
         raise StepError("tosa reference model", str(lowered.tosa_files[0] if lowered.tosa_files else lowered.pte),
-                        f"{type(exc).__name__}: {str(exc)[:200]}") from None
+                        f"{type(exc).__name__}: {one_line(exc)}") from None
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

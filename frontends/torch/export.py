@@ -18,7 +18,7 @@ from torch import nn
 
 from condition.backend.output_log import captured_output
 from condition.backend.target import Target
-from condition.errors import ModelError, StepError
+from condition.errors import ModelError, StepError, one_line
 from condition.frontends.torch.compile_spec import compile_spec_for
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def export_for_quantization(model: nn.Module, example: tuple[torch.Tensor], name
         try:
             exported = torch.export.export(model, example, strict=False)
         except Exception as exc:
-            raise ModelError(name, f"torch.export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+            raise ModelError(name, f"torch.export failed ({type(exc).__name__}: {one_line(exc)})") from None
     return exported.module(check_guards=False)
 
 
@@ -133,8 +133,7 @@ def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor], target:
             program = edge.to_executorch(config=ExecutorchBackendConfig(extract_delegate_segments=False))
         save_pte_program(program, str(pte), str(out_dir))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:240]
-        raise StepError("executorch lowering", str(pte), f"{type(exc).__name__}: {first} (log: {vela_log})") from None
+        raise StepError("executorch lowering", str(pte), f"{type(exc).__name__}: {one_line(exc, limit=240)} (log: {vela_log})") from None
     tosa_files = sorted(intermediates.glob("output_*.tosa"))
     if placement.delegates and not tosa_files:
         raise StepError("executorch lowering", str(intermediates), "the Ethos-U backend wrote no TOSA file")

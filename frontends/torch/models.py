@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from condition.errors import ArtifactError, ModelError
+from condition.errors import ArtifactError, ModelError, one_line
 from condition.init import INIT_SCHEME, initial_weights
 from condition.models import ModelSpec
 
@@ -161,7 +161,7 @@ def _check_runs(model: nn.Module, name: str, shape: tuple[int, ...], classes: in
         with torch.no_grad():
             out = model(torch.zeros(shape))
     except Exception as exc:
-        raise ModelError(name, f"does not run on input of shape {list(shape)} ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise ModelError(name, f"does not run on input of shape {list(shape)} ({type(exc).__name__}: {one_line(exc)})") from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != classes:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(name, f"returns {got} for a batch of 1, expected [1, {classes}] class scores")

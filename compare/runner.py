@@ -116,10 +116,11 @@ def _alive(pid: int) -> bool:
 
 
 def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, events: Events | None = None,
-              address: str | None = None) -> list[CellOutcome]:
+              address: str | None = None, threads: int | None = None) -> list[CellOutcome]:
     """Run every cell that has no ok record yet (all of them with `force`) on Ray; one outcome per cell.
 
     `address`: an existing Ray cluster (else RAY_ADDRESS, else an embedded Ray for this call).
+    `threads`: per cell (default: the CPUs shared out among `jobs` cells at once).
     Ctrl-C / SIGTERM stops the tasks (their unfinished runs leave no folder) and re-raises
     KeyboardInterrupt; finished cells stay recorded, so the next call resumes."""
     events = events or NoEvents()
@@ -140,7 +141,7 @@ def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, e
         try:
             with ray_session(out, address) as session:
                 jobs = min(jobs or default_jobs(len(todo), session.cpus), len(todo))  # no idle workers, more threads each
-                threads = threads_per_worker(jobs, session.cpus)
+                threads = threads or threads_per_worker(jobs, session.cpus)
                 where = f"Ray at {session.address}" if session.address else f"embedded Ray, {session.cpus} CPUs"
                 events.begin(len(cells), len(cells) - len(todo), jobs, threads, where)
                 for outcome in outcomes.values():
@@ -192,7 +193,8 @@ def install_result(out: Path, config: RunConfig, result: CellResult) -> list[str
 def remote_cell(frontend: str, threads: int) -> Any:
     """The Ray task for one cell: `threads` CPUs, the frontend's own worker pool, never retried
     (a cell that kills its worker is recorded as failed, not run again)."""
-    return _remote_run_cell().options(num_cpus=threads, max_retries=0, runtime_env=runtime_env(frontend, threads),
+    # "DEFAULT" scheduling: a search trial's task must not inherit the trial's 0-CPU placement group
+    return _remote_run_cell().options(num_cpus=threads, max_retries=0, runtime_env=runtime_env(frontend, threads), scheduling_strategy="DEFAULT",
                                         name=f"condition-{frontend}")
 
 

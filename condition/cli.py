@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "advise": "condition.commands.advise:advise",
     "compare": "condition.commands.compare:compare",
     "report": "condition.commands.compare:report",
+    "search": "condition.commands.search:search",
     "fvp": "condition.commands.fvp:fvp",
     "doctor": "condition.commands.doctor:doctor",
 }
@@ -29,7 +30,8 @@ SHORT_HELP: dict[str, str] = {
     "measure": "Measure an existing int8 .tflite or Ethos-U .pte on a Target.",
     "advise": "Which technique will pay on this model and NPU, per layer (Vela MAC sweep).",
     "compare": "Run every technique on both frontends and write a side-by-side report.",
-    "report": "Re-render a compare report from saved metrics records.",
+    "report": "Re-render a compare or search report from saved metrics records.",
+    "search": "Search technique chains for the fewest cycles and bytes within an accuracy budget (Ray Tune + Optuna).",
     "fvp": "Read Ethos-U PMU counters from FVP/board logs; attach them to runs.",
     "doctor": "Show what is installed, which FVPs/runners were found, what is missing.",
 }

@@ -170,7 +170,14 @@ def _more(recipe: Any) -> str:
 @click.command("report")
 @click.argument("directory", type=click.Path(file_okay=False))
 def report(directory: str) -> None:
-    """Re-render the compare report in DIRECTORY from its saved metrics records (nothing is run)."""
+    """Re-render the compare (or search) report in DIRECTORY from its saved metrics records (nothing is run)."""
+    from condition.compare.search_report import is_search, write_search_report
+
+    if is_search(directory):
+        search_report = write_search_report(directory)
+        click.echo(search_report.text)
+        click.echo(f"\nreport: {search_report.html}\n        {search_report.markdown}")
+        return
     from condition.compare.records import load_comparison
     from condition.compare.report import write_report
     from condition.compare.report_text import render_text

@@ -1,0 +1,156 @@
+"""The report of a `condition search` (OUT/search.json + the trials' run folders): Pareto fronts
+per frontend side by side (accuracy vs encoded weights, accuracy vs cycles), the best model of each
+frontend with its ratios to its baseline, and the command line that reproduces it.
+
+    files = write_search_report("runs/search")   # search.md, search.html, plots/search-pareto.svg
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from condition.backend.atomic import write_text_atomic
+from condition.backend.target import Target
+from condition.compare.plots import COLORS, LIGHT, MARKERS, _pyplot, _svg
+from condition.compare.search import MANIFEST_NAME, TrialOutcome, best_by_frontend, read_manifest
+from condition.compare.search_space import command_line, describe
+from condition.compare.table import pareto_front
+from condition.errors import ConfigError
+from condition.run import RunConfig
+
+PLOT = "plots/search-pareto.svg"
+
+
+@dataclass(frozen=True)
+class SearchReport:
+    markdown: Path
+    html: Path
+    plot: Path | None
+    text: str  # the summary printed on the terminal
+
+
+def is_search(out: str | Path) -> bool:
+    return (Path(out) / MANIFEST_NAME).is_file()
+
+
+def write_search_report(out: str | Path) -> SearchReport:
+    out = Path(out)
+    if not out.is_dir():
+        raise ConfigError("DIR", str(out), "no such folder", "give the --out folder of a `condition search` run")
+    data = read_manifest(out)
+    trials: list[TrialOutcome] = data["trials"]
+    s = data["settings"]
+    best = best_by_frontend(trials)
+    svg = pareto_svg(trials, s["frontends"]) if any(t.status == "ok" for t in trials) else None
+    plot = write_text_atomic(out / PLOT, svg) if svg else None
+    lines = summary_lines(trials, best, s)
+    md = render_md(trials, best, s, lines, plot is not None)
+    page = render_html(md, svg)
+    return SearchReport(write_text_atomic(out / "search.md", md), write_text_atomic(out / "search.html", page), plot, "\n".join(lines))
+
+
+def base_config(settings: dict, frontend: str) -> RunConfig:
+    """The RunConfig fields a trial's command line needs (chain and OUT do not appear in it)."""
+    t = settings["target"]
+    target = Target.default_for(t["accelerator"], t.get("system_config"), t.get("memory_mode"), t.get("vela_config"))
+    return RunConfig(frontend=frontend, chain=(), target=target, model=settings["model"], dataset=settings["dataset"],
+                     epochs=settings["epochs"], seed=settings["seed"], train_limit=settings.get("train_limit"),
+                     eval_limit=settings.get("eval_limit"))
+
+
+def summary_lines(trials: list[TrialOutcome], best: dict[str, TrialOutcome], s: dict) -> list[str]:
+    counts = {f: [t for t in trials if t.frontend == f] for f in s["frontends"]}
+    lines = [f"search: {s['model']} on {s['dataset']}, {s['target']['accelerator']}, int8 accuracy within "
+             f"{s['max_accuracy_drop']:g} points of the dense int8 model trained for the same total epochs"]
+    for f, ts in counts.items():
+        ok = sum(t.status == "ok" for t in ts)
+        feas = sum(t.feasible for t in ts)
+        stopped = sum(t.status == "stopped" for t in ts)
+        failed = sum(t.status == "failed" for t in ts)
+        lines.append(f"{f}: {len(ts)} trials ({ok} run, {feas} within the budget, {stopped} stopped early, {failed} failed)")
+        b = best.get(f)
+        if b is None:
+            lines.append("  best: none met the accuracy constraint")
+            continue
+        lines.append(f"  best: {describe(b.params)}")
+        lines.append(f"        {b.weights:,} B encoded weights ({b.weights / b.baseline_weights:.3f}× its baseline, "
+                     f"{b.weights / 1024:.1f} KiB), {b.cycles:,} cycles ({b.cycles / b.baseline_cycles:.3f}×, {_source(b)}), "
+                     f"int8 {b.accuracy:.4f} vs baseline {b.baseline_accuracy:.4f}")
+        lines.append(f"        {command_line(b.params, base_config(s, f))}")
+    return lines
+
+
+def _source(t: TrialOutcome) -> str:
+    return "FVP measured" if t.cycles_source == "fvp" else "Vela estimate"
+
+
+def pareto_svg(trials: list[TrialOutcome], frontends: list[str]) -> str:
+    """Two rows (weights, cycles) × one column per frontend; the front of feasible trials joined."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(frontends), figsize=(4.2 * len(frontends), 6.4), squeeze=False, sharey=True)
+    for col, f in enumerate(frontends):
+        ts = [t for t in trials if t.frontend == f and t.status == "ok"]
+        for row, (attr, label) in enumerate((("weights", "encoded weights (KiB, Vela)"), ("cycles", "total cycles (k)"))):
+            ax = axes[row][col]
+            scale = 1024 if attr == "weights" else 1000
+            ok = [t for t in ts if t.feasible]
+            bad = [t for t in ts if not t.feasible]
+            ax.scatter([getattr(t, attr) / scale for t in bad], [t.accuracy for t in bad], s=18, color=LIGHT[f],
+                       marker=MARKERS[f], label="misses accuracy")
+            ax.scatter([getattr(t, attr) / scale for t in ok], [t.accuracy for t in ok], s=22, color=COLORS[f],
+                       marker=MARKERS[f], label="within budget")
+            front = pareto_front([(getattr(t, attr) / scale, t.accuracy, "") for t in ok])
+            if len(front) > 1:
+                ax.plot([p[0] for p in front], [p[1] for p in front], color=COLORS[f], linewidth=1)
+            if ts and all(t.baseline_accuracy is not None for t in ts):
+                req = max(t.required_accuracy for t in ts if t.required_accuracy is not None)
+                ax.axhline(req, color="#9ca3af", linewidth=0.8, linestyle="--")
+            ax.set_xlabel(label + (" — FVP" if attr == "cycles" and any(t.cycles_source == "fvp" for t in ts) else
+                                   " — Vela estimate" if attr == "cycles" else ""))
+            if col == 0:
+                ax.set_ylabel("int8 accuracy")
+            if row == 0:
+                ax.set_title(f"{f}: {len(ts)} trials run")
+            if row == 0 and col == 0:
+                ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def render_md(trials: list[TrialOutcome], best: dict[str, TrialOutcome], s: dict, lines: list[str], plot: bool) -> str:
+    out = ["# condition search", "", *[f"    {line}" for line in lines], ""]
+    out += ["Cycles and weights are Vela estimates unless marked FVP. The baseline of a trial is the dense int8 "
+            "(post-training-quant) model trained for the same total epochs (float + every fine-tuning epoch).", ""]
+    if plot:
+        out += [f"![Pareto fronts]({PLOT})", ""]
+    for f in s["frontends"]:
+        b = best.get(f)
+        out += [f"## {f}", ""]
+        if b is not None:
+            out += [f"Best: **{describe(b.params)}** — {b.weights:,} B ({b.weights / b.baseline_weights:.3f}× baseline), "
+                    f"{b.cycles:,} cycles ({b.cycles / b.baseline_cycles:.3f}× baseline), int8 {b.accuracy:.4f} "
+                    f"(baseline {b.baseline_accuracy:.4f}). Reproduce:", "", "```", command_line(b.params, base_config(s, f)), "```", ""]
+        out += ["| # | chain | status | int8 acc | required | encoded weights | total cycles | run |", "|---|---|---|---|---|---|---|---|"]
+        for i, t in enumerate([t for t in trials if t.frontend == f], 1):
+            acc = "" if t.accuracy is None else f"{t.accuracy:.4f}"
+            req = "" if t.required_accuracy is None else f"{t.required_accuracy:.4f}"
+            status = "ok" if t.feasible else ("misses" if t.status == "ok" else t.status)
+            out.append(f"| {i} | {describe(t.params)} | {status} | {acc} | {req} | {_n(t.weights)} | {_n(t.cycles)} | {t.run_dir or t.note} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _n(v: int | None) -> str:
+    return "" if v is None else f"{v:,}"
+
+
+def render_html(md: str, svg: str | None) -> str:
+    """A plain page: the figure inline (offline), the tables as preformatted Markdown."""
+    body = [f"<h1>condition search</h1>"]
+    if svg:
+        body.append(f"<figure>{svg}</figure>")
+    body.append(f"<pre>{html.escape(md)}</pre>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>condition search</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{white-space:pre-wrap;font-size:12px}</style>"
+            "</head><body>" + "\n".join(body) + "</body></html>\n")

@@ -1,0 +1,151 @@
+"""What `condition search` searches: technique chains in tfmot's collaborative-optimisation order
+(prune → cluster? → qat | post-training-quant) and their options, as Optuna parameters, and the runs
+a trial and its baseline are.
+
+A trial's parameters are named after the CLI options, so its recipe is a `condition <frontend> prune
+…` command line that reproduces the very same run (same configuration hash). Prune and cluster share
+one `fine_tune_epochs`, as on the CLI. Clusters 0 means no clustering step.
+
+    params = {"structure": "2:4", "sparsity": 0.95, "schedule": "constant", "fine_tune_epochs": 3,
+              "clusters": 8, "quantize": "qat", "qat_epochs": 1}
+    config = trial_config(params, base)          # a RunConfig, runs like any other
+    baseline = baseline_config(params, base)     # dense post-training-quant, same total epochs
+"""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from typing import Any
+
+from condition.run import RunConfig
+
+# name → ("categorical", choices) | ("int", low, high) | ("float", low, high, step). Conditional:
+# qat_epochs only when quantize is "qat".
+SPACE: dict[str, tuple[Any, ...]] = {
+    "structure": ("categorical", ("unstructured", "2:4")),
+    "sparsity": ("float", 0.5, 0.98, 0.01),
+    "schedule": ("categorical", ("constant", "polynomial")),
+    "fine_tune_epochs": ("int", 1, 3),
+    "clusters": ("categorical", (0, 4, 8, 16, 32)),
+    "quantize": ("categorical", ("qat", "post-training-quant")),
+    "qat_epochs": ("int", 1, 2),
+}
+# The hand-picked best of DESIGN.md, evaluated first so every search starts from a known good point.
+SEED_POINT: dict[str, Any] = {"structure": "2:4", "sparsity": 0.95, "schedule": "constant", "fine_tune_epochs": 3,
+                              "clusters": 8, "quantize": "qat", "qat_epochs": 1}
+
+
+def define_space(trial: Any) -> None:
+    """Optuna define-by-run space (works on an optuna.Trial and on Ray's captor of one)."""
+    values = {name: _suggest(trial, name) for name in ("structure", "sparsity", "schedule", "fine_tune_epochs", "clusters", "quantize")}
+    if values["quantize"] == "qat":
+        _suggest(trial, "qat_epochs")
+
+
+def _suggest(trial: Any, name: str) -> Any:
+    kind, *spec = SPACE[name]
+    if kind == "categorical":
+        return trial.suggest_categorical(name, list(spec[0]))
+    if kind == "int":
+        return trial.suggest_int(name, spec[0], spec[1])
+    return trial.suggest_float(name, spec[0], spec[1], step=spec[2])
+
+
+def distributions(params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna distributions of the given parameters (to add finished trials to a study on resume)."""
+    import optuna
+
+    out: dict[str, Any] = {}
+    for name in params:
+        kind, *spec = SPACE[name]
+        if kind == "categorical":
+            out[name] = optuna.distributions.CategoricalDistribution(list(spec[0]))
+        elif kind == "int":
+            out[name] = optuna.distributions.IntDistribution(spec[0], spec[1])
+        else:
+            out[name] = optuna.distributions.FloatDistribution(spec[0], spec[1], step=spec[2])
+    return out
+
+
+def normalise(params: dict[str, Any]) -> dict[str, Any]:
+    """Only the parameters that matter, with clean values (sparsity on its 0.01 grid)."""
+    p = {k: params[k] for k in ("structure", "sparsity", "schedule", "fine_tune_epochs", "clusters", "quantize")}
+    p["sparsity"] = round(float(p["sparsity"]), 2)
+    p["fine_tune_epochs"] = int(p["fine_tune_epochs"])
+    p["clusters"] = int(p["clusters"])
+    if p["quantize"] == "qat":
+        p["qat_epochs"] = int(params.get("qat_epochs", 1))
+    return p
+
+
+def chain_steps(params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(technique, options) of a trial, in chain order."""
+    p = normalise(params)
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("prune", {"sparsity": p["sparsity"], "structure": p["structure"], "schedule": p["schedule"], "fine_tune_epochs": p["fine_tune_epochs"]})]
+    if p["clusters"]:
+        steps.append(("cluster", {"clusters": p["clusters"], "fine_tune_epochs": p["fine_tune_epochs"]}))
+    steps.append(("qat", {"fine_tune_epochs": p["qat_epochs"]}) if p["quantize"] == "qat" else ("post-training-quant", {}))
+    return steps
+
+
+def build_steps(steps: list[tuple[str, dict[str, Any]]]) -> tuple[Any, ...]:
+    """THE one place search turns (technique, options) into a RunConfig chain: the same helper as a
+    compare recipe, which fills every option exactly as the CLI does (same configuration hash)."""
+    from condition.compare.recipe import make_chain
+
+    return make_chain(steps).steps
+
+
+def total_epochs(params: dict[str, Any], float_epochs: int) -> int:
+    """Every epoch the trial's weights were trained: float + fine-tuning of each step."""
+    return float_epochs + sum(int(o.get("fine_tune_epochs", 0)) for _, o in chain_steps(params))
+
+
+def trial_config(params: dict[str, Any], base: RunConfig) -> RunConfig:
+    return dataclasses.replace(base, chain=build_steps(chain_steps(params)))
+
+
+def baseline_config(params: dict[str, Any], base: RunConfig) -> RunConfig:
+    """The dense int8 model trained as long as the trial, so extra fine-tuning is not counted as a gain."""
+    return dataclasses.replace(base, chain=build_steps([("post-training-quant", {})]), epochs=total_epochs(params, base.epochs))
+
+
+def reference_config(base: RunConfig) -> RunConfig:
+    """The dense int8 model of the search's own float model (trains the float model trials start from)."""
+    return dataclasses.replace(base, chain=build_steps([("post-training-quant", {})]))
+
+
+def command_line(params: dict[str, Any], base: RunConfig) -> str:
+    """`condition <frontend> prune …` that reproduces the trial (same configuration hash)."""
+    steps = chain_steps(params)
+    p = normalise(params)
+    argv = ["condition", base.frontend, "prune", "--structure", p["structure"], "--sparsity", f"{p['sparsity']:g}"]
+    if p["schedule"] != "constant":
+        argv += ["--schedule", p["schedule"]]
+    argv += ["--fine-tune-epochs", str(p["fine_tune_epochs"])]
+    for technique, options in steps[1:]:
+        argv += ["--then", technique]
+        if technique == "cluster":
+            argv += ["--clusters", str(options["clusters"])]
+        elif technique == "qat":
+            argv += ["--qat-epochs", str(options["fine_tune_epochs"])]
+    t = base.target
+    argv += ["--target", t.accelerator.value, "--system-config", t.system_config, "--memory-mode", t.memory_mode]
+    if t.vela_config:
+        argv += ["--vela-config", str(t.vela_config)]
+    argv += ["--model", base.model, "--dataset", base.dataset, "--epochs", str(base.epochs), "--seed", str(base.seed)]
+    for name in ("train_limit", "eval_limit"):
+        if getattr(base, name) is not None:
+            argv += ["--" + name.replace("_", "-"), str(getattr(base, name))]
+    return shlex.join(argv)
+
+
+def describe(params: dict[str, Any]) -> str:
+    """Short label, e.g. 'prune 2:4 95 % → cluster 8 → qat (ft 3, qat 1)'."""
+    from condition.compare.recipe import Chain
+
+    p = normalise(params)
+    label = Chain(build_steps(chain_steps(p))).label
+    epochs = f"ft {p['fine_tune_epochs']}" + (f", qat {p['qat_epochs']}" if "qat_epochs" in p else "")
+    return f"{label} ({epochs})"

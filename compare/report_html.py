@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import html
 
+from condition.compare.advice import all_advice
+from condition.compare.layers import layer_panels
 from condition.compare.layout import Panel, Value, cell_rows, empty_notice, header_items, panels
 from condition.compare.plots import Figure
 from condition.compare.records import Comparison
-from condition.compare.report_md import READING
+from condition.compare.report_md import ADVICE_READING, READING, layer_summary
 from condition.compare.table import Section
 
 SOURCE_BADGES = {
@@ -140,12 +142,52 @@ def section_html(section: Section, figures: list[Figure]) -> str:
     parts.append(LEGEND)
     if figures:
         parts.append('<div class="figs">' + "".join(figure_html(f) for f in figures) + "</div>")
+    per_layer = layer_panels(section)
+    if per_layer:
+        parts.append("<details><summary>Per-layer figures, tf and torch side by side</summary>"
+                     + "".join(panel_html(p) for p in per_layer) + "</details>")
+    return "\n".join(parts)
+
+
+def _vs(value: int | None, dense: int) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,} <small>×{value / dense:.2f}</small>" if dense else f"{value:,}"
+
+
+def advice_html(comparison: Comparison, sections: list[Section]) -> str:
+    """The optional "Advice vs measured" cards (only where advice files exist)."""
+    pairs = all_advice(comparison, sections)
+    if not pairs:
+        return ""
+    parts = [f'<h2>Advice vs measured <small>condition advise on the int8 baseline, before any technique ran</small></h2>'
+             f'<p class="reading">{_e(ADVICE_READING)}</p>']
+    for section, table in pairs:
+        a = table.advice
+        dense_c, dense_w = a.dense["total_cycles"], a.dense["encoded_weight_bytes"]
+        body = []
+        for r in table.rows:
+            css = "better" if r.cycles_ratio is not None and r.cycles_ratio <= 1.1 else ("worse" if r.cycles_ratio is not None else "muted")
+            ratio = f"{r.cycles_ratio:.2f}" if r.cycles_ratio is not None else "–"
+            body.append(f"<tr><td class='text'>{_e(r.label)}</td><td>{_vs(r.predicted_cycles, dense_c)}</td><td>{_vs(r.achieved_cycles, dense_c)}</td>"
+                        f"<td class='{css}'>{ratio}</td><td>{_vs(r.predicted_weights, dense_w)}</td><td>{_vs(r.achieved_weights, dense_w)}</td>"
+                        f"<td class='text'>{_e(r.verdict)}</td></tr>")
+        table_html = ('<div class="scroll"><table><thead><tr><th class="text">technique</th><th>predicted cycles ≥</th><th>achieved cycles</th>'
+                      '<th>achieved / predicted</th><th>predicted encoded weights ≥</th><th>achieved encoded weights</th><th class="text">advice</th>'
+                      f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>') if body else \
+            "<p class='caption'>No single-technique prune, 2:4 or cluster row ran for this frontend.</p>"
+        order = (f"<ul class='notes'><li>Predicted order, fewest cycles first: {_e(' < '.join(table.predicted_order))}; "
+                 f"achieved: {_e(' < '.join(table.achieved_order)) or '–'}</li></ul>") if body else ""
+        parts.append(f'<section class="card"><h3>{_e(section.model)} · {_e(a.target.get("accelerator"))} · {_e(table.frontend)} '
+                     f'{badges(("estimate",))}</h3><p class="caption">{_e(a.verdict)} Layers at the Target: {_e(layer_summary(table))}.</p>'
+                     f'{table_html}{order}</section>')
     return "\n".join(parts)
 
 
 def render_html(comparison: Comparison, sections: list[Section], figures: dict[int, list[Figure]]) -> str:
     facts = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in header_items(comparison))
     body = [section_html(s, figures.get(i, [])) for i, s in enumerate(sections)]
+    body.append(advice_html(comparison, sections))
     rows = cell_rows(comparison)
     failed = [r for r in rows if r[2] == "failed"]
     if failed:

@@ -156,3 +156,17 @@ def test_report_command(out, tmp_path, capsys):
 def test_pareto_front_keeps_only_points_nothing_beats():
     points = [(500.0, 0.85, "ptq"), (46.0, 0.83, "p95"), (330.0, 0.84, "2:4"), (400.0, 0.87, "c16"), (30.0, 0.80, "chain")]
     assert [p[2] for p in pareto_front(points)] == ["chain", "p95", "2:4", "c16"]
+
+
+def test_per_layer_panels_put_the_same_layer_of_tf_and_torch_side_by_side(out):
+    from condition.compare.layers import layer_panels
+
+    s = good_section(build_sections(load_comparison(out)))
+    by_title = {p.title: p for p in layer_panels(s)}
+    pruned = by_title["Per layer · prune 95 %"]
+    assert pruned.columns[:3] == ["tf", "torch", "params"]
+    assert [r[2].text for r in pruned.rows] == ["401,408", "131,072", "2,560"]  # the MLP's three layers, k-th beside k-th
+    assert pruned.rows[0][3].text == "95.0 %"  # tf sparsity of the first layer, from the record's exported weights
+    files = write_report(out)
+    assert "#### Per layer · prune 95 %" in Path(files.markdown).read_text()
+    assert "Per-layer figures, tf and torch side by side" in Path(files.html).read_text()

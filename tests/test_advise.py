@@ -152,3 +152,128 @@ def test_advice_json_is_versioned(tmp_path: Path) -> None:
 def test_missing_target_compile_is_one_clear_error() -> None:
     with pytest.raises(ArtifactError, match="no Vela figures for ethos-u85-512"):
         advise(compiles("tf-mlp-pruned95", "u85"), Target.default_for("ethos-u85-512"))
+
+
+# ---- the command on real files ------------------------------------------------------------------
+
+TINY = DATA / "tiny_mlp"  # 784 → 16 → 10 from tiny real runs: a tf .tflite, a torch run folder's .pte + delegate/*.tosa
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from condition.cli import main
+
+    rc = main(args)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_cli_advises_on_a_tflite(tmp_path: Path, capsys) -> None:
+    rc, out, err = run_cli(["advise", str(TINY / "model_int8.tflite"), "--target", "ethos-u55-128", "--out", str(tmp_path), "--json"], capsys)
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["advice_version"] == ADVICE_VERSION and d["family"] == "u55"
+    assert [s["macs"] for s in d["sweep"]] == [32, 64, 128, 256]
+    assert d["artifact"]["kind"] == "tflite" and d["techniques"][0]["source"] == "estimate"
+    folder = next((tmp_path / "advise").iterdir())
+    assert Advice.read(folder / "advice.json").to_dict() == d
+    assert sorted(p.name for p in (folder / "vela").iterdir()) == ["ethos-u55-128", "ethos-u55-256", "ethos-u55-32", "ethos-u55-64"]
+    rc, out, _ = run_cli(["advise", str(TINY / "model_int8.tflite"), "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "Per layer at ethos-u85-128" in out and "Techniques ranked" in out and "Rules behind the figures" in out
+
+
+def test_cli_advises_on_a_pte_through_its_tosa(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(TINY / "torch_run", run)
+    rc, out, err = run_cli(["advise", str(run / "model.pte"), "--out", str(tmp_path), "--json"], capsys)
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["artifact"]["kind"] == "tosa" and d["artifact"]["compiled"].endswith(".tosa") and len(d["sweep"]) == 5
+    rc, _, err = run_cli(["advise", str(run / "model.pte"), "--target", "ethos-u55-128", "--out", str(tmp_path)], capsys)
+    assert rc == 1 and err.count("\n") == 1 and "was compiled for ethos-u85-128" in err
+    shutil.rmtree(run / "delegate")
+    rc, _, err = run_cli(["advise", str(run / "model.pte"), "--out", str(tmp_path)], capsys)
+    assert rc == 1 and "holds no TOSA graph" in err
+
+
+@pytest.mark.parametrize("make,args,message", [
+    (lambda p: p.write_bytes(b"not a flatbuffer at all"), [], "not a TFLite flatbuffer"),
+    (lambda p: shutil.copy(TINY / "torch_run" / "delegate" / "output_tag0_TOSA-1.0+INT+int16+int4+cf.tosa", p.with_name("m_TOSA+cf.tosa")),
+     ["--target", "ethos-u55-64"], "is a TOSA graph for U85"),
+    (lambda p: shutil.copy(TINY / "model_int8.tflite", p), ["--model", "cnn"], "give FILE or --model, not both"),
+])
+def test_cli_bad_input_is_one_line(tmp_path: Path, capsys, make, args, message) -> None:
+    path = tmp_path / "m.tflite"
+    make(path)
+    given = path if path.exists() else path.with_name("m_TOSA+cf.tosa")
+    rc, out, err = run_cli(["advise", str(given), "--out", str(tmp_path / "out"), *args], capsys)
+    assert rc == 1 and out == "" and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out" / "advise").exists() or not any((tmp_path / "out" / "advise").iterdir())
+
+
+# ---- the compare report: predicted bound vs achieved ---------------------------------------------
+
+RECORDS = Path(__file__).parent / "data" / "records"
+
+
+@pytest.fixture()
+def compare_out(tmp_path: Path) -> Path:
+    dest = tmp_path / "compare"
+    shutil.copytree(RECORDS, dest)
+    return dest
+
+
+def _baselines(out: Path):
+    from condition.compare.records import load_comparison
+    from condition.compare.table import build_sections
+
+    comparison = load_comparison(out)
+    section = next(s for s in build_sections(comparison) if s.dataset == "fashion-mnist")
+    base = next(r for r in section.rows if r.is_baseline)
+    return comparison, section, base
+
+
+def test_compare_report_shows_advice_next_to_what_ran(compare_out: Path, capsys) -> None:
+    from condition.compare.advice import advice_file, advice_tables
+    from condition.compare.report import write_report
+
+    comparison, section, base = _baselines(compare_out)
+    files = write_report(compare_out, comparison)
+    assert "Advice vs measured" not in files.markdown.read_text() + files.html.read_text()  # optional: no advice, no section
+    for fw in ("tf", "torch"):
+        advice_for(f"{fw}-mlp-dense", "ethos-u85-128").write(advice_file(compare_out, fw, base.sides[fw].record.config_hash))
+    tables = {t.frontend: t for t in advice_tables(comparison, section)}
+    assert set(tables) == {"tf", "torch"}
+    tf_rows = {r.label: r for r in tables["tf"].rows}
+    assert set(tf_rows) == {"prune 95 %", "prune 2:4", "cluster 16"}  # single-technique rows only
+    prune = tf_rows["prune 95 %"]
+    assert prune.technique == "prune" and prune.predicted_cycles == 50518
+    assert prune.achieved_cycles == section.row("prune 95 %").sides["tf"].total_cycles
+    assert prune.verdict == "reached the bound"
+    assert tf_rows["cluster 16"].verdict == "reached the bound"
+    assert tf_rows["prune 2:4"].technique == "2:4" and tf_rows["prune 2:4"].verdict.startswith("fell short")
+    assert tables["tf"].predicted_order[0] == "prune 95 %"
+    files = write_report(compare_out, comparison)
+    md, html = files.markdown.read_text(), files.html.read_text()
+    assert "## Advice vs measured" in md and "| prune 95 % | 50,518 (×0.31) | 47,646" in md
+    assert "Advice vs measured" in html and "reached the bound" in html and "Vela estimate" in html
+    rc, out, _ = run_cli(["report", str(compare_out)], capsys)  # re-rendering keeps it
+    assert rc == 0 and "## Advice vs measured" in (compare_out / "report.md").read_text()
+
+
+def test_compare_writes_advice_for_each_baseline_artifact(compare_out: Path) -> None:
+    from condition.compare.advice import advice_file, write_comparison_advice
+
+    comparison, _, base = _baselines(compare_out)
+    tf_run, torch_run = Path(base.sides["tf"].run_dir), Path(base.sides["torch"].run_dir)
+    shutil.copy(TINY / "model_int8.tflite", tf_run / base.sides["tf"].record.artifact("tflite").path)
+    problems = write_comparison_advice(comparison)  # the torch baseline's TOSA was not kept in the recorded folder
+    assert len(problems) == 1 and problems[0].startswith("advice for torch mlp: ") and problems[0].endswith("file not found")
+    tf_file = advice_file(compare_out, "tf", base.sides["tf"].record.config_hash)
+    assert Advice.read(tf_file).artifact["frontend"] == "tf"
+    before = tf_file.stat().st_mtime_ns
+    tosa = torch_run / base.sides["torch"].record.artifact("tosa").path
+    tosa.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(TINY / "torch_run" / "delegate" / "output_tag0_TOSA-1.0+INT+int16+int4+cf.tosa", tosa)
+    assert write_comparison_advice(comparison) == []
+    assert tf_file.stat().st_mtime_ns == before  # done before: not compiled again
+    assert Advice.read(advice_file(compare_out, "torch", base.sides["torch"].record.config_hash)).artifact["kind"] == "tosa"

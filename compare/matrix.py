@@ -23,7 +23,7 @@ class Cell:
     @property
     def lane(self) -> tuple[object, ...]:
         c = self.config
-        return (c.frontend, c.model, c.dataset, c.epochs, c.seed, c.train_limit)
+        return (c.frontend, c.model, c.dataset, c.test_split, c.image_size, c.epochs, c.seed, c.train_limit)
 
     @property
     def title(self) -> str:
@@ -51,6 +51,8 @@ def expand(recipe: Recipe, out: str | Path, fvp: str | None = None, run_fvp: boo
                             eval_limit=recipe.eval_limit,
                             fvp=fvp,
                             run_fvp=run_fvp,
+                            test_split=recipe.test_split,
+                            image_size=recipe.image_size,
                         )
                         cells.setdefault(config.hash, Cell(config, chain.label))
     return list(cells.values())

@@ -12,6 +12,8 @@ after twenty minutes of training.
     targets = ["ethos-u85-128"]          # or [{accelerator = "...", system_config = "...", memory_mode = "..."}]
     epochs = 1
     seed = 0
+    # test_split = 0.2                   # image folders of class folders: fraction of each class for testing
+    # image_size = 32                    # or "32x48" (H×W): every data set's images resized
     [[chains]]
     steps = ["post-training-quant"]       # the int8 baseline every ratio divides by
     [[chains]]
@@ -34,7 +36,8 @@ from condition.techniques import (TECHNIQUE_NAMES, ClusterConfig, PostTrainingQu
 DEFAULT_SOURCE = "built-in default matrix"
 QUICK_TRAIN_LIMIT = 2000
 QUICK_EVAL_LIMIT = 300
-TOP_LEVEL_KEYS = ("frontends", "models", "datasets", "targets", "chains", "epochs", "seed", "train_limit", "eval_limit")
+TOP_LEVEL_KEYS = ("frontends", "models", "datasets", "targets", "chains", "epochs", "seed", "train_limit", "eval_limit",
+                  "test_split", "image_size")
 TARGET_KEYS = ("accelerator", "system_config", "memory_mode", "vela_config")
 
 
@@ -61,6 +64,8 @@ class Recipe:
     seed: int = 0
     train_limit: int | None = None
     eval_limit: int | None = None
+    test_split: float | None = None  # for every image folder of class folders in `datasets`
+    image_size: tuple[int, int] | None = None  # (H, W) for every data set
     source: str = DEFAULT_SOURCE
 
 
@@ -155,8 +160,26 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
         seed=_int(data, "seed", where, 0, minimum=None),
         train_limit=_int(data, "train_limit", where, None, minimum=1),
         eval_limit=_int(data, "eval_limit", where, None, minimum=1),
+        **_data_options(data, where),
         source=where,
     )
+
+
+def _data_options(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """`test_split` (a fraction) and `image_size` (N, "HxW" or [H, W]), checked as the CLI checks them."""
+    from condition.datasets import check_test_split, parse_image_size
+
+    out: dict[str, Any] = {}
+    for key, check in (("test_split", check_test_split), ("image_size", parse_image_size)):
+        if key in data:
+            value = data[key]
+            if key == "test_split" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise RecipeError(where, key, f"must be a number between 0 and 1, not {value!r}")
+            try:
+                out[key] = check(value, key)
+            except ConditionError as err:
+                raise RecipeError(where, key, err.problem + (f" ({err.hint})" if getattr(err, "hint", "") else "")) from None
+    return out
 
 
 def _strings(data: dict[str, Any], key: str, where: str, default: tuple[str, ...]) -> tuple[str, ...]:

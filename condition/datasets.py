@@ -224,6 +224,29 @@ def dataset_key(spec: str, test_split: float | None = None, image_size: str | in
     return f"{spec}[{text}]"
 
 
+def dataset_identity(spec: str, test_split: float | None = None,
+                     image_size: str | int | tuple[int, int] | None = None) -> str | dict[str, object]:
+    """What a trained float model depends on in the data (its cache key): a built-in by name, a file by
+    path, size and mtime, an image folder by its files' count, bytes and newest mtime (images can be added
+    inside class folders without the root changing), plus the set options. Unset options and the
+    earlier kinds give the same key as before, so existing caches stay valid."""
+    from condition.float_cache import file_identity
+
+    path = Path(spec)
+    if spec in BUILTIN_DATASETS:
+        ident: str | dict[str, object] = spec
+    elif path.is_dir() and not _is_idx_folder(path):
+        stats = [f.stat() for f in path.rglob("*") if f.is_file()]
+        ident = {"path": str(path.resolve()), "files": len(stats), "bytes": sum(st.st_size for st in stats),
+                 "mtime_ns": max((st.st_mtime_ns for st in stats), default=0)}
+    else:
+        ident = file_identity(spec)
+    opts = data_options(test_split, image_size)
+    if not opts:
+        return ident
+    return {**(ident if isinstance(ident, dict) else {"name": ident}), **opts}
+
+
 def load_image_folder(root: str | Path, test_split: float | None = None, image_size: str | int | tuple[int, int] | None = None) -> Dataset:
     """Class folders of images: `root/train/<class>/…` with `root/test/` (or `val/`), or `root/<class>/…` split
     stratified by `test_split` (default 0.2). Grey or RGB as found; both sets shuffled by a fixed seed, so the

@@ -30,7 +30,7 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
     frontend = load_frontend(config.frontend)
     with RunRecorder(config, progress) as rec:
         with rec.step("load data"):
-            dataset = load_dataset(config.dataset).subset(config.train_limit, config.eval_limit)
+            dataset = load_dataset(config.dataset, config.test_split, config.image_size).subset(config.train_limit, config.eval_limit)
         with rec.step("train float"):
             start = frontend.float_model(config, dataset, progress)
         if start.cached:

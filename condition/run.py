@@ -45,6 +45,8 @@ class RunConfig:
     eval_limit: int | None = None  # first N test images for accuracy
     fvp: str | None = None  # FVP binary/folder; None = look in CONDITION_FVP_DIR / PATH only when asked
     run_fvp: bool = False
+    test_split: float | None = None  # image folder of class folders only: fraction of each class kept for testing
+    image_size: tuple[int, int] | None = None  # (H, W) every image is resized to
 
     def __post_init__(self) -> None:
         if self.frontend not in FRONTENDS:
@@ -74,6 +76,8 @@ class RunConfig:
             "eval_limit": self.eval_limit,
             "run_fvp": self.run_fvp,
             "init": INIT_SCHEME if self.model in BUILTIN_MODELS else None,  # built-ins' starting weights
+            # data options only when set, so the hashes of runs without them stay as they were
+            **{k: v for k, v in (("test_split", self.test_split), ("image_size", self.image_size)) if v is not None},
         }
 
     @property

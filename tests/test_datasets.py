@@ -309,3 +309,40 @@ def test_image_size_and_identity_options() -> None:
     assert data_options() == {} and dataset_key("x.npz") == "x.npz"  # unset: hashes as before
     assert data_options(0.2, "32") == {"test_split": 0.2, "image_size": [32, 32]}
     assert dataset_key("flowers", 0.2, "32x48") == "flowers[image_size=32x48,test_split=0.2]"
+
+
+def test_data_options_in_run_identity_recipe_and_cli(tmp_path, capsys) -> None:
+    from condition.cli import main
+    from condition.compare.recipe import parse_recipe
+    from condition.errors import RecipeError
+    from condition.run import RunConfig
+    from condition.techniques import PostTrainingQuantConfig
+
+    base = RunConfig("tf", (PostTrainingQuantConfig(),), out=tmp_path)
+    assert "test_split" not in base.identity() and "image_size" not in base.identity()  # old hashes unchanged
+    sized = RunConfig("tf", (PostTrainingQuantConfig(),), out=tmp_path, image_size=(32, 32))
+    split = RunConfig("tf", (PostTrainingQuantConfig(),), out=tmp_path, test_split=0.3)
+    assert len({base.hash, sized.hash, split.hash}) == 3
+
+    recipe = parse_recipe({"chains": [{"steps": ["post-training-quant"]}], "test_split": 0.25, "image_size": "24x32"}, "r.toml")
+    assert (recipe.test_split, recipe.image_size) == (0.25, (24, 32))
+    for key, bad, message in (("test_split", 1.0, "must be a fraction between 0 and 1"), ("test_split", "x", "must be a number"),
+                              ("image_size", "big", "not an image size")):
+        with pytest.raises(RecipeError, match=f"r.toml: {key}: {message}"):
+            parse_recipe({"chains": [{"steps": ["post-training-quant"]}], key: bad}, "r.toml")
+
+    assert main(["tf", "post-training-quant", "--image-size", "3x", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "condition: error: --image-size='3x': not an image size (give N for N×N, or HxW such as 32x48)"
+    assert not any(tmp_path.iterdir())
+
+
+def test_image_folder_identity_follows_its_files(tmp_path) -> None:
+    from condition.datasets import dataset_identity
+
+    root = write_image_folder(_tiny(), tmp_path / "pets", split=False)
+    before = dataset_identity(str(root))
+    Image.new("RGB", (5, 6)).save(root / "1" / "new.png")  # inside a class folder: the root's mtime does not move
+    assert dataset_identity(str(root)) != before
+    assert dataset_identity("fashion-mnist") == "fashion-mnist"
+    assert dataset_identity("fashion-mnist", image_size=32) == {"name": "fashion-mnist", "image_size": [32, 32]}

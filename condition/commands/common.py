@@ -32,12 +32,25 @@ def target_options(f: Callable) -> Callable:
     return f
 
 
+def image_size_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    from condition.datasets import parse_image_size  # numpy only when the option is used
+
+    return parse_image_size(value)
+
+
 def run_options(f: Callable) -> Callable:
     options = [
         click.option("--model", default="mlp", show_default=True,
                      help="Built-in name (mlp, cnn) or your own model (see the frontend's --help)."),
         click.option("--dataset", default="fashion-mnist", show_default=True,
-                     help="fashion-mnist (Debian package), a folder of MNIST-style IDX files, or an .npz with x_train/y_train/x_test/y_test."),
+                     help="fashion-mnist (Debian package), fashion-mnist-32x32x3 (resized, 3 channels), a folder of MNIST-style "
+                          "IDX files, an .npz with x_train/y_train/x_test/y_test (channels last), or an image folder: "
+                          "ROOT/train/<class>/*.png|jpg and ROOT/test/ (or val/), or ROOT/<class>/ split by --test-split."),
+        click.option("--test-split", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
+                     help="For an image folder of class folders without train/ and test/: the fraction of each class kept "
+                          "for testing (stratified, fixed seed) [default: 0.2]."),
+        click.option("--image-size", default=None, metavar="N|HxW", callback=image_size_callback,
+                     help="Resize every image to N×N or H×W (bilinear); needed when an image folder's images differ in size."),
         click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0),
                      help="Epochs to train the float model (0 = use an untrained/user model as is)."),
         click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, shuffling and calibration."),
@@ -111,6 +124,8 @@ def build_run_config(frontend: str, technique: str, opts: dict[str, Any]):
         eval_limit=opts.get("eval_limit"),
         fvp=None if opts.get("fvp") in (None, "auto") else opts["fvp"],
         run_fvp=opts.get("fvp") is not None,
+        test_split=opts.get("test_split"),
+        image_size=opts.get("image_size"),
     )
 
 

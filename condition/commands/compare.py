@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from condition.commands.common import build_target, target_options
+from condition.commands.common import build_target, image_size_callback, target_options
 
 # Every multi-run command runs on Ray (compare/cluster.py); shared by `compare` and `search`.
 address_option = click.option(
@@ -41,7 +41,7 @@ def build_recipe(ctx: click.Context, opts: dict[str, Any]):
         changes["datasets"] = (opts["dataset"],)
     if any(_given(ctx, n) for n in ("target", "system_config", "memory_mode", "vela_config")):
         changes["targets"] = (build_target(opts),)
-    for name in ("epochs", "seed", "train_limit", "eval_limit"):
+    for name in ("epochs", "seed", "train_limit", "eval_limit", "test_split", "image_size"):
         if _given(ctx, name):
             changes[name] = opts[name]
     return dataclasses.replace(recipe, **changes) if changes else recipe
@@ -104,7 +104,11 @@ class CompareProgress:
 @click.option("--frontend", type=click.Choice(["tf", "torch", "both"]), default="both", show_default=True, help="Which frontends to run.")
 @target_options
 @click.option("--model", default="mlp", show_default=True, help="Built-in name or your model file (overrides the recipe's models).")
-@click.option("--dataset", default="fashion-mnist", show_default=True, help="fashion-mnist, an IDX folder or an .npz (overrides the recipe's data sets).")
+@click.option("--dataset", default="fashion-mnist", show_default=True,
+              help="fashion-mnist, fashion-mnist-32x32x3, an IDX folder, an .npz or an image folder (overrides the recipe's data sets).")
+@click.option("--test-split", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
+              help="Image folder of class folders: fraction of each class kept for testing [default: 0.2].")
+@click.option("--image-size", default=None, metavar="N|HxW", callback=image_size_callback, help="Resize every image to N×N or H×W.")
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0), help="Float training epochs.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, shuffling and calibration.")
 @click.option("--train-limit", default=None, type=click.IntRange(min=1), help="Train on the first N images only.")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from condition.backend.metrics import AccuracyResult, WeightStats
-from condition.datasets import Dataset
+from condition.datasets import Dataset, dataset_identity
 from condition.frontend import Compiled, FloatModel, StepContext
 from condition.frontends.tf import REGISTRY
 from condition.frontends.tf import cluster, post_training_quant, prune, qat  # noqa: F401  (they register)
@@ -36,7 +36,7 @@ class TensorFlowFrontend:
                                train.shaped(ds.normalised("test"), shape), ds.y_test, seed=config.seed, progress=progress)
         identity = {
             "model": train.model_file_identity(spec.value) if spec.kind == "file" else f"{spec.value}@{INIT_SCHEME}",
-            "dataset": config.dataset if config.dataset == "fashion-mnist" else train.model_file_identity(config.dataset),
+            "dataset": dataset_identity(config.dataset, config.test_split, config.image_size),
             "epochs": config.epochs, "seed": config.seed, "train_limit": config.train_limit,
         }
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from condition.datasets import Dataset
-from condition.float_cache import cached, file_identity
+from condition.float_cache import cached
 from condition.frontends.torch.models import build_model, model_fingerprint
 from condition.frontends.torch.train import train
 from condition.models import ModelSpec
@@ -20,17 +20,18 @@ CACHE_DIR = ".float-cache"
 FILE = "model.pt"
 
 
-def identity(spec: ModelSpec, dataset: str, data: Dataset, epochs: int, seed: int, train_limit: int | None) -> dict[str, Any]:
-    """Everything the trained weights depend on (a user's data set file by path, size and mtime)."""
+def identity(spec: ModelSpec, dataset: str | dict[str, Any], data: Dataset, epochs: int, seed: int, train_limit: int | None) -> dict[str, Any]:
+    """Everything the trained weights depend on; `dataset` is `condition.datasets.dataset_identity` (a user's
+    file by path, size and mtime)."""
     return {
-        "model": model_fingerprint(spec), "dataset": dataset if dataset == "fashion-mnist" else file_identity(dataset),
+        "model": model_fingerprint(spec), "dataset": dataset,
         "train_images": len(data.x_train), "input_shape": list(data.input_shape), "classes": data.num_classes,
         "epochs": epochs, "seed": seed, "train_limit": train_limit, "torch": torch.__version__,
     }
 
 
 def trained_float_model(
-    spec: ModelSpec, dataset: str, data: Dataset, epochs: int, seed: int, train_limit: int | None, out: Path,
+    spec: ModelSpec, dataset: str | dict[str, Any], data: Dataset, epochs: int, seed: int, train_limit: int | None, out: Path,
     progress: Callable[[float], None] | None = None,
 ) -> tuple[nn.Module, bool]:
     """(model, came_from_cache). Epochs 0 means the model as built/loaded, never cached."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from condition.backend.metrics import AccuracyResult, WeightStats
-from condition.datasets import Dataset
+from condition.datasets import Dataset, dataset_identity
 from condition.frontend import Compiled, FloatModel, StepContext
 from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import cluster, post_training_quant, prune, qat  # noqa: F401  (they register)
@@ -24,7 +24,8 @@ class TorchFrontend:
     def float_model(self, config: RunConfig, ds: Dataset, progress: Progress) -> FloatModel:
         from condition.frontends.torch.float_cache import trained_float_model
 
-        model, cached = trained_float_model(parse_model_spec(config.model), config.dataset, ds, config.epochs, config.seed,
+        data_id = dataset_identity(config.dataset, config.test_split, config.image_size)
+        model, cached = trained_float_model(parse_model_spec(config.model), data_id, ds, config.epochs, config.seed,
                                             config.train_limit, Path(config.out), lambda f: progress("train float", f))
         return FloatModel(model, ds, cached)
 

@@ -163,7 +163,7 @@ def format_advice(advice: Advice, folder: Path | None = None) -> str:
     t = advice.target
     art = advice.artifact
     what = " · ".join(str(x) for x in (art.get("model"), art.get("frontend"), Path(str(art.get("compiled", art.get("path", "")))).name) if x)
-    lines = [f"condition advise — {what}", f"target: {t['accelerator']} · {t['system_config']} · {t['memory_mode']}; "
+    lines = [f"condition advise — {what}", f"target: {Target.from_dict(t).label()}; "
              f"compiled for {', '.join(str(s['macs']) for s in advice.sweep)} MACs ({advice.family.upper()}). "
              "Every figure is a Vela estimate.", "", advice.verdict, ""]
     sweep_sizes = [s["accelerator"] for s in advice.sweep]

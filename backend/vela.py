@@ -116,30 +116,36 @@ def find_vela_csvs(folder: str | Path) -> tuple[Path, Path | None]:
     return summary, (layer[-1] if layer else None)
 
 
-def compile_tflite(tflite: str | Path, target: Target, out_dir: str | Path) -> VelaCompileResult:
-    """Run Vela on an int8 .tflite; outputs land in `out_dir`; raise StepError on failure."""
+def run_vela(argv: list[str], model: Path, log_path: Path, context: str = "") -> float:
+    """Vela's `main(argv)` in-process, its console output in `log_path`; seconds taken. A StepError
+    naming `model` (after `context`, e.g. the NPU of a sweep) unless Vela exits 0."""
     from ethosu.vela import vela as vela_main
 
+    where = f"{context}: " if context else ""
+    log.info("vela %s", " ".join(argv))
+    start = time.perf_counter()
+    try:
+        with captured_output(log_path, append=False):
+            rc = vela_main.main(argv)
+    except SystemExit as exc:  # argparse errors
+        rc = exc.code if isinstance(exc.code, int) else 2
+    except Exception as exc:
+        raise StepError("vela", str(model), f"{where}{type(exc).__name__}: {exc}") from None
+    if rc != 0:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise StepError("vela", str(model), f"{where}exit code {rc}: {tail[0]}")
+    return time.perf_counter() - start
+
+
+def compile_tflite(tflite: str | Path, target: Target, out_dir: str | Path) -> VelaCompileResult:
+    """Run Vela on an int8 .tflite; outputs land in `out_dir`; raise StepError on failure."""
     tflite = Path(tflite)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     in_ops = read_tflite(tflite).operator_names
     log_path = out_dir / f"{tflite.stem}_vela.log"
     with atomic_folder(out_dir, existing="merge") as tmp:  # outputs appear beside the log only after success
-        argv = vela_argv(tflite, tmp, target)
-        log.info("vela %s", " ".join(argv))
-        start = time.perf_counter()
-        try:
-            with captured_output(log_path, append=False):
-                rc = vela_main.main(argv)
-        except SystemExit as exc:  # argparse errors
-            rc = exc.code if isinstance(exc.code, int) else 2
-        except Exception as exc:
-            raise StepError("vela", str(tflite), f"{type(exc).__name__}: {exc}") from None
-        seconds = time.perf_counter() - start
-        if rc != 0:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise StepError("vela", str(tflite), f"exit code {rc}: {tail[0]}")
+        seconds = run_vela(vela_argv(tflite, tmp, target), tflite, log_path)
     vela_tflite = out_dir / f"{tflite.stem}_vela.tflite"
     summary, per_layer = find_vela_csvs(out_dir)
     out_ops = read_tflite(vela_tflite).operator_names

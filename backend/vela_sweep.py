@@ -23,8 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from condition.backend.output_log import captured_output
 from condition.backend.target import Accelerator, Target, vela_argv
+from condition.backend.vela import run_vela
 from condition.errors import ArtifactError, StepError
 
 log = logging.getLogger(__name__)
@@ -177,28 +177,24 @@ def read_compile(folder: str | Path) -> VelaCompile:
     )
 
 
+def with_names(compile: VelaCompile, rows: list[tuple[str, str]]) -> VelaCompile:
+    """Rows renamed by a run's metrics record ((operator, name) per per-layer row, the model's own
+    layer names), when the record's rows are this compile's rows (same count and operators)."""
+    if [op for op, _ in rows] != [l.operator for l in compile.layers]:
+        return compile
+    layers = tuple(dataclasses.replace(l, name=name) for l, (_, name) in zip(compile.layers, rows))
+    return dataclasses.replace(compile, layers=layers)
+
+
 def compile_one(model: Path, target: Target, out_dir: Path) -> VelaCompile:
     """Vela on `model` for `target` with the per-layer CSV and the debug database; only the
     figures are kept (CSVs, debug XML, log) in `out_dir`, which appears only after success."""
-    from ethosu.vela import vela as vela_main
-
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as tmp:
         work = Path(tmp) / "out"
         work.mkdir()
-        argv = vela_argv(model, work, target) + [DEBUG_DB_FLAG]
         log_path = Path(tmp) / "vela.log"
-        log.info("vela %s", " ".join(argv))
-        try:
-            with captured_output(log_path, append=False):
-                rc = vela_main.main(argv)
-        except SystemExit as exc:  # argparse errors
-            rc = exc.code if isinstance(exc.code, int) else 2
-        except Exception as exc:
-            raise StepError("vela", str(model), f"{target.npu}: {type(exc).__name__}: {exc}") from None
-        if rc != 0:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise StepError("vela", str(model), f"{target.npu}: exit code {rc}: {tail[0]}")
+        run_vela(vela_argv(model, work, target) + [DEBUG_DB_FLAG], model, log_path, context=target.npu)
         keep = Path(tmp) / "keep"
         keep.mkdir()
         for p in work.iterdir():
@@ -222,8 +218,11 @@ def check_input(model: Path) -> None:
         require_int8(model)
 
 
-def compile_family(model: str | Path, target: Target, out_dir: str | Path) -> list[VelaCompile]:
-    """`model` compiled for every MAC size of `target`'s family into OUT_DIR/<accelerator>/."""
+def compile_family(model: str | Path, target: Target, out_dir: str | Path,
+                   names: list[tuple[str, str]] | None = None) -> list[VelaCompile]:
+    """`model` compiled for every MAC size of `target`'s family into OUT_DIR/<accelerator>/; with
+    `names` (see `with_names`) the rows carry the model's layer names instead of Vela's tensor names."""
     model, out_dir = Path(model), Path(out_dir)
     check_input(model)
-    return [compile_one(model, t, out_dir / t.npu) for t in family_targets(target)]
+    compiles = [compile_one(model, t, out_dir / t.npu) for t in family_targets(target)]
+    return [with_names(c, names) for c in compiles] if names else compiles

@@ -60,7 +60,8 @@ def write_comparison_advice(comparison: Comparison) -> list[str]:
                         "model": record.model, "run_dir": side.run_dir, "config_hash": record.config_hash}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with tempfile.TemporaryDirectory(dir=path.parent, prefix=".advise-") as tmp:
-                    advice = advise(compile_family(model, target, Path(tmp)), target, info, versions=tool_versions())
+                    names = [(l.operator, l.name) for l in record.vela.per_layer] if record.vela else None
+                    advice = advise(compile_family(model, target, Path(tmp), names), target, info, versions=tool_versions())
                 advice.write(path)
             except ConditionError as err:
                 problems.append(f"advice for {fw} {section.model}: {err}")

@@ -52,6 +52,8 @@ def resolve_artifact(path: Path, target: Target) -> tuple[Path, dict[str, Any]]:
     info: dict[str, Any] = {"path": str(path)}
     if record is not None:
         info.update(frontend=record.frontend, model=record.model, run_dir=str(folder), config_hash=record.config_hash)
+        if record.vela is not None and record.vela.per_layer:  # the model's layer names, as the run recorded them
+            info["layer_names"] = [(l.operator, l.name) for l in record.vela.per_layer]
     if path.is_dir():
         if record is None:
             raise ArtifactError(str(path), "is a folder without a condition metrics record (give a .tflite, .tosa or .pte)")
@@ -127,7 +129,8 @@ def advise_artifact(path: Path, info: dict[str, Any], target: Target, out: Path,
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        compiles = compile_family(path, target, work / "vela")
+        names = info.pop("layer_names", None)
+        compiles = compile_family(path, target, work / "vela", names)
         advice = advise(compiles, target, info, sparsity, clusters, tool_versions())
         advice.write(work / ADVICE_NAME)
         if folder.exists():

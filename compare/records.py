@@ -18,6 +18,7 @@ from condition.backend.metrics import RECORD_NAME, MetricsRecord
 from condition.backend.target import Target
 from condition.compare.matrix import Cell
 from condition.compare.recipe import record_chain_label
+from condition.datasets import dataset_key
 from condition.errors import ArtifactError, ConfigError
 from condition.techniques import TECHNIQUE_NAMES
 
@@ -74,7 +75,7 @@ def write_manifest(out: str | Path, cells: list[Cell], recipe: str) -> Path:
                 "config_hash": c.config.hash,
                 "techniques": c.config.techniques,
                 "model": c.config.model,
-                "dataset": c.config.dataset,
+                "dataset": dataset_key(c.config.dataset, c.config.test_split, c.config.image_size),
                 "target": c.config.target.as_dict(),
                 "seed": c.config.seed,
                 "epochs": c.config.epochs,

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from condition.backend.atomic import new_work_folder, publish_folder
 from condition.backend.metrics import Artifact, FvpMeasurement, MetricsRecord, tool_versions
+from condition.datasets import dataset_key
 from condition.run import Progress, RunConfig, no_progress
 from condition.techniques import config_options
 
@@ -97,7 +98,7 @@ def record_for(config: RunConfig, **fields: Any) -> MetricsRecord:
         techniques=config.techniques,
         options={c.name: config_options(c) for c in config.chain},
         model=config.model,
-        dataset=config.dataset,
+        dataset=dataset_key(config.dataset, config.test_split, config.image_size),  # e.g. 'flowers[image_size=32x32]'
         target=config.target,
         seed=config.seed,
         epochs=config.epochs,

@@ -174,11 +174,12 @@ def format_advice(advice: Advice, folder: Path | None = None) -> str:
     nxt = advice.sweep[at + 1]["macs"] if 0 <= at < len(sweep_sizes) - 1 else None
     rows = []
     for l in advice.layers:
-        two_four = "–" if l.two_four_eligible is None else ("yes" if l.two_four_eligible else "no")
+        two_four = "–" if l.two_four_eligible is None else ("yes" if l.two_four_eligible else
+                                                           "no (" + l.two_four_reason.replace(" input channels, not a multiple of 4", " input ch.") + ")")
         rows.append([short_name(l.name), l.operator, BOUND_LABELS[l.bound], f"{l.op_cycles:,}", f"{l.share:.1%}", f"{l.npu_cycles:,}",
                      f"{l.weight_cycles:,}", f"{l.feature_map_cycles:,}",
                      f"×{l.more_macs_ratio:.2f}" if l.more_macs_ratio is not None else "–",
-                     f"{l.weight_bytes:,}" if l.weight_bytes is not None else "–", f"{two_four} ({l.two_four_reason})" if two_four != "–" else "–"])
+                     f"{l.weight_bytes:,}" if l.weight_bytes is not None else "–", two_four])
     lines.append(f"Per layer at {t['accelerator']}: what sets each layer's cycles")
     lines += _table(["layer", "operator", "bound", "cycles", "share", "NPU compute", "weights", "feature maps",
                      f"cycles at {nxt} MACs" if nxt else "more MACs", "encoded weight bytes", "2:4 on U85"], rows, {3, 4, 5, 6, 7, 8, 9})

@@ -147,7 +147,7 @@ def test_qat_alone(runs) -> None:
 @pytest.mark.parametrize("npu", ["ethos-u55-128", "ethos-u65-256"])
 def test_other_npu_families(runs, npu) -> None:
     rec, _ = runs(("prune", {"sparsity": 0.9}), target=npu)
-    assert rec.target["accelerator"] == npu and rec.vela.accelerator == npu
+    assert rec.target.npu == npu and rec.vela.accelerator == npu
     assert rec.vela.ops_on_cpu == 0 and rec.weights.sparsity == pytest.approx(0.9, abs=0.01)
 
 

@@ -418,11 +418,12 @@ def run_search(spec: SearchSpec, address: str | None = None, events: SearchEvent
     done = {f: sum(1 for t in earlier if t.frontend == f) for f in spec.frontends}
     remaining = {f: max(0, spec.trials - done[f]) for f in spec.frontends}
     total = spec.trials * len(spec.frontends)
+    if not any(remaining.values()):
+        events.begin(total, sum(done.values()), "nothing to run")
+        return earlier
     with ray_session(spec.out, address) as session:
         where = f"Ray at {session.address}" if session.address else f"embedded Ray, {session.cpus} CPUs"
         events.begin(total, sum(done.values()), where)
-        if not any(remaining.values()):
-            return earlier
         cells = [Cell(reference_config(b), "dense int8 (reference)") for b in spec.bases]
         run_cells(cells, events=reference_events, threads=1)  # trials run single-threaded too: one thread setting
         lanes = LaneCache(spec.out)

@@ -53,7 +53,7 @@ def write_search_report(out: str | Path) -> SearchReport:
 def base_config(settings: dict, frontend: str) -> RunConfig:
     """The RunConfig fields a trial's command line needs (chain and OUT do not appear in it)."""
     t = settings["target"]
-    target = Target.default_for(t["accelerator"], t.get("system_config"), t.get("memory_mode"), t.get("vela_config"))
+    target = Target.from_dict(t)  # the JSON form search.py wrote (Target.as_dict: the .ini is under "config_ini")
     return RunConfig(frontend=frontend, chain=(), target=target, model=settings["model"], dataset=settings["dataset"],
                      epochs=settings["epochs"], seed=settings["seed"], train_limit=settings.get("train_limit"),
                      eval_limit=settings.get("eval_limit"))
@@ -105,7 +105,7 @@ def pareto_svg(trials: list[TrialOutcome], frontends: list[str]) -> str:
                 ax.plot([p[0] for p in front], [p[1] for p in front], color=COLORS[f], linewidth=1)
             if ts and all(t.baseline_accuracy is not None for t in ts):
                 req = max(t.required_accuracy for t in ts if t.required_accuracy is not None)
-                ax.axhline(req, color="#9ca3af", linewidth=0.8, linestyle="--")
+                ax.axhline(req, color="#9ca3af", linewidth=0.8, linestyle="--", label="strictest requirement")
             ax.set_xlabel(label + (" — FVP" if attr == "cycles" and any(t.cycles_source == "fvp" for t in ts) else
                                    " — Vela estimate" if attr == "cycles" else ""))
             if col == 0:

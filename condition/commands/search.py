@@ -18,7 +18,7 @@ class SearchProgress:
     """Trials done / total with the best so far per frontend, one line per finished trial."""
 
     def begin(self, total: int, done: int, where: str) -> None:
-        click.echo(f"running on {where}: {total} trials, {done} done before", err=True)
+        click.echo(f"{'nothing to run' if done >= total else 'running on ' + where}: {total} trials, {done} done before", err=True)
 
     def trial(self, outcome: Any, done: int, total: int, best: dict[str, Any]) -> None:
         from condition.compare.search_space import describe

@@ -1,0 +1,128 @@
+"""`condition compare` on Ray: a tiny recipe on a real local cluster started with `ray start --head`
+(address passed, cluster left running for its owner), and a compare killed with Ctrl-C that leaves
+no partial folder and no Ray process, then resumes without redoing the finished cell."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from condition.backend.metrics import RECORD_NAME, MetricsRecord
+from condition.cli import main
+
+RAY = Path(sys.executable).with_name("ray")
+TINY = """
+frontends = ["tf", "torch"]
+train_limit = 300
+eval_limit = 100
+[[chains]]
+steps = [{technique = "post-training-quant", calibration_images = 20}]
+[[chains]]
+steps = [{technique = "prune", sparsity = 0.9}]
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _records(out: Path) -> dict[str, MetricsRecord]:
+    return {str(p.parent.relative_to(out)): MetricsRecord.read(p) for p in out.rglob(RECORD_NAME)
+            if not any(part.startswith(".") for part in p.relative_to(out).parts)}
+
+
+def _debris(out: Path) -> list[str]:
+    return [str(p) for p in out.rglob(".*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
+
+
+@pytest.mark.slow
+def test_compare_on_a_local_ray_cluster(tmp_path, capsys):
+    port = _free_port()
+    temp = Path("/tmp") / f"crt-{os.getpid()}"  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    f"--temp-dir={temp}", "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    try:
+        recipe = tmp_path / "tiny.toml"
+        recipe.write_text(TINY)
+        out = tmp_path / "out"
+        assert main(["compare", "--recipe", str(recipe), "--address", f"127.0.0.1:{port}", "--out", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert f"Ray at 127.0.0.1:{port}" in err and err.count(": ok in ") == 4
+        records = _records(out)
+        assert len(records) == 4 and {r.status for r in records.values()} == {"ok"}
+        assert {r.frontend for r in records.values()} == {"tf", "torch"}
+        assert all(r.vela is not None and r.vela.encoded_weight_bytes > 0 for r in records.values())
+        assert not (out / "logs" / "ray").exists()  # a cluster's logs stay with the cluster
+        assert (out / "logs" / "tf.log").is_file() and (out / "logs" / "torch.log").is_file()  # sent back by the workers
+        assert _debris(out) == []
+        status = subprocess.run([str(RAY), "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0  # the command connected and left the cluster running
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def _ray_dirs() -> set[Path]:
+    return set(Path("/tmp").glob("condition-ray-*"))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if text.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_killed_compare_leaves_nothing_behind_and_resumes(tmp_path, capsys):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY.replace('["tf", "torch"]', '["tf"]') + '[[chains]]\nsteps = [{technique = "prune", sparsity = 0.5, structure = "2:4"}]\n')
+    out = tmp_path / "out"
+    before = _ray_dirs()
+    cmd = [sys.executable, "-c", "from condition.cli import entry_point; entry_point()", "compare", "--recipe", str(recipe), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "RAY_ADDRESS": ""})
+    deadline = time.monotonic() + 600
+    ray_dir = None
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            ray_dir = ray_dir or next(iter(_ray_dirs() - before), None)
+            if any(r.status == "ok" for r in _records(out).values()):
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "interrupted" in err.decode()
+    finished = {k: r for k, r in _records(out).items() if r.status == "ok"}
+    assert 1 <= len(finished) < 3
+    assert _debris(out) == []  # no partial run folder, no half-installed one
+    assert ray_dir is not None and not ray_dir.exists() and _processes_mentioning(ray_dir.name) == []
+    assert (out / "logs" / "ray").is_dir()  # the embedded Ray's logs were kept
+    stamps = {k: (out / k / RECORD_NAME).stat().st_mtime_ns for k in finished}
+
+    assert main(["compare", "--recipe", str(recipe), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"{len(finished)} already done" in err and err.count(": done before") == len(finished)
+    assert {k: (out / k / RECORD_NAME).stat().st_mtime_ns for k in finished} == stamps  # not redone
+    assert len([r for r in _records(out).values() if r.status == "ok"]) == 3
+    manifest = json.loads((out / "compare.json").read_text())
+    assert len(manifest["cells"]) == 3

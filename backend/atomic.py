@@ -3,7 +3,7 @@ destination, renamed into place only when complete, so a crash, a Ctrl-C or a co
 never sees half a file, half a run folder or a mix of an old and a new one.
 
     write_text_atomic(out / "report.md", text)
-    with atomic_folder(run_dir) as work:      # work = OUT/.../.<name>.partial-<random>-<pid>
+    with atomic_folder(run_dir) as work:      # work = OUT/.../.<name>.partial-<pid>
         (work / "model.tflite").write_bytes(b)
     # run_dir now holds the finished folder (an older one was replaced whole)
 
@@ -53,7 +53,8 @@ def new_work_folder(dest: str | Path) -> Path:
     """A fresh private folder beside `dest` (same file system, so the final rename is atomic)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    work = _private_name(dest, "partial-")
+    work = _folder_name(dest, "partial")
+    shutil.rmtree(work, ignore_errors=True)  # a leftover of this process (pids are reused)
     work.mkdir()  # the umask's mode, as the finished folder should have (mkdtemp: owner only)
     return work
 
@@ -72,7 +73,8 @@ def publish_folder(work: str | Path, dest: str | Path, existing: Existing = "rep
             if existing == "replace":
                 raise
     elif existing == "replace":
-        old = _private_name(dest, "old-")
+        old = _folder_name(dest, "old")
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(dest, old)  # two renames: a reader sees the old folder, none, or the new one, never a mix
         os.replace(work, dest)
         shutil.rmtree(old, ignore_errors=True)
@@ -82,6 +84,13 @@ def publish_folder(work: str | Path, dest: str | Path, existing: Existing = "rep
 def _private_name(dest: Path, kind: str) -> Path:
     """`.<name>.<kind><random>-<pid>` beside `dest`: hidden, unique, and its owner's pid last."""
     return dest.parent / f".{dest.name}.{kind}{uuid.uuid4().hex[:8]}-{os.getpid()}"
+
+
+def _folder_name(dest: Path, kind: str) -> Path:
+    """`.<name>.<kind>-<pid>`: one per destination and process, no random part, because the path
+    can end up inside an artifact (ExecuTorch's .pte keeps the Vela/TOSA dump folder it was
+    lowered with) and a longer name would change the artifact's size."""
+    return dest.parent / f".{dest.name}.{kind}-{os.getpid()}"
 
 
 @contextlib.contextmanager

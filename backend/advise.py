@@ -133,7 +133,7 @@ class Advice:
         return cls(**d)
 
     def write(self, path: str | Path) -> Path:
-        from condition.backend.metrics import write_json_atomic
+        from condition.backend.atomic import write_json_atomic
 
         return write_json_atomic(Path(path), self.to_dict())
 

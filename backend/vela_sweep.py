@@ -19,10 +19,10 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from condition.backend.atomic import atomic_folder
 from condition.backend.target import Accelerator, Target, vela_argv
 from condition.backend.vela import run_vela
 from condition.errors import ArtifactError, StepError
@@ -189,21 +189,14 @@ def with_names(compile: VelaCompile, rows: list[tuple[str, str]]) -> VelaCompile
 def compile_one(model: Path, target: Target, out_dir: Path) -> VelaCompile:
     """Vela on `model` for `target` with the per-layer CSV and the debug database; only the
     figures are kept (CSVs, debug XML, log) in `out_dir`, which appears only after success."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as tmp:
-        work = Path(tmp) / "out"
+    with atomic_folder(out_dir) as keep:
+        work = keep / ".vela-output"  # Vela's full output; only the CSVs and the debug XML stay
         work.mkdir()
-        log_path = Path(tmp) / "vela.log"
-        run_vela(vela_argv(model, work, target) + [DEBUG_DB_FLAG], model, log_path, context=target.npu)
-        keep = Path(tmp) / "keep"
-        keep.mkdir()
+        run_vela(vela_argv(model, work, target) + [DEBUG_DB_FLAG], model, keep / "vela.log", context=target.npu)
         for p in work.iterdir():
             if p.suffix in (".csv", ".xml"):
                 os.replace(p, keep / p.name)
-        os.replace(log_path, keep / "vela.log")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(keep, out_dir)
+        shutil.rmtree(work)
     return read_compile(out_dir)
 
 

@@ -11,15 +11,14 @@ which appears only when everything succeeded.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import click
 
 from condition.backend.advise import ADVICE_NAME, BOUND_LABELS, DEFAULT_CLUSTERS, DEFAULT_SPARSITY, Advice
+from condition.backend.atomic import atomic_folder
 from condition.backend.target import Target
 from condition.commands.common import build_target, target_options
 from condition.errors import ArtifactError, ConfigError
@@ -125,19 +124,11 @@ def advise_artifact(path: Path, info: dict[str, Any], target: Target, out: Path,
                 "sparsity": sparsity, "clusters": clusters}
     name = info.get("model") or path.stem
     folder = out / "advise" / f"{_slug(Path(str(name)).stem if '/' in str(name) else str(name))}-{config_hash(identity)}"
-    work = folder.parent / f".{folder.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with atomic_folder(folder) as work:
         names = info.pop("layer_names", None)
         compiles = compile_family(path, target, work / "vela", names)
         advice = advise(compiles, target, info, sparsity, clusters, tool_versions())
         advice.write(work / ADVICE_NAME)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(work, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return advice, folder
 
 

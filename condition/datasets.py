@@ -275,12 +275,13 @@ def load_image_folder(root: str | Path, test_split: float | None = None, image_s
         paths, labels = images.labelled(files, classes)
         train_idx, test_idx = images.split_stratified(labels, DEFAULT_TEST_SPLIT if split is None else split, SPLIT_SEED)
         if len(test_idx) == 0:
-            raise DatasetError(str(root), f"too few images ({len(paths)}) to keep any for testing; add images or raise --test-split")
+            raise DatasetError(str(root), f"too few images ({len(paths)}, one per class) to keep any for testing; "
+                                          "add images (a class needs two to give one to the test split)")
         train_paths, y_train = [paths[i] for i in train_idx], labels[train_idx]
         test_paths, y_test = [paths[i] for i in test_idx], labels[test_idx]
     mode = images.colour_mode(images.image_modes(train_paths + test_paths), str(root))
-    x_train = images.read_images(train_paths, size, mode, str(root))
-    x_test = images.read_images(test_paths, size, mode, str(root))
+    x_train = images.read_images(train_paths, size, mode)
+    x_test = images.read_images(test_paths, size, mode)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(str(root), f"train images are {x_train.shape[1]}×{x_train.shape[2]} and test images "
                                       f"{x_test.shape[1]}×{x_test.shape[2]} (give --image-size to resize every image)")

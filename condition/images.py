@@ -99,7 +99,7 @@ def _to_mode(im, mode: str):
     return im.convert(mode)
 
 
-def read_images(files: list[Path], size: tuple[int, int] | None, mode: str, where: str) -> np.ndarray:
+def read_images(files: list[Path], size: tuple[int, int] | None, mode: str) -> np.ndarray:
     """(N, H, W, C) uint8; every image resized to `size` (H, W), or all of one size when `size` is None."""
     from PIL import Image
 

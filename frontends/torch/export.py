@@ -39,8 +39,11 @@ def export_for_quantization(model: nn.Module, example: tuple[torch.Tensor], name
 
     set_train_mode(model, False)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    # An example batch of 2: torch.export specialises a size-1 dimension, so conv nets exported
+    # from a batch-1 example came out static (and then refuse batches).
+    batch_of_2 = tuple(torch.cat([t, t]) if t.shape[0] == 1 else t for t in example)
     try:
-        exported = torch.export.export(model, example, dynamic_shapes=({0: batch},), strict=False)
+        exported = torch.export.export(model, batch_of_2, dynamic_shapes=({0: batch},), strict=False)
     except Exception:  # a model that specialises on batch 1 is still exportable statically
         try:
             exported = torch.export.export(model, example, strict=False)

@@ -4,6 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from condition.backend.target import VELA_BEHAVIOUR_FLAGS, Target, vela_argv, vela_target_flags  # noqa: E402
+from condition.frontend import StepContext  # noqa: E402
 from condition.frontends.torch import cluster, constraints, prune  # noqa: E402
 from condition.frontends.torch.compile_spec import compile_spec_for  # noqa: E402
 from condition.techniques import CentroidInit, ClusterConfig, PruneConfig, Structure  # noqa: E402
@@ -88,9 +89,9 @@ def test_cluster_shares_values_keeps_zeros_and_copies(init):
 
     data = _small_data()
     model = tiny()
-    pruned = prune.apply(model, PruneConfig(0.5, fine_tune_epochs=0), data)
+    pruned = prune.apply(model, PruneConfig(0.5, fine_tune_epochs=0), StepContext(data, Target(), seed=0))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    clustered = cluster.apply(pruned, ClusterConfig(clusters=8, centroid_init=init, fine_tune_epochs=1), data)
+    clustered = cluster.apply(pruned, ClusterConfig(clusters=8, centroid_init=init, fine_tune_epochs=1), StepContext(data, Target(), seed=0))
     for name, w in constraints.weight_params(clustered).items():
         zeros_before = constraints.weight_params(pruned)[name] == 0
         assert bool((w[zeros_before] == 0).all())  # preserve_sparsity: zeros stay zero through fine-tuning
@@ -102,6 +103,6 @@ def test_cluster_shares_values_keeps_zeros_and_copies(init):
 def test_prune_polynomial_ends_at_target_after_fine_tuning():
     from torch_test_models import tiny
 
-    pruned = prune.apply(tiny(), PruneConfig(0.8, schedule="polynomial", fine_tune_epochs=1), _small_data())
+    pruned = prune.apply(tiny(), PruneConfig(0.8, schedule="polynomial", fine_tune_epochs=1), StepContext(_small_data(), Target(), seed=0))
     w = list(constraints.weight_params(pruned).values())
     assert abs(sum(int((t == 0).sum()) for t in w) / sum(t.numel() for t in w) - 0.8) < 1e-3

@@ -4,14 +4,20 @@ running the converted graph in torch (float simulation of int8: close, not bit-e
 
 The ops the partitioner left outside the delegate (the input quantize, the output dequantize,
 and any op the NPU does not support) run in torch; only the delegate call is replaced, so the
-figure covers the whole .pte graph. The NPU graph is compiled for batch 1, so images run one
-per reference-model call, spread over a process pool.
+figure covers the whole .pte graph. The .pte's graph is compiled for batch 1 (one reference-model
+call per image, about 6 ms for the MLP), so for a large test set the same converted graph is lowered
+once more to TOSA at EVAL_BATCH images (export.lower_for_evaluation: same partition, same passes,
+no Vela) and each call runs a whole batch. Integer arithmetic does not mix images, so the
+predictions are the same; every batched evaluation still checks its first images against the
+batch-1 graph and falls back to it on any difference. Chunks spread over a process pool.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import multiprocessing
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,12 +26,16 @@ import torch
 
 from condition.backend.metrics import AccuracyResult
 from condition.errors import StepError, one_line
-from condition.frontends.torch.export import LoweredProgram
+from condition.frontends.torch.export import LoweredProgram, lower_for_evaluation, lowered_modules
 
+log = logging.getLogger(__name__)
 INT8_EVALUATOR = "tosa-reference-model int8 (delegated TOSA graph, bit-exact NPU arithmetic)"
 FAKE_QUANT_EVALUATOR = "pt2e fake-quant (torch float simulation of the int8 graph)"
 FLOAT_EVALUATOR = "torch float32"
-CHUNK = 250  # images per reference-model task
+CHUNK = 250  # images per reference-model task of the batch-1 graph
+EVAL_BATCH = 250  # images per reference-model call of the batched evaluation graph (5.7x faster than one by one)
+BATCHED_MIN_IMAGES = 1000  # below this, lowering a second graph costs more than it saves
+CHECK_IMAGES = 2  # images of every batched evaluation also run on the batch-1 graph: results must be equal
 BATCH = 2000  # images per pass through the CPU part of the graph
 POOL_MIN_IMAGES = 500  # below this a process pool costs more than it saves
 
@@ -34,24 +44,49 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1, int(os.environ.get("CONDITION_TOSA_WORKERS", "2"))))
 
 
-class _DelegateRunner:
-    """Stands in for executorch_call_delegate: runs the lowered module's TOSA file instead."""
+@dataclass(frozen=True)
+class EvalGraph:
+    """A lowered edge program whose delegates the reference model runs, `batch` images per call."""
 
-    def __init__(self, tosa_by_tag: dict[str, Path], pool: concurrent.futures.Executor | None) -> None:
-        self.tosa_by_tag = tosa_by_tag
+    program: Any
+    graphs: dict[str, bytes]  # TOSA flatbuffer per delegation tag
+    batch: int
+
+
+def batch1_graph(lowered: LoweredProgram) -> EvalGraph:
+    """The .pte's own delegated graph (its TOSA files), one image per call."""
+    files = _tosa_by_tag(lowered)
+    graphs = {tag: files[tag].read_bytes() for tag in (_tag_of(m) for m in lowered_modules(lowered.eval_program).values())}
+    return EvalGraph(lowered.eval_program, graphs, 1)
+
+
+def batched_graph(lowered: LoweredProgram, batch: int = EVAL_BATCH) -> EvalGraph | None:
+    """The same converted graph lowered to TOSA for `batch` images per call, or None (see export)."""
+    program = lower_for_evaluation(lowered, batch)
+    if program is None:
+        return None
+    return EvalGraph(program, {_tag_of(m): m.processed_bytes for m in lowered_modules(program).values()}, batch)
+
+
+class _DelegateRunner:
+    """Stands in for executorch_call_delegate: runs the delegate's TOSA graph instead."""
+
+    def __init__(self, graph: EvalGraph, pool: concurrent.futures.Executor | None) -> None:
+        self.batch = graph.batch
         self.pool = pool
 
     def __call__(self, lowered: Any, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         from condition.frontends.torch.tosa_worker import run_chunk
 
-        tosa = str(self.tosa_by_tag[_tag_of(lowered)])
+        tag = _tag_of(lowered)
         inputs = [_to_numpy(a) for a in args]
         n = len(inputs[0])
-        chunks = [[x[s:s + CHUNK] for x in inputs] for s in range(0, n, CHUNK)]
-        if self.pool is not None and n >= POOL_MIN_IMAGES:
-            results = list(self.pool.map(run_chunk, [tosa] * len(chunks), chunks))
+        size = self.batch if self.batch > 1 else CHUNK
+        chunks = [[x[s:s + size] for x in inputs] for s in range(0, n, size)]
+        if self.pool is not None and len(chunks) > 1:
+            results = list(self.pool.map(run_chunk, [tag] * len(chunks), chunks, [self.batch] * len(chunks)))
         else:
-            results = [run_chunk(tosa, c) for c in chunks]
+            results = [run_chunk(tag, c, self.batch) for c in chunks]
         outs = [np.concatenate([r[k] for r in results]) for k in range(len(results[0]))]
         specs = [n.meta["val"] for n in lowered.original_module.graph_module.graph.output_node().args[0]]
         return tuple(torch.from_numpy(o).reshape(n, *spec.shape[1:]) for o, spec in zip(outs, specs))
@@ -92,40 +127,75 @@ def _interpret(graph_module: torch.fx.GraphModule, delegate: Callable, x: torch.
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def int8_predictions(lowered: LoweredProgram, x: torch.Tensor, progress: Callable[[float], None] | None = None,
-                     workers: int | None = None) -> np.ndarray:
-    """Class index per image from the delegated graph run on the TOSA reference model."""
-    from condition.backend.output_log import captured_output
-    from condition.frontends.torch.tosa_worker import silence
+def _logits(graph: EvalGraph, delegate: Callable, x: torch.Tensor, graph_module: torch.fx.GraphModule) -> torch.Tensor:
+    """Whole batch through the CPU ops when they allow it, else in pieces of the graph's batch."""
+    try:
+        return _interpret(graph_module, delegate, x)
+    except Exception:  # noqa: BLE001 — CPU ops specialised on the graph's batch
+        size = graph.batch
+        pieces = []
+        for s in range(0, len(x), size):
+            piece = x[s:s + size]
+            n = len(piece)
+            if n < size:
+                piece = torch.cat([piece, piece.new_zeros(size - n, *piece.shape[1:])])
+            pieces.append(_interpret(graph_module, delegate, piece)[:n])
+        return torch.cat(pieces)
 
-    graph_module = lowered.eval_program.module()
+
+def evaluate(graph: EvalGraph, x: torch.Tensor, progress: Callable[[float], None] | None = None,
+             workers: int | None = None) -> torch.Tensor:
+    """Logits of every image from `graph`'s program with its delegates on the reference model."""
+    from condition.backend.output_log import captured_output
+    from condition.frontends.torch import tosa_worker
+
+    graph_module = graph.program.module()
     workers = default_workers() if workers is None else workers
+    tosa_worker.load(graph.graphs)
     pool = None
     if workers > 1 and len(x) >= POOL_MIN_IMAGES:
         pool = concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=silence,
+            initializer=tosa_worker.init_worker, initargs=(graph.graphs,),
         )
-    delegate = _DelegateRunner(_tosa_by_tag(lowered), pool)
-    preds: list[np.ndarray] = []
+    delegate = _DelegateRunner(graph, pool)
+    logits: list[torch.Tensor] = []
     try:
         for start in range(0, len(x), BATCH):
-            batch = x[start:start + BATCH]
             with captured_output(Path(os.devnull)):  # the reference model prints a note per run
-                try:
-                    logits = _interpret(graph_module, delegate, batch)
-                except Exception:  # CPU ops specialised on batch 1: go image by image
-                    logits = torch.cat([_interpret(graph_module, delegate, batch[i:i + 1]) for i in range(len(batch))])
-            preds.append(logits.argmax(-1).reshape(-1).numpy())
+                logits.append(_logits(graph, delegate, x[start:start + BATCH], graph_module))
             if progress is not None:
-                progress(min(1.0, (start + len(batch)) / len(x)))
-    except Exception as exc:
-        raise StepError("tosa reference model", str(lowered.tosa_files[0] if lowered.tosa_files else lowered.pte),
-                        f"{type(exc).__name__}: {one_line(exc)}") from None
+                progress(min(1.0, (start + BATCH) / len(x)))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    return torch.cat(logits) if logits else torch.zeros(0)
+
+
+def int8_predictions(lowered: LoweredProgram, x: torch.Tensor, progress: Callable[[float], None] | None = None,
+                     workers: int | None = None, batched: bool | None = None) -> np.ndarray:
+    """Class index per image from the delegated graph run on the TOSA reference model.
+
+    `batched`: evaluate with a graph lowered for EVAL_BATCH images per call (default: when there
+    are at least BATCHED_MIN_IMAGES images); False = the .pte's batch-1 graph, image by image."""
+    where = str(lowered.tosa_files[0] if lowered.tosa_files else lowered.pte)
+    try:
+        exact = batch1_graph(lowered)
+        graph = None
+        if batched or (batched is None and len(x) >= BATCHED_MIN_IMAGES):
+            graph = batched_graph(lowered, min(EVAL_BATCH, len(x)))
+        if graph is not None:
+            logits = evaluate(graph, x, progress, workers)
+            check = min(CHECK_IMAGES, len(x))
+            if not torch.equal(logits[:check], evaluate(exact, x[:check], workers=1)):
+                log.warning("batched int8 evaluation differs from the .pte's batch-1 graph on its first images: "
+                            "evaluating image by image")
+                graph = None
+        if graph is None:
+            logits = evaluate(exact, x, progress, workers)
+    except Exception as exc:
+        raise StepError("tosa reference model", where, f"{type(exc).__name__}: {one_line(exc)}") from None
+    return logits.argmax(-1).reshape(len(x)).numpy() if len(x) else np.zeros(0, dtype=np.int64)
 
 
 def int8_accuracy(lowered: LoweredProgram, x: torch.Tensor, y: torch.Tensor, progress=None) -> AccuracyResult:

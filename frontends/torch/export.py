@@ -3,12 +3,15 @@ the EthosUPartitioner → .pte, keeping the delegated TOSA graph and Vela's CSVs
 
 The quantization graph is exported with a dynamic batch dimension so calibration, QAT and
 fake-quant evaluation run on whole batches; the converted graph is re-exported with the static
-batch-1 input the NPU program is compiled for (the seed notebook's flow).
+batch-1 input the NPU program is compiled for (the seed notebook's flow). For int8 evaluation only,
+the same converted graph is lowered once more to TOSA at a larger batch (`lower_for_evaluation`):
+the .pte and Vela's figures stay the batch-1 ones.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,9 @@ class LoweredProgram:
     intermediates: Path  # the TOSA file, Vela's CSVs and its console output (vela.log)
     placement: Placement
     eval_program: Any = field(repr=False)  # the lowered ExportedProgram before to_executorch: the int8 evaluator runs it
+    converted: Any = field(default=None, repr=False)  # the PT2E graph it was lowered from (batched evaluation lowers it again)
+    example: tuple[torch.Tensor, ...] = field(default=(), repr=False)
+    target: Target | None = None
 
 
 def _op_name(node: torch.fx.Node) -> str:
@@ -132,6 +138,7 @@ def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor], target:
                 static, partitioner=[EthosUPartitioner(spec)], compile_config=EdgeCompileConfig(_check_ir_validity=False)
             )
             placement = placement_of(edge.exported_program())  # before to_executorch adds memory-planning nodes
+            _relative_artifact_paths(edge.exported_program())
             eval_program = copy.deepcopy(edge.exported_program())
             program = edge.to_executorch(config=ExecutorchBackendConfig(extract_delegate_segments=False))
         save_pte_program(program, str(pte), str(out_dir))
@@ -140,4 +147,49 @@ def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor], target:
     tosa_files = sorted(intermediates.glob("output_*.tosa"))
     if placement.delegates and not tosa_files:
         raise StepError("executorch lowering", str(intermediates), "the Ethos-U backend wrote no TOSA file")
-    return LoweredProgram(pte, tosa_files, intermediates, placement, eval_program)
+    return LoweredProgram(pte, tosa_files, intermediates, placement, eval_program, converted, example, target)
+
+
+def lowered_modules(program: Any) -> dict[str, Any]:
+    """The program's delegates by attribute name (`lowered_module_0`, ...)."""
+    gm = program.graph_module
+    return {n.target: getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr" and n.target.startswith("lowered_module")}
+
+
+def _relative_artifact_paths(program: Any) -> None:
+    """The compile spec's intermediate-artifact folder is serialised into the .pte; as the absolute
+    path of the run's work folder (a private temp dir in compare) it made the same configuration's
+    .pte differ byte for byte between runs. Stored as the folder's name beside the .pte instead."""
+    for module in lowered_modules(program).values():
+        for spec in module.compile_specs:
+            if spec.key == "debug_artifact_path":
+                spec.value = b"delegate"
+
+
+def lower_for_evaluation(lowered: LoweredProgram, batch: int) -> Any | None:
+    """The converted graph lowered again, to TOSA only, with a static input batch of `batch` images:
+    the Ethos-U backend's own TOSA pipeline (same spec, same passes) minus Vela, so the reference
+    model runs `batch` images per call instead of one. Returns the edge program (each delegate's
+    `processed_bytes` is its TOSA graph), or None when its partition differs from the .pte's (it
+    would not compute what the NPU computes) or the model cannot be lowered at that batch."""
+    from executorch.backends.arm.tosa.backend import TOSABackend
+    from executorch.backends.arm.tosa.partitioner import TOSAPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    if lowered.converted is None or lowered.target is None or not lowered.example:
+        return None
+    spec = TOSABackend.filter_tosa_compile_specs(compile_spec_for(lowered.target))
+    example = tuple(torch.zeros(batch, *t.shape[1:], dtype=t.dtype) for t in lowered.example)
+    try:
+        with captured_output(Path(os.devnull)):
+            static = torch.export.export(lowered.converted, example, strict=False)
+            program = to_edge_transform_and_lower(
+                static, partitioner=[TOSAPartitioner(spec)], compile_config=EdgeCompileConfig(_check_ir_validity=False)
+            ).exported_program()
+    except Exception as exc:  # noqa: BLE001 — the batch-1 path still evaluates it exactly
+        log.info("no batched evaluation program (%s: %s)", type(exc).__name__, one_line(exc))
+        return None
+    if placement_of(program) != lowered.placement:
+        log.info("batched evaluation program partitioned differently from the .pte: evaluating image by image")
+        return None
+    return program

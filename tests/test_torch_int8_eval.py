@@ -1,0 +1,119 @@
+"""The torch int8 evaluator: the batched TOSA graph (lowered again for evaluation only) gives the
+same logits as the .pte's own batch-1 graph run image by image, on an MLP and a BatchNorm CNN with
+a depthwise conv; a batched result that differs is caught and replaced; the .pte holds no path of
+the folder it was built in. Real PT2E, ExecuTorch lowering, Vela and TOSA reference model, on
+random images (no data set needed)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from condition.backend.target import Target  # noqa: E402
+from condition.datasets import Dataset  # noqa: E402
+from condition.frontend import StepContext  # noqa: E402
+from condition.frontends.torch import accuracy as acc  # noqa: E402
+from condition.frontends.torch import export, post_training_quant  # noqa: E402
+from condition.frontends.torch.train import test_tensors as tensors_of  # noqa: E402  (not a test)
+from condition.techniques import PostTrainingQuantConfig  # noqa: E402
+
+IMAGES = 20
+BATCH = 8  # 20 images = 8 + 8 + 4: the last chunk is padded
+
+
+class Mlp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(784, 32), nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+class BnCnn(nn.Module):
+    """conv → BN → ReLU → depthwise → BN → ReLU → average pool → dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn1 = nn.Conv2d(1, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.dw, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv(x)))
+        x = torch.relu(self.bn2(self.dw(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _data() -> Dataset:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (64 + IMAGES, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 64 + IMAGES)
+    return Dataset("random", x[:64], y[:64], x[64:], y[64:])
+
+
+def _lowered(model: nn.Module, folder) -> export.LoweredProgram:
+    torch.manual_seed(0)
+    for m in model.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    data = _data()
+    converted = post_training_quant.apply(model.eval(), PostTrainingQuantConfig(calibration_images=32), StepContext(data, Target(), seed=0))
+    return export.lower(converted, export.example_input((1, 28, 28)), Target(), folder)
+
+
+@pytest.fixture(scope="module", params=[Mlp, BnCnn], ids=["mlp", "bn-cnn"])
+def lowered(request, tmp_path_factory) -> export.LoweredProgram:
+    torch.manual_seed(0)
+    return _lowered(request.param(), tmp_path_factory.mktemp(request.param.__name__))
+
+
+def test_batched_graph_gives_the_per_image_logits(lowered, monkeypatch):
+    x, _ = tensors_of(_data())
+    graphs = []
+    evaluate = acc.evaluate
+
+    def spy(graph, *args, **kw):
+        graphs.append(graph)
+        return evaluate(graph, *args, **kw)
+
+    monkeypatch.setattr(acc, "evaluate", spy)
+    monkeypatch.setattr(acc, "EVAL_BATCH", BATCH)
+    batched = acc.int8_predictions(lowered, x, batched=True)
+    assert [g.batch for g in graphs] == [BATCH, 1]  # the batched graph ran, then its first images were checked at batch 1
+    per_image = acc.int8_predictions(lowered, x, batched=False)
+    assert np.array_equal(batched, per_image)
+    logits = evaluate(graphs[0], x, workers=1)
+    assert torch.equal(logits, evaluate(acc.batch1_graph(lowered), x, workers=1))  # bit for bit, padding dropped
+
+
+def test_a_batched_result_that_differs_falls_back_to_the_batch1_graph(lowered, monkeypatch, caplog):
+    """The first delegate call (the batched evaluation) comes back off by one: the check on the
+    first images catches it and every image is evaluated again on the batch-1 graph."""
+    x, _ = tensors_of(_data())
+    call, calls = acc._DelegateRunner.__call__, []
+
+    def first_call_off_by_one(self, module, *args):
+        calls.append(len(args[0]))
+        outs = call(self, module, *args)
+        return tuple(o + 1 for o in outs) if len(calls) == 1 else outs
+
+    monkeypatch.setattr(acc._DelegateRunner, "__call__", first_call_off_by_one)
+    monkeypatch.setattr(acc, "batched_graph", lambda lowered, batch: acc.batch1_graph(lowered))  # no second lowering
+    with caplog.at_level(logging.WARNING, logger=acc.__name__):
+        preds = acc.int8_predictions(lowered, x, batched=True)
+    assert "differs from the .pte's batch-1 graph" in caplog.text
+    assert calls == [IMAGES, acc.CHECK_IMAGES, IMAGES]
+    monkeypatch.undo()
+    assert np.array_equal(preds, acc.int8_predictions(lowered, x, batched=False))
+
+
+def test_pte_holds_no_path_of_its_build_folder(lowered):
+    blob = lowered.pte.read_bytes()
+    assert str(lowered.pte.parent).encode() not in blob
+    assert b"delegate" in blob  # the intermediate-artifact folder, named relative to the .pte

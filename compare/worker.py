@@ -5,8 +5,9 @@ The task runs the cell in a private OUT on the worker's own disk, so a cluster n
 system: the float model its lane trained (or was handed) and the run folder travel as tars
 (compare/transfer.py) and the driver writes them into the real OUT. Tasks of one frontend share a
 Ray worker pool of their own (the runner gives each frontend its own runtime env), so TensorFlow and
-torch never share a process and each worker imports its framework once. Thread pools are sized from
-the environment before the framework loads, so the workers together use each core once.
+torch never share a process and each worker imports its framework once. Training computes with the
+fixed COMPUTE_THREADS of every run (condition/threads.py), so a cell gives the same bytes with any
+--jobs; the CPUs a cell was given size its TOSA-reference evaluation pool.
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from condition.compare.transfer import Units, float_cache_folders, install, pack
 from condition.errors import ConditionError, one_line
 from condition.recorder import record_for
 from condition.run import RunConfig
+from condition.threads import pin_thread_env
 
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 CELL_TMP_ENV = "CONDITION_CELL_TMP"  # where tasks make their private OUT (default: the system temp dir)
 LOG_LIMIT = 200_000  # characters of framework output sent back per cell
 
@@ -148,11 +149,11 @@ def _captured_output(path: Path) -> Iterator[Path]:
 
 
 def set_threads(threads: int) -> None:
-    """Before tensorflow/torch are imported: both size their thread pools from these at start."""
-    for name in THREAD_ENV:
-        os.environ[name] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    os.environ["CONDITION_TOSA_WORKERS"] = str(threads)  # torch's TOSA-reference evaluation pool
+    """Before tensorflow/torch are imported. Training and calibration compute with the run's fixed
+    COMPUTE_THREADS whatever the cell was given (condition/threads.py: the bytes depend on it); the
+    cell's CPUs go to the TOSA-reference evaluation pool, whose int8 results do not."""
+    pin_thread_env()
+    os.environ["CONDITION_TOSA_WORKERS"] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 from condition.backend.atomic import atomic_folder, write_json_atomic
 from condition.backend.metrics import config_hash
+from condition.threads import COMPUTE_THREADS
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
@@ -32,6 +33,7 @@ def cached(
 ) -> tuple[M, bool]:
     """(model, came_from_cache): `load(folder)` the entry for `identity`, or `train()` and store it
     with `save(model, folder)`. A damaged entry is retrained and replaced, never fatal."""
+    identity = {**identity, "compute_threads": COMPUTE_THREADS}  # trained weights depend on it
     folder = Path(cache_dir) / config_hash(identity)
     if folder.is_dir():
         try:

@@ -14,6 +14,7 @@ from condition.datasets import load_dataset
 from condition.frontend import Frontend, StepContext
 from condition.recorder import RunRecorder
 from condition.run import FRONTENDS, Progress, RunConfig, no_progress
+from condition.threads import pin_compute_threads
 from condition.techniques import PostTrainingQuantConfig
 
 EXPORT_STEP = "export int8 + vela"
@@ -27,6 +28,7 @@ def load_frontend(name: str) -> Frontend:
 
 def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
     """Condition, export, compile and measure one configuration; returns the written record."""
+    pin_compute_threads(config.frontend)  # same threads alone, in compare and in tests: same bytes
     frontend = load_frontend(config.frontend)
     with RunRecorder(config, progress) as rec:
         with rec.step("load data"):

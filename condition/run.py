@@ -15,6 +15,7 @@ from condition.backend.target import Target
 from condition.errors import ConfigError
 from condition.init import INIT_SCHEME
 from condition.models import BUILTIN_MODELS
+from condition.threads import COMPUTE_THREADS
 from condition.techniques import TechniqueConfig, chain_slug, config_options
 
 # frontend name -> "module:attribute" of its `condition.frontend.Frontend`
@@ -76,6 +77,7 @@ class RunConfig:
             "eval_limit": self.eval_limit,
             "run_fvp": self.run_fvp,
             "init": INIT_SCHEME if self.model in BUILTIN_MODELS else None,  # built-ins' starting weights
+            "compute_threads": COMPUTE_THREADS,  # training sums differ with the thread count
             # data options only when set, so the hashes of runs without them stay as they were
             **{k: v for k, v in (("test_split", self.test_split), ("image_size", self.image_size)) if v is not None},
         }

@@ -206,7 +206,7 @@ def check_input(model: Path) -> None:
     if model.suffix.lower() not in INPUT_SUFFIXES:
         raise ArtifactError(str(model), "Vela compiles an int8 .tflite or a .tosa file, not " + (model.suffix or "a file without suffix"))
     if model.suffix.lower() == ".tflite":
-        from condition.backend.accuracy import require_int8
+        from condition.backend.tflite_file import require_int8
 
         require_int8(model)
 

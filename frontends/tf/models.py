@@ -7,7 +7,7 @@ from typing import Any
 from condition.errors import ModelError, one_line
 from condition.init import initial_weights
 from condition.frontends.tf import keras_modules
-from condition.models import BUILTIN_MODELS, ModelSpec
+from condition.models import BN_EPSILON, BN_MOMENTUM_TORCH, BUILTIN_MODELS, CONVNETS, ModelSpec, convnet_spec
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -17,6 +17,8 @@ def build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int, see
     _, keras, _ = keras_modules()
     keras.utils.set_random_seed(seed)
     L = keras.layers
+    if name in CONVNETS:
+        return _convnet(name, input_shape, num_classes, seed)
     if name == "mlp":  # the seed notebook's 784-512-256-10
         layers = [L.Flatten(), L.Dense(512, activation="relu"), L.Dense(256, activation="relu"), L.Dense(num_classes)]
     elif name == "cnn":
@@ -36,12 +38,52 @@ def build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int, see
     return model
 
 
+def _convnet(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> Any:
+    """`ds-cnn` / `mobilenet-v2` from condition/models.py, layer names as on the torch side.
+
+    A strided 3x3 conv gets an explicit ZeroPadding2D (1 on every side) and 'valid' padding:
+    Keras' 'same' would pad only bottom/right, torch's padding=1 pads both sides; this way both
+    compute the same function (Vela folds the PAD into the conv).
+    """
+    _, keras, _ = keras_modules()
+    L = keras.layers
+    spec = convnet_spec(name, input_shape, num_classes)
+    inputs = L.Input(input_shape, name="input")
+    x = L.Reshape((*input_shape[:2], spec.channels), name="image")(inputs) if len(input_shape) == 2 else inputs
+    for block in spec.blocks:
+        block_input = x
+        for conv in block.convs:
+            padding = "same"
+            if conv.stride > 1 and conv.kernel > 1:
+                x = L.ZeroPadding2D(conv.kernel // 2, name=f"{conv.name}_pad")(x)
+                padding = "valid"
+            if conv.kind == "depthwise":
+                x = L.DepthwiseConv2D(conv.kernel, conv.stride, padding, use_bias=False, name=conv.name)(x)
+            else:
+                x = L.Conv2D(conv.filters, conv.kernel, conv.stride, padding, use_bias=False, name=conv.name)(x)
+            # momentum 0.9 = torch's 0.1 (Keras' 0.99 leaves inference-mode statistics stale after short training)
+            x = L.BatchNormalization(momentum=1.0 - BN_MOMENTUM_TORCH, epsilon=BN_EPSILON, name=f"{conv.name}_bn")(x)
+            if conv.activation is not None:
+                x = L.ReLU(6.0 if conv.activation == "relu6" else None, name=f"{conv.name}_{conv.activation}")(x)
+        if block.residual:
+            x = L.Add(name=f"{block.name}_add")([block_input, x])
+    # Average pooling over the whole feature map, the same op (AVG_POOL) as torch's avg_pool2d
+    x = L.Flatten(name="flatten")(L.AveragePooling2D(tuple(x.shape[1:3]), name="pool")(x))
+    outputs = L.Dense(num_classes, name="fc")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    for init in initial_weights(name, input_shape, num_classes, seed):  # the torch side's start (condition/init.py)
+        layer = model.get_layer(init.name)
+        layer.set_weights(list(init.batchnorm()) if init.kind == "batchnorm"
+                          else [init.kernel] + ([init.bias] if init.bias is not None else []))
+    return model
+
+
 def load_file(path: str | Path) -> Any:
     """A user's Keras model (.keras, .h5, or a SavedModel folder written by tf_keras)."""
     _, keras, _ = keras_modules()
     path = Path(path)
     if not path.exists():
-        raise ModelError(str(path), "file not found (give mlp, cnn, or a Keras .keras/.h5/SavedModel path)")
+        raise ModelError(str(path), "file not found (give " + ", ".join(BUILTIN_MODELS) + ", or a Keras .keras/.h5/SavedModel path)")
     if path.is_file() and path.suffix.lower() not in KERAS_SUFFIXES:
         raise ModelError(str(path), f"unsupported model file type {path.suffix!r} (the tf frontend reads .keras, .h5, or a SavedModel folder)")
     try:
@@ -73,7 +115,8 @@ def check_compatible(model: Any, input_shape: tuple[int, ...], num_classes: int,
 
 
 def clone(model: Any) -> Any:
-    """A fresh copy with the same weights: every tfmot verb gets its own clone (DESIGN.md)."""
+    """A fresh copy with the same weights: every tfmot verb gets its own clone
+    (`cluster_weights` leaves the model it was given unusable for `prune_low_magnitude` and `quantize_model`)."""
     _, keras, _ = keras_modules()
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())

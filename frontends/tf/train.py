@@ -72,10 +72,12 @@ def _progress_callback(step: str, progress: Progress, epochs: int, batches: int)
     return ReportProgress()
 
 
-def fit(model: Any, data: TrainData, epochs: int, step: str, callbacks: list[Any] | None = None) -> None:
-    """Compile (Adam 1e-3, cross-entropy) and fit with the technique's callbacks; shows progress."""
+def fit(model: Any, data: TrainData, epochs: int, step: str, callbacks: list[Any] | None = None) -> int:
+    """Compile (Adam 1e-3, cross-entropy) and fit with the technique's callbacks; shows progress.
+    Then BatchNorm statistics are re-estimated (see `recalibrate_batchnorm`); returns the number
+    of images they were re-estimated on (0: no BatchNorm, or no training with `epochs` 0)."""
     if epochs <= 0:
-        return
+        return 0
     _, keras, _ = keras_modules()
     keras.utils.set_random_seed(data.seed)
     compile_for_training(model)
@@ -84,6 +86,81 @@ def fit(model: Any, data: TrainData, epochs: int, step: str, callbacks: list[Any
         data.x_train, data.y_train, batch_size=data.batch_size, epochs=epochs, shuffle=True, verbose=0,
         callbacks=[*(callbacks or []), _progress_callback(step, data.progress, epochs, batches)],
     )
+    return recalibrate_batchnorm(model, data)
+
+
+# ---- BatchNorm statistics, treated as on the torch side (frontends/torch/train.py) ------------
+
+BN_RECALIBRATION_IMAGES = 2048  # the same count, images and batch size as the torch side
+BATCHNORM_NOTE = ("BatchNorm statistics re-estimated after each training step: mean of the per-batch statistics "
+                  "over {images} training images in training mode, no weight updates")
+
+
+def batchnorm_note(model: Any, trained: bool, train_images: int) -> str | None:
+    """The record's note when training ran on a model with BatchNorm (then every training step
+    re-estimated its statistics); None otherwise, e.g. a user's model with --epochs 0."""
+    if not trained or not batchnorm_layers(model):
+        return None
+    return BATCHNORM_NOTE.format(images=min(BN_RECALIBRATION_IMAGES, train_images))
+
+
+def batchnorm_layers(model: Any) -> list[Any]:
+    """Every BatchNormalization layer, also inside tfmot wrappers (prune, cluster, quantize) and
+    nested models."""
+    _, keras, _ = keras_modules()
+    found: list[Any] = []
+
+    def walk(layer: Any) -> None:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif getattr(layer, "layer", None) is not None:  # a tfmot wrapper
+            walk(layer.layer)
+        elif isinstance(layer, keras.Model):
+            for inner in layer.layers:
+                walk(inner)
+
+    walk(model)
+    return found
+
+
+def recalibrate_batchnorm(model: Any, data: TrainData) -> int:
+    """Replace every BatchNorm's moving statistics by the mean of its batch statistics over
+    `BN_RECALIBRATION_IMAGES` seeded training images, run in training mode without weight updates.
+
+    Why: moving averages lag the weights (Keras' default momentum 0.99 barely moves in a short
+    run), so inference-mode accuracy can sit far below what training reached; torch re-estimates
+    the same way (its momentum=None cumulative average), so both frontends compare. Every other
+    variable (weights, pruning masks, cluster indices, fake-quant ranges) is restored after each
+    batch. Returns the number of images used (0 without BatchNorm).
+    """
+    layers = batchnorm_layers(model)
+    if not layers:
+        return 0
+    images = data.calibration(BN_RECALIBRATION_IMAGES)
+    variables = model.variables
+    saved = [v.numpy() for v in variables]
+    momenta = [layer.momentum for layer in layers]
+    sums = [[np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)] for layer in layers]
+    batches = np.array_split(images, max(len(images) // data.batch_size, 1))
+    try:
+        for layer in layers:
+            layer.momentum = 0.0  # moving statistics := this batch's statistics
+        for batch in batches:
+            model(batch, training=True)
+            for (mean, var), layer in zip(sums, layers):
+                mean += layer.moving_mean.numpy()
+                var += layer.moving_variance.numpy()
+            for v, value in zip(variables, saved):
+                v.assign(value)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+        for v, value in zip(variables, saved):
+            v.assign(value)
+    for (mean, var), layer in zip(sums, layers):
+        layer.moving_mean.assign(mean / len(batches))
+        layer.moving_variance.assign(var / len(batches))
+    return len(images)
 
 
 def float_accuracy(model: Any, data: TrainData) -> float:

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from condition.errors import ArtifactError, ModelError, one_line
 from condition.init import INIT_SCHEME, initial_weights
-from condition.models import ModelSpec
+from condition.models import BN_EPSILON, BN_MOMENTUM_TORCH, BUILTIN_MODELS, CONVNETS, ModelSpec, convnet_spec
 
 
 class SimpleNN(nn.Module):
@@ -56,6 +56,42 @@ class SmallCNN(nn.Module):
         return self.fc2(x)
 
 
+class ConvNet(nn.Module):
+    """`ds-cnn` / `mobilenet-v2` from condition/models.py: every conv (no bias) → BatchNorm →
+    ReLU/ReLU6, blocks with an Add where the spec says, global average pooling, dense `fc`.
+
+    Modules are attributes named as the Keras layers (`stem`, `block1_dw`, `block1_dw_bn`, `fc`),
+    so per-layer figures of both frontends line up. padding=k//2 equals Keras' explicit
+    ZeroPadding2D before a strided conv and its 'same' for stride 1.
+    """
+
+    def __init__(self, name: str, dataset_shape: tuple[int, ...], classes: int) -> None:
+        super().__init__()
+        self.spec = convnet_spec(name, dataset_shape, classes)
+        c = self.spec.channels
+        for conv in self.spec.convs():
+            groups = c if conv.kind == "depthwise" else 1
+            out = c if conv.kind == "depthwise" else conv.filters
+            self.add_module(conv.name, nn.Conv2d(c, out, conv.kernel, conv.stride, conv.kernel // 2, groups=groups, bias=False))
+            self.add_module(f"{conv.name}_bn", nn.BatchNorm2d(out, eps=BN_EPSILON, momentum=BN_MOMENTUM_TORCH))
+            c = out
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.spec.blocks:
+            block_input = x
+            for conv in block.convs:
+                x = getattr(self, f"{conv.name}_bn")(getattr(self, conv.name)(x))
+                if conv.activation == "relu":
+                    x = F.relu(x)
+                elif conv.activation == "relu6":
+                    x = torch.clamp(x, 0.0, 6.0)  # ReLU6 as clamp: F.relu6 (hardtanh) stays on the CPU after PT2E
+            if block.residual:
+                x = x + block_input
+        # avg_pool2d over the whole map, not x.mean(): the Arm quantizer rewrites mean with fixed shapes
+        return self.fc(torch.flatten(F.avg_pool2d(x, x.shape[2:]), 1))
+
+
 def input_shape_nchw(dataset_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(C, H, W) for a data set whose images are (H, W) or (H, W, C)."""
     if len(dataset_shape) == 2:
@@ -66,13 +102,24 @@ def input_shape_nchw(dataset_shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 def _shared_init(model: nn.Module, name: str, dataset_shape: tuple[int, ...], classes: int, seed: int) -> nn.Module:
     """Load the initial weights both frontends share (condition/init.py), in torch's layouts."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    inits = initial_weights(name, dataset_shape, classes, seed)
+    if inits[0].name:  # BatchNorm CNNs: by layer name
+        layers = [model.get_submodule(init.name) for init in inits]
+    else:
+        layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     with torch.no_grad():
-        for layer, init in zip(layers, initial_weights(name, dataset_shape, classes, seed), strict=True):
+        for layer, init in zip(layers, inits, strict=True):
+            if init.kind == "batchnorm":
+                for tensor, value in zip((layer.weight, layer.bias, layer.running_mean, layer.running_var), init.batchnorm()):
+                    tensor.copy_(torch.from_numpy(value))
+                continue
             kernel = torch.from_numpy(init.kernel)
-            # Keras (in, out) → torch (out, in); Keras (kh, kw, cin, cout) → torch (cout, cin, kh, kw)
-            layer.weight.copy_(kernel.T if init.kind == "dense" else kernel.permute(3, 2, 0, 1))
-            layer.bias.copy_(torch.from_numpy(init.bias))
+            # Keras (in, out) → torch (out, in); Keras (kh, kw, cin, cout) → torch (cout, cin, kh, kw);
+            # Keras depthwise (kh, kw, c, 1) → torch (c, 1, kh, kw)
+            layer.weight.copy_(kernel.T if init.kind == "dense" else kernel.permute(2, 3, 0, 1) if init.kind == "depthwise"
+                               else kernel.permute(3, 2, 0, 1))
+            if init.bias is not None:
+                layer.bias.copy_(torch.from_numpy(init.bias))
     return model
 
 
@@ -85,7 +132,9 @@ def build_model(spec: ModelSpec, dataset_shape: tuple[int, ...], classes: int, s
             return _shared_init(SimpleNN(c * h * w, classes), "mlp", dataset_shape, classes, seed)
         if spec.value == "cnn":
             return _shared_init(SmallCNN(c, h, w, classes), "cnn", dataset_shape, classes, seed)
-        raise ModelError(spec.value, "unknown built-in model (choose mlp or cnn)")
+        if spec.value in CONVNETS:
+            return _shared_init(ConvNet(spec.value, dataset_shape, classes), spec.value, dataset_shape, classes, seed)
+        raise ModelError(spec.value, "unknown built-in model (choose " + ", ".join(BUILTIN_MODELS) + ")")
     if spec.kind == "factory":
         model = _from_factory(spec.value)
     else:

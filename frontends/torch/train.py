@@ -76,8 +76,95 @@ def train(
                     hook(step, total)
             if progress is not None and step % 20 == 0:
                 progress(step / total)
+    recalibrate_batchnorm(model, data, seed)
     _set_train(model, False)
     return model
+
+
+# ---- BatchNorm statistics, treated as on the tf side (frontends/tf/train.py) ------------------
+
+BN_RECALIBRATION_IMAGES = 2048  # the same count, images and batch size as the tf side
+BATCHNORM_NOTE = ("BatchNorm statistics re-estimated after each training step: mean of the per-batch statistics "
+                  "over {images} training images in training mode, no weight updates")
+# batch_norm ops of an exported graph (.pt2, PT2E/QAT): args (x, w, b, running_mean, running_var, training, momentum, eps)
+_BN_OPS = ("aten.batch_norm.default", "aten._native_batch_norm_legit.default")
+
+
+def batchnorm_note(model: nn.Module, trained: bool, train_images: int) -> str | None:
+    """The record's note when training ran on a model with BatchNorm (then every training step
+    re-estimated its statistics); None otherwise, e.g. a user's model with --epochs 0."""
+    if not trained or not batchnorm_statistics(model):
+        return None
+    return BATCHNORM_NOTE.format(images=min(BN_RECALIBRATION_IMAGES, train_images))
+
+
+def batchnorm_statistics(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    """(running mean, running var, update factor) of every BatchNorm that tracks statistics: the
+    modules of an nn.Module, or the batch_norm ops of an exported GraphModule (PT2E and QAT
+    graphs have no BatchNorm modules; their statistics are buffers the op updates in place)."""
+    found: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            factor = m.momentum if m.momentum is not None else 1.0 / (int(m.num_batches_tracked) + 1)
+            found[id(m.running_mean)] = (m.running_mean, m.running_var, factor)
+    if isinstance(model, torch.fx.GraphModule):
+        for node in model.graph.nodes:
+            if node.op != "call_function" or str(node.target) not in _BN_OPS:
+                continue
+            mean, var = node.args[3], node.args[4]
+            if getattr(mean, "op", None) == "get_attr" and getattr(var, "op", None) == "get_attr":
+                momentum = node.args[6] if len(node.args) > 6 else node.kwargs.get("momentum", 0.1)
+                running_mean, running_var = _attribute(model, mean.target), _attribute(model, var.target)
+                found[id(running_mean)] = (running_mean, running_var, float(momentum))
+    return list(found.values())
+
+
+def _attribute(model: nn.Module, target: str) -> torch.Tensor:
+    obj = model
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def recalibrate_batchnorm(model: nn.Module, data: Dataset, seed: int) -> int:
+    """Replace every BatchNorm's running statistics by the mean of its batch statistics over
+    `BN_RECALIBRATION_IMAGES` seeded training images, run in training mode without weight updates
+    (torch.optim.swa_utils.update_bn's cumulative average, also on exported graphs).
+
+    Why: the same procedure as the tf side, whose Keras moving averages lag short training;
+    each batch's statistics are read back from the op's own update (new = (1-f)·old + f·batch),
+    and every parameter and buffer (observers, fake-quant ranges, counters) is restored after
+    each batch. Returns the number of images used (0 without BatchNorm).
+    """
+    norms = batchnorm_statistics(model)
+    if not norms:
+        return 0
+    rng = np.random.default_rng(seed)  # the tf side's TrainData.calibration: same images
+    idx = np.sort(rng.choice(len(data.x_train), size=min(BN_RECALIBRATION_IMAGES, len(data.x_train)), replace=False))
+    images = to_tensor(data.x_train[idx], data.input_shape)
+    live = model.state_dict(keep_vars=True)
+    saved = {name: t.detach().clone() for name, t in live.items()}
+    old = [(mean.clone(), var.clone()) for mean, var, _ in norms]
+    sums = [(torch.zeros_like(mean), torch.zeros_like(var)) for mean, var, _ in norms]
+    batches = torch.tensor_split(images, max(len(images) // BATCH_SIZE, 1))
+    _set_train(model, True)
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+            for (mean, var, f), (old_mean, old_var), (mean_sum, var_sum) in zip(norms, old, sums):
+                mean_sum += (mean - (1 - f) * old_mean) / f
+                var_sum += (var - (1 - f) * old_var) / f
+                mean.copy_(old_mean)
+                var.copy_(old_var)
+            for name, tensor in live.items():  # observers, fake-quant ranges, batch counters
+                if tensor.shape == saved[name].shape:
+                    tensor.data.copy_(saved[name])
+                else:  # an observer that sized itself on this batch
+                    tensor.data = saved[name].clone()
+        for (mean, var, _), (mean_sum, var_sum) in zip(norms, sums):
+            mean.copy_(mean_sum / len(batches))
+            var.copy_(var_sum / len(batches))
+    return len(images)
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch: int = 500) -> np.ndarray:

@@ -24,6 +24,10 @@ def no_fraction(fraction: float | None = None) -> None:
     return None
 
 
+def no_note(text: str) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class StepContext:
     """Everything a technique handler may need besides the model and its config."""
@@ -34,6 +38,7 @@ class StepContext:
     done: tuple[Any, ...] = ()  # configs of the chain's earlier steps (PQAT/CQAT pick their scheme from them)
     progress: Callable[[float | None], None] = no_fraction  # fraction of this step done
     model_name: str = ""  # for error messages
+    note: Callable[[str], None] = no_note  # a line for the record's notes (e.g. the layers a technique left out, and why)
 
 
 Handler = Callable[[Any, Any, StepContext], Any]

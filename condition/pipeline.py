@@ -6,7 +6,7 @@ exported and counted on their int8 weights) → export int8 + Vela → evaluate 
 """
 from __future__ import annotations
 
-import importlib
+from dataclasses import replace
 
 from condition.backend.layer_names import names_like
 from condition.backend.metrics import MetricsRecord, WeightStats
@@ -47,13 +47,13 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             rec.note("int8 by post-training quantization: the NPU artifact is always int8")
         for i, step in enumerate(chain):
             ctx = StepContext(start.data, config.target, config.seed, done,
-                              lambda f, name=step.name: progress(name, f), config.model)
+                              lambda f, name=step.name: progress(name, f), config.model, note=rec.note)
             with rec.step(step.name):
                 model = frontend.registry.apply(model, step, ctx)
             done = (*done, step)
             if i < len(config.chain) - 1:  # an intermediate stage of the user's chain: count what it did
                 with rec.step(f"export {step.name}"):
-                    stats = frontend.stage_weights(model, ctx, rec.path(f"after_{step.name}_int8"))
+                    stats = frontend.stage_weights(model, replace(ctx, done=done), rec.path(f"after_{step.name}_int8"))
                 stages.append(WeightStats(layers=stats.layers, stage=step.name))
 
         ctx = StepContext(start.data, config.target, config.seed, done, lambda f: progress(EXPORT_STEP, f), config.model)

@@ -6,6 +6,7 @@ exported and counted on their int8 weights) → export int8 + Vela → evaluate 
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 
 from condition.backend.layer_names import names_like

@@ -36,13 +36,25 @@ class AccuracyResult:
 @dataclass(frozen=True)
 class LayerWeights:
     """One weighted layer; `unique_values` is the largest count of distinct int8 values in one
-    quantization channel (the whole tensor when it is quantized per tensor)."""
+    quantization channel (the whole tensor when it is quantized per tensor): `unique_axis` says
+    which ("channel" | "tensor"; "" in records written before it was recorded).
+
+    `two_four`: Vela's U85 2:4 sparse format fits the exported tensor (a Conv or fully connected
+    layer whose every group of 4 consecutive input channels, at each kernel position of each output
+    channel, holds at least 2 zeros). `conditioned`: the chain's techniques that changed this layer
+    (e.g. ["prune", "cluster"]); `left_out`: technique -> why it left this layer as it was.
+    """
 
     name: str
     shape: list[int]
     params: int
     zeros: int
     unique_values: int
+    kind: str = ""  # "conv" | "depthwise" | "fc" | "transpose_conv", from the exported operator
+    unique_axis: str = ""
+    two_four: bool = False
+    conditioned: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def sparsity(self) -> float:
@@ -228,7 +240,8 @@ class MetricsRecord:
 
 
 def _weight_stats(w: dict[str, Any]) -> WeightStats:
-    return WeightStats(layers=[LayerWeights(**l) for l in w.get("layers", [])], source=w.get("source", "measured"), stage=w.get("stage", ""))
+    return WeightStats(layers=[LayerWeights(**_known(LayerWeights, l)) for l in w.get("layers", [])],
+                       source=w.get("source", "measured"), stage=w.get("stage", ""))
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:

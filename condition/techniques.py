@@ -21,6 +21,11 @@ class Structure(str, enum.Enum):
     TWO_FOUR = "2:4"
 
 
+class Scope(str, enum.Enum):
+    LAYER = "layer"  # every pruned layer to the requested sparsity (tfmot's way): no layer is emptied
+    GLOBAL = "global"  # one magnitude ranking over all pruned layers (the seed notebook's global L1)
+
+
 class Schedule(str, enum.Enum):
     CONSTANT = "constant"  # prune to the target at once, then fine-tune (the seed's one-shot)
     POLYNOMIAL = "polynomial"  # ramp sparsity up during fine-tuning (tfmot PolynomialDecay)
@@ -31,6 +36,34 @@ class CentroidInit(str, enum.Enum):
     LINEAR = "linear"
     DENSITY = "density"
     RANDOM = "random"
+
+
+# ---- which layers a technique conditions: one policy, read the same way on both frontends -----
+
+LAYER_KINDS = ("conv", "depthwise", "fc")  # what prune and cluster condition; others are left out, named
+MIN_PRUNE_FAN_IN = 32  # unstructured pruning skips layers with fewer weights per output channel
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A weighted layer as the prune and cluster policies see it. Each frontend reads it from its
+    model's layers before the technique, and again from the exported int8 tensors for the record,
+    so both sides (and the record) name the same layers.
+
+    kind: "conv" | "depthwise" | "fc", or what else the layer is ("transpose_conv", "other", ...).
+    in_channels: input channels seen by one output channel (the axis 2:4 groups run along).
+    """
+
+    name: str
+    kind: str
+    params: int
+    out_channels: int
+    in_channels: int
+
+    @property
+    def fan_in(self) -> int:
+        """Weights per output channel (kh·kw·in for a conv, kh·kw for a depthwise conv)."""
+        return self.params // max(self.out_channels, 1)
 
 
 @dataclass(frozen=True)
@@ -55,16 +88,18 @@ class PruneConfig:
     name: ClassVar[str] = "prune"
     chain_rank: ClassVar[int] = 0
     quantizes: ClassVar[bool] = False
-    cli_options: ClassVar[dict[str, str]] = {o: o for o in ("sparsity", "structure", "schedule", "fine_tune_epochs")}
+    cli_options: ClassVar[dict[str, str]] = {o: o for o in ("sparsity", "structure", "schedule", "fine_tune_epochs", "scope")}
 
     sparsity: float = 0.95
     structure: Structure = Structure.UNSTRUCTURED
     schedule: Schedule = Schedule.CONSTANT
     fine_tune_epochs: int = 1  # retraining after pruning (the seed retrains one epoch)
+    scope: Scope = Scope.LAYER
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "structure", Structure(self.structure))
         object.__setattr__(self, "schedule", Schedule(self.schedule))
+        object.__setattr__(self, "scope", Scope(self.scope))
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError("--sparsity", self.sparsity, "must be in [0, 1)", "e.g. 0.95 for 95 % zeros")
         if self.structure is Structure.TWO_FOUR and self.sparsity < 0.5:
@@ -78,7 +113,25 @@ class PruneConfig:
             part = "prune 2:4" if s <= 0.5 else f"prune 2:4 {s * 100:g} %"
         else:
             part = f"prune {s * 100:g} %"
-        return part + (" (poly)" if self.schedule is Schedule.POLYNOMIAL else "")
+        return part + (" global" if self.scope is Scope.GLOBAL else "") + (" (poly)" if self.schedule is Schedule.POLYNOMIAL else "")
+
+    def left_out(self, layer: LayerInfo) -> str | None:
+        """Why `layer` is not pruned, or None when it is. The policy (both frontends, both scopes):
+        Conv and Dense layers only; never depthwise (one kh×kw filter per channel, and Vela's 2:4
+        format excludes it); unstructured needs at least MIN_PRUNE_FAN_IN weights per output
+        channel (an image stem with 1-3 input channels has 9-27: at 0.9 each output would keep
+        one to three); 2:4 needs input channels in multiples of 4 (the groups Vela skips)."""
+        if layer.kind == "depthwise":
+            return "depthwise"
+        if layer.kind not in LAYER_KINDS:
+            return f"{layer.kind} layer (only Conv and Dense are pruned)"
+        if self.structure is Structure.TWO_FOUR:
+            if layer.in_channels % 4:
+                return f"{layer.in_channels} input channels, not a multiple of 4"
+            return None
+        if layer.fan_in < MIN_PRUNE_FAN_IN:
+            return f"{layer.fan_in} weights per output channel (fewer than {MIN_PRUNE_FAN_IN})"
+        return None
 
 
 @dataclass(frozen=True)
@@ -105,6 +158,15 @@ class ClusterConfig:
     def label(self) -> str:
         return f"cluster {self.clusters}"
 
+    def left_out(self, layer: LayerInfo) -> str | None:
+        """Why `layer` is not clustered, or None: Conv, depthwise and Dense layers with more
+        weights than clusters (a smaller layer already holds at most `clusters` values)."""
+        if layer.kind not in LAYER_KINDS:
+            return f"{layer.kind} layer (only Conv, depthwise and Dense are clustered)"
+        if layer.params <= self.clusters:
+            return f"{layer.params} weights, not more than {self.clusters} clusters"
+        return None
+
 
 @dataclass(frozen=True)
 class QatConfig:
@@ -129,6 +191,38 @@ TechniqueConfig = PostTrainingQuantConfig | QatConfig | PruneConfig | ClusterCon
 # The one list of techniques, in the order the CLI and reports show them.
 TECHNIQUES: tuple[type, ...] = (PostTrainingQuantConfig, QatConfig, PruneConfig, ClusterConfig)
 TECHNIQUE_NAMES: tuple[str, ...] = tuple(t.name for t in TECHNIQUES)
+
+
+def conditioning(chain: Sequence[Any], layer: LayerInfo) -> tuple[list[str], dict[str, str]]:
+    """(techniques of `chain` that condition `layer`, {technique: why it is left out})."""
+    done: list[str] = []
+    skipped: dict[str, str] = {}
+    for config in chain:
+        policy = getattr(config, "left_out", None)
+        if policy is None:
+            continue
+        reason = policy(layer)
+        if reason is None:
+            done.append(config.name)
+        else:
+            skipped[config.name] = reason
+    return done, skipped
+
+
+def plan_note(config: Any, layers: Sequence[LayerInfo], what: str = "") -> str:
+    """One line for the record: the layers `config` conditions and those it leaves out, with why
+    (the same words on both frontends), e.g. "prune 90 %: 5 of 10 layers; left out: stem (9
+    weights per output channel (fewer than 32)); block1_dw, block2_dw (depthwise)"."""
+    done = [layer.name for layer in layers if config.left_out(layer) is None]
+    by_reason: dict[str, list[str]] = {}
+    for layer in layers:
+        reason = config.left_out(layer)
+        if reason is not None:
+            by_reason.setdefault(reason, []).append(layer.name)
+    line = f"{config.label()}{what}: {len(done)} of {len(layers)} layers"
+    if by_reason:
+        line += "; left out: " + "; ".join(f"{', '.join(names)} ({reason})" for reason, names in by_reason.items())
+    return line
 
 
 def config_type(name: str) -> type:

@@ -7,7 +7,7 @@ from condition.backend.target import VELA_BEHAVIOUR_FLAGS, Target, vela_argv, ve
 from condition.frontend import StepContext  # noqa: E402
 from condition.frontends.torch import cluster, constraints, prune  # noqa: E402
 from condition.frontends.torch.compile_spec import compile_spec_for  # noqa: E402
-from condition.techniques import CentroidInit, ClusterConfig, PruneConfig, Structure  # noqa: E402
+from condition.techniques import CentroidInit, ClusterConfig, PruneConfig, Scope, Structure  # noqa: E402
 
 
 @pytest.mark.parametrize("npu,system,memory", [
@@ -54,16 +54,20 @@ def test_global_l1_hits_the_sparsity_across_layers():
     assert dropped_max <= kept_min
 
 
+@pytest.mark.parametrize("scope", list(Scope))
 @pytest.mark.parametrize("sparsity", [0.5, 0.8])
-def test_two_four_keeps_the_pattern_and_prunes_inside_it(sparsity):
+def test_two_four_keeps_the_pattern_and_prunes_inside_it(sparsity, scope):
     torch.manual_seed(1)
     weights = {"fc": torch.randn(8, 16), "conv": torch.randn(4, 8, 3, 3)}
-    masks = prune.masks_for(weights, sparsity, Structure.TWO_FOUR)
+    masks = prune.masks_for(weights, sparsity, Structure.TWO_FOUR, scope)
     for m in masks.values():
         groups = m.movedim(1, -1).reshape(-1, 4)
         assert int(groups.sum(1).max()) <= 2
-    total = sum(m.numel() for m in masks.values())
-    assert sum(int((m == 0).sum()) for m in masks.values()) == round(sparsity * total)
+    if scope is Scope.LAYER:  # every layer at the sparsity
+        assert all(int((m == 0).sum()) == round(sparsity * m.numel()) for m in masks.values())
+    else:  # the sparsity over all layers together
+        total = sum(m.numel() for m in masks.values())
+        assert sum(int((m == 0).sum()) for m in masks.values()) == round(sparsity * total)
 
 
 def test_polynomial_schedule_ramps_to_the_target():

@@ -9,7 +9,8 @@ from typing import Any, Callable
 import click
 
 from condition.backend.target import MEMORY_MODES, Accelerator, Target
-from condition.techniques import TECHNIQUE_NAMES, CentroidInit, Schedule, Structure, chain_slug, check_chain, config_type
+from condition.techniques import (MIN_PRUNE_FAN_IN, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope, Structure, chain_slug,
+                                  check_chain, config_type)
 
 TECHNIQUE_CHOICE = click.Choice(TECHNIQUE_NAMES)
 
@@ -78,7 +79,13 @@ def technique_options(f: Callable) -> Callable:
                      help="prune: unstructured, or 2:4 (U85's MAC array skips the zeros); with 2:4 a --sparsity above 0.5 prunes further inside the pattern."),
         click.option("--schedule", default=Schedule.CONSTANT.value, show_default=True,
                      type=click.Choice([s.value for s in Schedule]), help="prune: all at once, or ramped during fine-tuning."),
-        click.option("--clusters", default=16, show_default=True, type=int, help="cluster: number of shared weight values per layer (≥ 2)."),
+        click.option("--scope", default=Scope.LAYER.value, show_default=True, type=click.Choice([s.value for s in Scope]),
+                     help="prune: layer = each pruned layer to --sparsity (never empties one); global = one |w| ranking "
+                          "across them (the seed's; can empty a small layer). Pruned: Conv and Dense with at least "
+                          f"{MIN_PRUNE_FAN_IN} weights per output channel (2:4: input channels a multiple of 4); "
+                          "never depthwise."),
+        click.option("--clusters", default=16, show_default=True, type=int,
+                     help="cluster: shared weight values per Conv, depthwise and Dense layer (≥ 2); BatchNorm is folded into the conv first."),
         click.option("--centroid-init", default=CentroidInit.KMEANS_PLUS_PLUS.value, show_default=True,
                      type=click.Choice([c.value for c in CentroidInit]), help="cluster: how the centroids start."),
         click.option("--preserve-sparsity/--no-preserve-sparsity", default=True, show_default=True,

@@ -55,7 +55,7 @@ class TensorFlowFrontend:
     def stage_weights(self, model: Any, ctx: StepContext, work: Path) -> WeightStats:
         from condition.frontends.tf.weights import weight_stats
 
-        return weight_stats(_export(model, ctx, work.with_suffix(".tflite"), per_channel=True))
+        return weight_stats(_export(model, ctx, work.with_suffix(".tflite"), per_channel=_per_channel(ctx)), ctx.done)
 
     def compile(self, model: Any, ctx: StepContext, work: Path) -> Compiled:
         from condition.backend.accuracy import EVALUATOR, int8_accuracy
@@ -63,15 +63,14 @@ class TensorFlowFrontend:
         from condition.backend.vela import compile_tflite
         from condition.frontends.tf.weights import weight_stats
 
-        # Clustered weights converted without QAT get per-tensor scales (see to_int8_tflite), as on torch.
-        per_channel = not (_has(ctx, ClusterConfig) and not _has(ctx, QatConfig))
+        per_channel = _per_channel(ctx)
         notes = [] if per_channel else ["clustered weights quantized per tensor so each layer keeps its shared values as int8 codes"]
         tflite = _export(model, ctx, work / "model_int8.tflite", per_channel=per_channel)
         compiled = compile_tflite(tflite, ctx.target, work / "vela")
         if compiled.estimate.ops_on_cpu:
             notes.append(f"{compiled.estimate.ops_on_cpu} op(s) stay on the CPU (Vela cannot place them on the NPU): "
                          + ", ".join(compiled.estimate.cpu_ops))
-        estimate, weights = names_from_rows(compiled.estimate, weight_stats(tflite), _layer_namer(model, ctx))
+        estimate, weights = names_from_rows(compiled.estimate, weight_stats(tflite, ctx.done), _layer_namer(model, ctx))
         data = ctx.data
 
         def evaluate(progress: Any) -> AccuracyResult:
@@ -93,6 +92,11 @@ def _layer_namer(model: Any, ctx: StepContext) -> Any:
         return layer.removeprefix("quant_") if qat else layer
 
     return name
+
+
+def _per_channel(ctx: StepContext) -> bool:
+    """Clustered weights converted without QAT get per-tensor scales (see to_int8_tflite), as on torch."""
+    return not (_has(ctx, ClusterConfig) and not _has(ctx, QatConfig))
 
 
 def _has(ctx: StepContext, config_type: type) -> bool:

@@ -1,12 +1,17 @@
 """Magnitude pruning with tfmot: wrap → fit with UpdatePruningStep → strip, on a fresh clone.
 
+Which layers: `PruneConfig.left_out` (the policy both frontends share). Scope `layer` (default)
+prunes each chosen layer to the sparsity (tfmot's own way); `global` ranks the chosen layers'
+weights together once, as the torch side (the seed's global L1) does, and prunes each layer to
+the share that ranking gives it (tfmot keeps at least one weight in a layer).
+
 `2:4` keeps two of every four consecutive input-channel weights (tfmot's `sparsity_m_by_n`), the
 pattern whose zeros U85's MAC array skips. A `--sparsity` above 0.5 then prunes further *inside*
 the pattern: a second, unstructured magnitude pass ranks the 2:4 zeros lowest, so they stay zero
 and every group of four still has at least two zeros, while Vela compresses the extra zeros away.
 
-With `fine_tune_epochs=0` the weights are pruned one-shot (no retraining), to see what the
-pattern alone does to cycles.
+With `fine_tune_epochs=0` the weights are pruned one-shot (no retraining), like the DESIGN.md
+reference rows that say "no retrain".
 """
 from __future__ import annotations
 
@@ -16,26 +21,12 @@ import numpy as np
 
 from condition.frontend import StepContext
 from condition.frontends.tf import REGISTRY, keras_modules
+from condition.frontends.tf.layers import kernel_of, layer_infos
 from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
-from condition.techniques import PruneConfig, Schedule, Structure
+from condition.techniques import PruneConfig, Schedule, Scope, Structure, plan_note
 
 STEP = PruneConfig.name
-
-
-def _kernel_input_axis(layer: Any) -> int | None:
-    """Axis of the input channels in a prunable layer's kernel (where 2:4 groups run), else None."""
-    _, keras, _ = keras_modules()
-    if isinstance(layer, keras.layers.Dense):
-        return 0  # (in, out)
-    if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
-        return 2  # (h, w, in, out)
-    return None
-
-
-def _two_four_ok(layer: Any) -> bool:
-    axis = _kernel_input_axis(layer)
-    return axis is not None and layer.kernel.shape[axis] % 4 == 0
 
 
 def _schedule(config: PruneConfig, sparsity: float, steps: int) -> Any:
@@ -50,14 +41,15 @@ def _schedule(config: PruneConfig, sparsity: float, steps: int) -> Any:
     return s.ConstantSparsity(sparsity, begin_step=0, frequency=1)
 
 
-def _wrap_fit_strip(model: Any, data: TrainData, epochs: int, wrap_kwargs: dict[str, Any], only_2_4: bool) -> Any:
-    """The tfmot lifecycle on a clone: wrap prunable layers, fit with UpdatePruningStep, strip."""
+def _wrap_fit_strip(model: Any, data: TrainData, epochs: int, wrap_kwargs: dict[str, dict[str, Any]]) -> Any:
+    """The tfmot lifecycle on a clone: wrap the layers named in `wrap_kwargs` (each with its own
+    prune_low_magnitude arguments), fit with UpdatePruningStep, strip."""
     _, keras, tfmot = keras_modules()
     s = tfmot.sparsity.keras
 
     def wrap(layer: Any) -> Any:
-        ok = _two_four_ok(layer) if only_2_4 else _kernel_input_axis(layer) is not None
-        return s.prune_low_magnitude(layer, **wrap_kwargs) if ok else layer
+        kwargs = wrap_kwargs.get(layer.name)
+        return s.prune_low_magnitude(layer, **kwargs) if kwargs is not None else layer
 
     # tfmot's documented per-layer pattern: the wrappers reuse the clone's layers and their weights.
     wrapped = keras.models.clone_model(clone(model), clone_function=wrap)
@@ -65,20 +57,55 @@ def _wrap_fit_strip(model: Any, data: TrainData, epochs: int, wrap_kwargs: dict[
     return s.strip_pruning(wrapped)
 
 
-def _one_shot(model: Any, config: PruneConfig) -> Any:
-    """Prune without retraining: per layer, zero the smallest weights (inside 2:4 when asked)."""
+def _input_axis(kernel: np.ndarray) -> int:
+    """Axis of the input channels in a Keras kernel ((in, out) or (kh, kw, in, out)): where 2:4 groups run."""
+    return kernel.ndim - 2
+
+
+def _pattern(kernel: np.ndarray, config: PruneConfig) -> np.ndarray | None:
+    return two_four_mask(kernel, _input_axis(kernel)) if config.structure is Structure.TWO_FOUR else None
+
+
+def shares(model: Any, config: PruneConfig, names: list[str]) -> dict[str, float]:
+    """Sparsity per chosen layer: the request for scope `layer`; for `global`, each layer's share
+    of one magnitude ranking over all chosen layers (2:4 zeros ranked first), at most all but
+    one weight (tfmot keeps one)."""
+    if config.scope is Scope.LAYER:
+        return {n: config.sparsity for n in names}
+    kernels = {n: kernel_of(model.get_layer(n)).numpy() for n in names}
+    allowed = {n: _pattern(k, config) for n, k in kernels.items()}
+    dropped = global_drop_counts(kernels, config.sparsity, allowed)
+    return {n: min(dropped[n] / k.size, 1.0 - 1.0 / k.size) for n, k in kernels.items()}
+
+
+def global_drop_counts(kernels: dict[str, np.ndarray], sparsity: float, allowed: dict[str, np.ndarray | None]) -> dict[str, int]:
+    """How many weights of each layer one global |w| ranking zeroes (the torch side's global L1);
+    weights outside `allowed` (the 2:4 pattern's zeros) go first and count towards the share."""
+    scores = np.concatenate([np.where(allowed[n] == 0, -1.0, np.abs(k)).ravel() if allowed[n] is not None
+                             else np.abs(k).ravel() for n, k in kernels.items()])
+    total = len(scores)
+    drop = np.zeros(total, dtype=bool)
+    pattern_zeros = int(np.count_nonzero(scores < 0))
+    count = max(int(round(sparsity * total)), pattern_zeros)
+    drop[np.argsort(scores, kind="stable")[:count]] = True
+    out, start = {}, 0
+    for n, k in kernels.items():
+        out[n] = int(drop[start:start + k.size].sum())
+        start += k.size
+    return out
+
+
+def _one_shot(model: Any, config: PruneConfig, per_layer: dict[str, float]) -> Any:
+    """Prune without retraining: per chosen layer, zero the smallest weights (inside 2:4 when asked)."""
     pruned = clone(model)
-    for layer in pruned.layers:
-        axis = _kernel_input_axis(layer)
-        if axis is None:
-            continue
-        kernel, *rest = layer.get_weights()
-        if config.structure is Structure.TWO_FOUR:
-            if kernel.shape[axis] % 4:
-                continue
-            kernel = kernel * two_four_mask(kernel, axis)
-        kernel = kernel * magnitude_mask(kernel, config.sparsity)
-        layer.set_weights([kernel, *rest])
+    for name, sparsity in per_layer.items():
+        layer = pruned.get_layer(name)
+        variable = kernel_of(layer)
+        kernel = variable.numpy()
+        pattern = _pattern(kernel, config)
+        if pattern is not None:
+            kernel = kernel * pattern
+        variable.assign(kernel * magnitude_mask(kernel, max(sparsity, 0.5 if pattern is not None else 0.0)))
     return pruned
 
 
@@ -108,19 +135,25 @@ def apply(model: Any, config: PruneConfig, ctx: StepContext) -> Any:
         pruned = prune.apply(float_model, PruneConfig(sparsity=0.95), ctx)
     """
     data: TrainData = ctx.data
+    infos = layer_infos(model)
+    names = [n for n, info in infos.items() if config.left_out(info) is None]
+    ctx.note(plan_note(config, list(infos.values())))
+    per_layer = shares(model, config, names)
     if config.fine_tune_epochs == 0:
-        return _one_shot(model, config)
+        return _one_shot(model, config, per_layer)
     steps = config.fine_tune_epochs * -(-len(data.x_train) // data.batch_size)
     epochs = config.fine_tune_epochs
     if config.structure is Structure.UNSTRUCTURED:
-        return _wrap_fit_strip(model, data, epochs, {"pruning_schedule": _schedule(config, config.sparsity, steps)}, only_2_4=False)
+        return _wrap_fit_strip(model, data, epochs, {n: {"pruning_schedule": _schedule(config, s, steps)} for n, s in per_layer.items()})
     if config.sparsity <= 0.5:
-        return _wrap_fit_strip(model, data, epochs, {"pruning_schedule": _schedule(config, 0.5, steps), "sparsity_m_by_n": (2, 4)}, only_2_4=True)
+        return _wrap_fit_strip(model, data, epochs, {n: {"pruning_schedule": _schedule(config, 0.5, steps), "sparsity_m_by_n": (2, 4)}
+                                                     for n in names})
     # Prune inside 2:4 one-shot (2:4 mask, then magnitude to the target), then retrain with that
     # mask frozen: tfmot picks it once at step 1 (the zeros rank lowest, so it is exactly the
     # one-shot pattern) and never again, so retraining cannot regrow a third weight in a group of
     # four and break the pattern U85 needs.
-    inside = _one_shot(model, config)
+    inside = _one_shot(model, config, per_layer)
     _, _, tfmot = keras_modules()
-    frozen = tfmot.sparsity.keras.ConstantSparsity(config.sparsity, begin_step=1, end_step=1, frequency=1)
-    return _wrap_fit_strip(inside, data, epochs, {"pruning_schedule": frozen}, only_2_4=False)
+    frozen = {n: {"pruning_schedule": tfmot.sparsity.keras.ConstantSparsity(max(s, 0.5), begin_step=1, end_step=1, frequency=1)}
+              for n, s in per_layer.items()}
+    return _wrap_fit_strip(inside, data, epochs, frozen)

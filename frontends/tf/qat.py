@@ -2,14 +2,19 @@
 
 After prune and/or cluster the scheme preserves what they did (tfmot collaborative optimization):
 PQAT keeps the zeros, CQAT keeps the clusters, PCQAT keeps both. Without `preserve`, plain QAT
-may move zeros and shared values off, undoing the earlier savings.
+may move zeros and shared values off, undoing the earlier savings. CQAT does not preserve
+DepthwiseConv2D clusters, so those are held after every batch as during clustering.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from condition.frontend import StepContext
 from condition.frontends.tf import REGISTRY, keras_modules
+from condition.frontends.tf.cluster import hold_clusters
+from condition.frontends.tf.layers import layer_info
 from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
 from condition.techniques import ClusterConfig, PruneConfig, QatConfig
@@ -47,5 +52,31 @@ def apply(model: Any, config: QatConfig, ctx: StepContext) -> Any:
     _, _, tfmot = keras_modules()
     q = tfmot.quantization.keras
     quantized = q.quantize_apply(q.quantize_annotate_model(clone(model)), _scheme(scheme_name(config, ctx.done)))
-    fit(quantized, data, config.fine_tune_epochs, STEP)
+    held = _depthwise_clusters(quantized, config, ctx)
+    fit(quantized, data, config.fine_tune_epochs, STEP, callbacks=[hold_clusters(held)] if held else [])
     return quantized
+
+
+def _depthwise_clusters(quantized: Any, config: QatConfig, ctx: StepContext) -> list[tuple[Any, np.ndarray, int]]:
+    """The clustered depthwise kernels CQAT would let drift (tfmot disables cluster preservation
+    for DepthwiseConv2D): each distinct value is one cluster, held as during clustering."""
+    _, keras, _ = keras_modules()
+    cluster = next((c for c in ctx.done if isinstance(c, ClusterConfig)), None)
+    if cluster is None or not config.preserve:
+        return []
+    held = []
+    for wrapper in quantized.layers:
+        layer = getattr(wrapper, "layer", wrapper)
+        info = layer_info(layer)
+        if not isinstance(layer, keras.layers.DepthwiseConv2D) or info is None or cluster.left_out(info) is not None:
+            continue
+        # the float variable itself (the wrapper swaps the layer's attribute for its fake-quantized tensor)
+        variable = next(v for v in wrapper.trainable_weights if "depthwise_kernel" in v.name)
+        kernel = variable.numpy()
+        values, assign = np.unique(kernel, return_inverse=True)
+        assign = assign.reshape(kernel.shape)
+        if cluster.preserve_sparsity and (values == 0).any():
+            zero = int(np.flatnonzero(values == 0)[0])
+            assign = np.where(assign == zero, -1, assign - (assign > zero))
+        held.append((variable, assign, len(values)))
+    return held

@@ -7,14 +7,17 @@ tflite_file reader, so this module imports no tensorflow (`condition measure` us
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
 from condition.backend.metrics import LayerWeights, WeightStats
 from condition.backend.tflite_file import INT8, read_tflite
+from condition.techniques import LayerInfo, conditioning
 
 # builtin code -> index of the weight tensor among the operator's inputs
 _WEIGHTED_OPS = {3: 1, 4: 1, 9: 1, 67: 1}  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV
+_KINDS = {3: "conv", 4: "depthwise", 9: "fc", 67: "transpose_conv"}
 
 
 def _distinct_per_channel(values: np.ndarray, axis: int, per_channel: bool) -> int:
@@ -30,8 +33,26 @@ def _distinct_per_channel(values: np.ndarray, axis: int, per_channel: bool) -> i
     return int(max(len(np.unique(row)) for row in moved))
 
 
-def weight_stats(tflite: str | Path) -> WeightStats:
-    """Per weighted layer: parameters, zeros and distinct int8 values (see `_distinct_per_channel`)."""
+def layer_info(name: str, kind: str, values: np.ndarray) -> LayerInfo:
+    """The policies' view of an exported weight: TFLite stores conv and fully connected weights
+    as [out, (kh, kw,) in] and depthwise as [1, kh, kw, channels]."""
+    if kind == "depthwise":
+        return LayerInfo(name, kind, int(values.size), int(values.shape[-1]), 1)
+    return LayerInfo(name, kind, int(values.size), int(values.shape[0]), int(values.shape[-1]))
+
+
+def two_four(values: np.ndarray, kind: str) -> bool:
+    """Vela's U85 2:4 sparse format fits: a conv or fully connected weight whose every 4
+    consecutive input channels (the last axis), at each kernel position, hold at least 2 zeros."""
+    if kind not in ("conv", "fc") or values.shape[-1] % 4:
+        return False
+    return bool(np.all(np.count_nonzero(values.reshape(-1, 4) == 0, axis=1) >= 2))
+
+
+def weight_stats(tflite: str | Path, chain: Sequence[Any] = ()) -> WeightStats:
+    """Per weighted layer: parameters, zeros and distinct int8 values (see `_distinct_per_channel`);
+    with the run's `chain`, also which of its techniques conditioned the layer (and why others
+    left it out)."""
     graph = read_tflite(tflite)
     layers: list[LayerWeights] = []
     for op in graph.operators:
@@ -42,11 +63,18 @@ def weight_stats(tflite: str | Path) -> WeightStats:
             continue
         values = tensor.values()
         per_channel = tensor.scales > 1
+        kind = _KINDS[op.builtin_code]
+        done, left_out = conditioning(chain, layer_info(tensor.name, kind, values))
         layers.append(LayerWeights(
             name=tensor.name,
             shape=list(tensor.shape),
             params=int(values.size),
             zeros=int(np.count_nonzero(values == 0)),
             unique_values=_distinct_per_channel(values, tensor.quantized_dimension if per_channel else 0, per_channel),
+            kind=kind,
+            unique_axis="channel" if per_channel else "tensor",
+            two_four=two_four(values, kind),
+            conditioned=done,
+            left_out=left_out,
         ))
     return WeightStats(layers=layers)

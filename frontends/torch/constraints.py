@@ -3,14 +3,18 @@
 A technique leaves its constraint on the model (attribute `_condition_constraints`), and every
 later fine-tuning (cluster, QAT) re-applies all of them after each optimizer step, so a pruned
 model stays pruned and a clustered model stays clustered. Parameters are found by name, which
-survives torch.export and prepare_qat_pt2e (their GraphModules keep the attribute paths).
+survives torch.export; prepare_qat_pt2e renames them on BatchNorm models, and qat.py moves the
+constraints onto the new names (`renamed`).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from condition.techniques import LayerInfo
 
 ATTR = "_condition_constraints"
 
@@ -19,6 +23,46 @@ def weight_params(model: nn.Module) -> dict[str, nn.Parameter]:
     """The weights a technique conditions: every parameter named *weight with 2+ dimensions
     (Linear and Conv weights; biases and norms stay as they are)."""
     return {name: p for name, p in model.named_parameters() if name.rsplit(".", 1)[-1].endswith("weight") and p.ndim >= 2}
+
+
+def _layer_kinds(model: nn.Module) -> dict[str, tuple[str, int]]:
+    """weight parameter name -> (kind, conv groups): from the modules, or for an exported
+    GraphModule (a .pt2, a folded model) from the conv/linear ops that read the weight."""
+    kinds: dict[str, tuple[str, int]] = {}
+    for name, m in model.named_modules():
+        key = f"{name}.weight" if name else "weight"
+        if isinstance(m, nn.Linear):
+            kinds[key] = ("fc", 1)
+        elif isinstance(m, nn.modules.conv._ConvTransposeNd):
+            kinds[key] = ("transpose_conv", m.groups)
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            kinds[key] = ("conv", m.groups)
+    if isinstance(model, torch.fx.GraphModule):
+        for node in model.graph.nodes:
+            if node.op != "call_function" or len(node.args) < 2 or getattr(node.args[1], "op", None) != "get_attr":
+                continue
+            op = str(node.target)
+            if op.startswith("aten.linear"):
+                kinds[node.args[1].target] = ("fc", 1)
+            elif op.startswith(("aten.conv1d", "aten.conv2d", "aten.conv3d")):  # (x, w, b, stride, padding, dilation, groups)
+                kinds[node.args[1].target] = ("conv", int(node.args[6]) if len(node.args) > 6 else 1)
+            elif op.startswith("aten.convolution"):  # (x, w, b, stride, padding, dilation, transposed, output_padding, groups)
+                kinds[node.args[1].target] = ("transpose_conv" if node.args[6] else "conv", int(node.args[8]))
+    return kinds
+
+
+def layer_infos(model: nn.Module) -> dict[str, LayerInfo]:
+    """Every weight of `weight_params` as the prune/cluster policies see it, by parameter name.
+    A grouped conv with one input channel per group is `depthwise`; a weight read by no conv or
+    linear is `other` (left out, and named so)."""
+    kinds = _layer_kinds(model)
+    infos = {}
+    for name, p in weight_params(model).items():
+        kind, groups = kinds.get(name, ("other", 1))
+        if kind == "conv" and groups > 1:
+            kind = "depthwise" if p.shape[1] == 1 else "grouped_conv"
+        infos[name] = LayerInfo(name.rsplit(".", 1)[0] if "." in name else name, kind, p.numel(), int(p.shape[0]), int(p.shape[1]))
+    return infos
 
 
 def find_param(model: nn.Module, name: str) -> nn.Parameter | None:
@@ -80,6 +124,22 @@ def add_constraint(model: nn.Module, constraint: Constraint) -> None:
 
 def copy_constraints(src: nn.Module, dst: nn.Module) -> None:
     object.__setattr__(dst, ATTR, constraints_of(src))
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy that keeps the constraints: GraphModule.__deepcopy__ (exported, folded and .pt2
+    models) rebuilds the module and drops attributes it does not know."""
+    copied = copy.deepcopy(model)
+    copy_constraints(model, copied)
+    return copied
+
+
+def renamed(constraint: Constraint, names: dict[str, str]) -> Constraint:
+    """The same constraint on parameters renamed by `names` (old -> new), e.g. onto the
+    `_param_constantN` weights of a prepare_qat_pt2e graph; names not in `names` are kept."""
+    if isinstance(constraint, MaskConstraint):
+        return MaskConstraint({names.get(n, n): m for n, m in constraint.masks.items()})
+    return ClusterConstraint({names.get(n, n): a for n, a in constraint.assignments.items()}, constraint.clusters)
 
 
 def apply_all(model: nn.Module, constraints: list[Constraint] | None = None) -> None:

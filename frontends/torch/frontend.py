@@ -39,7 +39,7 @@ class TorchFrontend:
         """The stage quantized as the chain's end would (PT2E, same calibration), counted on its int8 tensors."""
         from condition.frontends.torch.weights import int8_weight_stats
 
-        return int8_weight_stats(REGISTRY.apply(model, PostTrainingQuantConfig(), ctx))
+        return int8_weight_stats(REGISTRY.apply(model, PostTrainingQuantConfig(), ctx), ctx.done)
 
     def compile(self, model: Any, ctx: StepContext, work: Path) -> Compiled:
         from condition.backend.layer_names import names_from_weights
@@ -55,7 +55,7 @@ class TorchFrontend:
         if not post_training_quant.per_channel_weights(model):
             notes.append("clustered weights quantized per tensor so each layer keeps its shared values as int8 codes")
         x, y = test_tensors(data)
-        weights = int8_weight_stats(model)
+        weights = int8_weight_stats(model, ctx.done)
         fake_quant = acc.fake_quant_accuracy(model, x, y)
         lowered = export.lower(model, export.example_input(input_shape_nchw(data.input_shape)), ctx.target, work)
         placement = lowered.placement

@@ -8,8 +8,6 @@ running it in torch gives the fake-quant accuracy; export.lower turns it into th
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from torch import nn
@@ -47,7 +45,7 @@ def apply(model: nn.Module, config: PostTrainingQuantConfig, ctx: StepContext) -
     target, seed, progress = ctx.target, ctx.seed, ctx.progress
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    model = copy.deepcopy(model)
+    model = cons.copy_model(model)  # with the constraints: clustered layers are quantized per tensor
     example = example_input(input_shape_nchw(data.input_shape))
     graph = export_for_quantization(model, example, type(model).__name__)
     prepared = prepare_pt2e(graph, quantizer_for(target, per_channel=per_channel_weights(model)))

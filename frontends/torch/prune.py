@@ -1,16 +1,16 @@
-"""Magnitude pruning: global L1 unstructured (the seed's `prune.global_unstructured` with
-L1Unstructured), or 2:4 along the input channels (U85's MAC array skips those zeros), then
-retraining with the zeros held fixed.
+"""Magnitude pruning, unstructured or 2:4 along the input channels (U85's MAC array skips those
+zeros), then retraining with the zeros held fixed.
 
-    pruned = apply(model, PruneConfig(sparsity=0.95), data)
+    pruned = apply(model, PruneConfig(sparsity=0.95), ctx)
 
-With 2:4 and sparsity above 0.5 the 2:4 pattern is kept and further weights are pruned inside
-it (global L1 over the survivors). The polynomial schedule ramps sparsity from 0 to the target
-(cubic, as tfmot's PolynomialDecay) over the first 80 % of fine-tuning, then holds it.
+Which layers: `PruneConfig.left_out` (the policy both frontends share). Scope `layer` (default)
+prunes each chosen layer to the sparsity by its own |w| ranking, as tfmot does; `global` ranks
+the chosen layers' weights together (the seed's `prune.global_unstructured` with L1Unstructured),
+which can empty a small layer. With 2:4 and sparsity above 0.5 the 2:4 pattern is kept and
+further weights are pruned inside it. The polynomial schedule ramps sparsity from 0 to the
+target (cubic, as tfmot's PolynomialDecay) over the first 80 % of fine-tuning, then holds it.
 """
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from condition.frontend import StepContext
 from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import constraints as cons
 from condition.frontends.torch.train import steps_per_epoch, train
-from condition.techniques import PruneConfig, Schedule, Structure
+from condition.techniques import PruneConfig, Schedule, Scope, Structure, plan_note
 
 RAMP_FRACTION = 0.8  # polynomial schedule: reach the target after this share of fine-tuning steps
 RAMP_UPDATES = 10  # masks recomputed this many times during the ramp
@@ -61,7 +61,10 @@ def two_four_mask(w: torch.Tensor) -> torch.Tensor:
     return mask.reshape(moved.shape).movedim(-1, 1).contiguous()
 
 
-def masks_for(weights: dict[str, torch.Tensor], sparsity: float, structure: Structure) -> dict[str, torch.Tensor]:
+def masks_for(weights: dict[str, torch.Tensor], sparsity: float, structure: Structure, scope: Scope = Scope.LAYER) -> dict[str, torch.Tensor]:
+    """Masks for the chosen layers' weights: per layer (each at `sparsity`) or one global ranking."""
+    if scope is Scope.LAYER:
+        return {n: masks_for({n: w}, sparsity, structure, Scope.GLOBAL)[n] for n, w in weights.items()}
     if structure is Structure.TWO_FOUR:
         pattern = {n: two_four_mask(w) for n, w in weights.items()}
         pattern_sparsity = sum(float((m == 0).sum()) for m in pattern.values()) / sum(m.numel() for m in pattern.values())
@@ -81,13 +84,16 @@ def apply(model: nn.Module, config: PruneConfig, ctx: StepContext) -> nn.Module:
     """A pruned, retrained copy of `model`; the caller's model is not changed."""
     data: Dataset = ctx.data
     seed, progress = ctx.seed, ctx.progress
-    model = copy.deepcopy(model)
+    model = cons.copy_model(model)
     earlier = cons.constraints_of(model)
-    names = list(cons.weight_params(model))
+    infos = cons.layer_infos(model)
+    names = [n for n, info in infos.items() if config.left_out(info) is None]
+    ctx.note(plan_note(config, list(infos.values())))
 
     def prune_to(sparsity: float) -> cons.MaskConstraint:
-        weights = {n: p.detach() for n, p in cons.weight_params(model).items()}
-        mask = cons.MaskConstraint(masks_for(weights, sparsity, config.structure))
+        params = cons.weight_params(model)
+        weights = {n: params[n].detach() for n in names}
+        mask = cons.MaskConstraint(masks_for(weights, sparsity, config.structure, config.scope) if weights else {})
         mask.apply(model)
         return mask
 

@@ -4,11 +4,13 @@ converted to int8.
     quantized = apply(model, QatConfig(fine_tune_epochs=1), data, target=target)
 
 With `preserve` (PQAT/CQAT/PCQAT), the masks and shared cluster values of earlier steps are
-re-applied after every optimizer step, so QAT does not undo pruning or clustering.
+re-applied after every optimizer step, so QAT does not undo pruning or clustering. On a model
+with BatchNorm, prepare_qat_pt2e rewrites each conv → BatchNorm pair (simulated folding) and
+renames every weight to `_param_constantN`; the weights themselves are the same tensors, so the
+constraints are moved onto the new names by tensor storage. Convert then folds BatchNorm: zeros
+stay zero and each output channel keeps its shared values (quantized per channel).
 """
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
@@ -33,11 +35,14 @@ def apply(model: nn.Module, config: QatConfig, ctx: StepContext) -> torch.fx.Gra
     target, seed, progress = ctx.target, ctx.seed, ctx.progress
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
-    model = copy.deepcopy(model)
+    model = cons.copy_model(model)
     earlier = cons.constraints_of(model) if config.preserve else []
     example = example_input(input_shape_nchw(data.input_shape))
     graph = export_for_quantization(model, example, type(model).__name__)
+    storage = {p.data_ptr(): name for name, p in model.named_parameters()}  # torch.export keeps the tensors
     prepared = prepare_qat_pt2e(graph, quantizer_for(target, per_channel=per_channel_weights(model), qat=True))
+    names = {storage[p.data_ptr()]: name for name, p in prepared.named_parameters() if p.data_ptr() in storage}
+    earlier = [cons.renamed(c, names) for c in earlier]
     with torch.no_grad():  # initialise the observers on real images before training moves them
         prepared(calibration_images(data, OBSERVER_WARMUP_IMAGES, seed))
     missing = [n for c in earlier for n in getattr(c, "masks", getattr(c, "assignments", {})) if cons.find_param(prepared, n) is None]

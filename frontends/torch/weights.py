@@ -2,9 +2,12 @@
 converted PT2E graph (what the .pte's delegate is compiled from), not on float weights or masks."""
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import torch
 
 from condition.backend.metrics import LayerWeights, WeightStats
+from condition.techniques import LayerInfo, conditioning
 
 LAYER_OPS = ("linear", "conv", "addmm", "mm", "matmul", "bmm")
 
@@ -42,9 +45,38 @@ def _layer_name(node: torch.fx.Node) -> str:
     return node.name
 
 
-def int8_weight_stats(converted: torch.fx.GraphModule) -> WeightStats:
+def _kind(node: torch.fx.Node, value: torch.Tensor) -> str:
+    """conv | depthwise | fc | transpose_conv | other, from the op that consumes the weight."""
+    seen = node
+    for _ in range(4):
+        users = list(seen.users)
+        if not users:
+            break
+        seen = users[0]
+        op = str(seen.target)
+        if op.startswith("aten.linear"):
+            return "fc"
+        if op.startswith(("aten.conv1d", "aten.conv2d", "aten.conv3d")):  # (x, w, b, stride, padding, dilation, groups)
+            groups = int(seen.args[6]) if len(seen.args) > 6 else 1
+            return "conv" if groups == 1 else "depthwise" if value.shape[1] == 1 else "grouped_conv"
+        if op.startswith("aten.conv_transpose"):
+            return "transpose_conv"
+    return "other"
+
+
+def two_four(value: torch.Tensor, kind: str) -> bool:
+    """Vela's U85 2:4 sparse format fits: a conv or fully connected weight (out, in, ...) whose
+    every 4 consecutive input channels, at each kernel position, hold at least 2 zeros."""
+    if kind not in ("conv", "fc") or value.shape[1] % 4:
+        return False
+    groups = value.movedim(1, -1).reshape(-1, 4)
+    return bool(((groups == 0).sum(dim=1) >= 2).all())
+
+
+def int8_weight_stats(converted: torch.fx.GraphModule, chain: Sequence[Any] = ()) -> WeightStats:
     """One LayerWeights per int8 constant of 2+ dimensions (Linear/Conv weights); unique values
-    are counted per quantization channel, as the record defines them."""
+    are counted per quantization channel, as the record defines them. With the run's `chain`,
+    each layer also says which of its techniques conditioned it (and why others left it out)."""
     layers = []
     for node in converted.graph.nodes:
         if node.op != "get_attr":
@@ -52,13 +84,20 @@ def int8_weight_stats(converted: torch.fx.GraphModule) -> WeightStats:
         value = getattr(converted, node.target, None)
         if not isinstance(value, torch.Tensor) or value.dtype != torch.int8 or value.ndim < 2:
             continue
+        name, kind, axis = _layer_name(node), _kind(node, value), _channel_axis(node)
+        done, left_out = conditioning(chain, LayerInfo(name, kind, value.numel(), int(value.shape[0]), int(value.shape[1])))
         layers.append(
             LayerWeights(
-                name=_layer_name(node),
+                name=name,
                 shape=list(value.shape),
                 params=value.numel(),
                 zeros=int((value == 0).sum()),
-                unique_values=unique_per_channel(value, _channel_axis(node)),
+                unique_values=unique_per_channel(value, axis),
+                kind=kind,
+                unique_axis="tensor" if axis is None else "channel",
+                two_four=two_four(value, kind),
+                conditioned=done,
+                left_out=left_out,
             )
         )
     return WeightStats(layers=layers)

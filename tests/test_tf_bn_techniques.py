@@ -1,0 +1,91 @@
+"""Prune, cluster and their chains on a BatchNorm CNN (conv stem, depthwise, residual Add, 1x1
+convs, Dense) with the tf frontend, counted on the exported int8 .tflite tensors. The same network
+and checks as tests/test_torch_bn_techniques.py. Random images: these check where zeros and shared
+values end up, not accuracy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from condition.backend.target import Target
+from condition.frontend import StepContext
+from condition.frontends.tf import keras_modules
+from condition.frontends.tf.frontend import FRONTEND
+from condition.frontends.tf.train import TrainData
+from condition.techniques import ClusterConfig, PruneConfig, QatConfig
+
+LAYERS = ["stem", "dw", "pw", "head", "fc"]  # the exported weighted ops, in execution order
+
+
+def bn_cnn():
+    _, keras, _ = keras_modules()
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = L.Input((28, 28, 1))
+    x = L.ReLU()(L.BatchNormalization(name="stem_bn")(L.Conv2D(32, 3, 2, "same", use_bias=False, name="stem")(inputs)))
+    y = L.ReLU()(L.BatchNormalization(name="dw_bn")(L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)))
+    x = L.Add()([x, L.BatchNormalization(name="pw_bn")(L.Conv2D(32, 1, use_bias=False, name="pw")(y))])
+    x = L.ReLU()(L.BatchNormalization(name="head_bn")(L.Conv2D(64, 1, use_bias=False, name="head")(x)))
+    return keras.Model(inputs, L.Dense(10, name="fc")(L.GlobalAveragePooling2D()(x)))
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainData:
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 256)
+    return TrainData(x, y, x[:32], y[:32], seed=0)
+
+
+def _chain(data: TrainData, tmp_path, *steps, notes: list[str] | None = None):
+    """The steps applied in order, as the pipeline does, then exported to int8 and counted."""
+    model, done = bn_cnn(), ()
+    for step in steps:
+        model = FRONTEND.registry.apply(model, step, StepContext(data, Target(), 0, done, note=(notes if notes is not None else []).append))
+        done = (*done, step)
+    stats = FRONTEND.stage_weights(model, StepContext(data, Target(), 0, done), tmp_path / "model")
+    assert len(stats.layers) == len(LAYERS)
+    return dict(zip(LAYERS, stats.layers))
+
+
+def test_cluster_holds_k_values_per_tensor_after_batchnorm_folding(data, tmp_path):
+    notes = []
+    layers = _chain(data, tmp_path, ClusterConfig(clusters=8), notes=notes)
+    assert [layers[n].kind for n in LAYERS] == ["conv", "depthwise", "conv", "conv", "fc"]
+    for layer in layers.values():  # conv, depthwise (not clustered by tfmot) and Dense alike
+        assert layer.conditioned == ["cluster"] and layer.unique_axis == "tensor" and layer.unique_values <= 8, layer
+    assert any(n.startswith("BatchNorm folded into the conv before it (stem, dw, pw, head)") for n in notes)
+    assert "cluster 8: 5 of 5 layers" in notes
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_prune_scope_policy_and_per_layer_sparsity(data, tmp_path, scope):
+    notes = []
+    layers = _chain(data, tmp_path, PruneConfig(0.9, scope=scope), notes=notes)
+    pruned = [n for n in LAYERS if layers[n].conditioned == ["prune"]]
+    assert pruned == ["pw", "head", "fc"]
+    assert layers["stem"].left_out == {"prune": "9 weights per output channel (fewer than 32)"}
+    assert layers["dw"].left_out == {"prune": "depthwise"}
+    assert layers["stem"].sparsity < 0.1 and layers["dw"].sparsity < 0.1
+    zeros = sum(layers[n].zeros for n in pruned) / sum(layers[n].params for n in pruned)
+    assert zeros == pytest.approx(0.9, abs=0.01)  # over the pruned layers, on the int8 tensors
+    if scope == "layer":  # each pruned layer at the request, none emptied
+        for n in pruned:
+            assert layers[n].sparsity == pytest.approx(0.9, abs=0.01), n
+    assert any(n.startswith(f"prune 90 %{' global' if scope == 'global' else ''}: 3 of 5 layers; left out: stem") for n in notes)
+
+
+def test_two_four_layers_carry_the_pattern_and_depthwise_does_not(data, tmp_path):
+    layers = _chain(data, tmp_path, PruneConfig(0.5, structure="2:4"))
+    assert {n: layers[n].two_four for n in LAYERS} == {"stem": False, "dw": False, "pw": True, "head": True, "fc": True}
+    assert layers["stem"].left_out == {"prune": "1 input channels, not a multiple of 4"}
+    for n in ("pw", "head", "fc"):
+        assert layers[n].sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_batchnorm_chain_prune_cluster_qat_keeps_zeros_and_shared_values(data, tmp_path):
+    layers = _chain(data, tmp_path, PruneConfig(0.8), ClusterConfig(clusters=8), QatConfig())
+    for layer in layers.values():  # CQAT quantizes convs per channel, Dense per tensor; the depthwise kernel is held
+        assert layer.unique_values <= 8 and "cluster" in layer.conditioned, layer
+    for n in ("pw", "head", "fc"):
+        assert layers[n].conditioned == ["prune", "cluster"] and layers[n].sparsity >= 0.79, n

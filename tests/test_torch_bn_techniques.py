@@ -1,0 +1,92 @@
+"""Prune, cluster and their chains on a BatchNorm CNN (conv stem, depthwise, residual Add, 1x1
+convs, fc) with the torch frontend, counted on the int8 tensors of the converted PT2E graph (what
+the .pte's delegate is compiled from). Random images: these check where zeros and shared values
+end up, not accuracy."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from condition.backend.target import Target  # noqa: E402
+from condition.datasets import Dataset  # noqa: E402
+from condition.frontend import StepContext  # noqa: E402
+from condition.frontends.torch import REGISTRY  # noqa: E402
+from condition.frontends.torch import frontend  # noqa: E402,F401  (registers the techniques)
+from condition.frontends.torch.weights import int8_weight_stats  # noqa: E402
+from condition.techniques import ClusterConfig, PostTrainingQuantConfig, PruneConfig, QatConfig  # noqa: E402
+
+LAYERS = ["stem", "dw", "pw", "head", "fc"]
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (256, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 256)
+    return Dataset("random", x, y, x[:32], y[:32])
+
+
+def _chain(data: Dataset, *steps, notes: list[str] | None = None):
+    """The steps applied in order, as the pipeline does; then int8 (PTQ) unless the chain quantized."""
+    from torch_test_models import bn_cnn
+
+    model, done = bn_cnn(), ()
+    if not any(s.quantizes for s in steps):
+        steps = (*steps, PostTrainingQuantConfig(calibration_images=32))
+    for step in steps:
+        model = REGISTRY.apply(model, step, StepContext(data, Target(), 0, done, note=(notes if notes is not None else []).append))
+        done = (*done, step)
+    return {layer.name: layer for layer in int8_weight_stats(model, done).layers}
+
+
+def test_cluster_holds_k_values_per_tensor_after_batchnorm_folding(data):
+    notes = []
+    layers = _chain(data, ClusterConfig(clusters=8), notes=notes)
+    assert list(layers) == LAYERS
+    assert [layers[n].kind for n in LAYERS] == ["conv", "depthwise", "conv", "conv", "fc"]
+    for layer in layers.values():  # conv, depthwise and fc alike, on the exported int8 tensors
+        assert layer.conditioned == ["cluster"] and layer.unique_axis == "tensor" and layer.unique_values <= 8, layer
+    assert any(n.startswith("BatchNorm folded into the conv before it (stem, dw, pw, head)") for n in notes)
+    assert "cluster 8: 5 of 5 layers" in notes
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_prune_scope_policy_and_per_layer_sparsity(data, scope):
+    notes = []
+    layers = _chain(data, PruneConfig(0.9, scope=scope), notes=notes)
+    pruned = [n for n in LAYERS if layers[n].conditioned == ["prune"]]
+    assert pruned == ["pw", "head", "fc"]
+    assert layers["stem"].left_out == {"prune": "9 weights per output channel (fewer than 32)"}
+    assert layers["dw"].left_out == {"prune": "depthwise"}
+    assert layers["stem"].sparsity < 0.1 and layers["dw"].sparsity < 0.1
+    zeros = sum(layers[n].zeros for n in pruned) / sum(layers[n].params for n in pruned)
+    assert zeros == pytest.approx(0.9, abs=0.01)  # over the pruned layers, on the int8 tensors
+    if scope == "layer":  # each pruned layer at the request, none emptied
+        for n in pruned:
+            assert layers[n].sparsity == pytest.approx(0.9, abs=0.01), n
+    assert any(n.startswith(f"prune 90 %{' global' if scope == 'global' else ''}: 3 of 5 layers; left out: stem") for n in notes)
+
+
+def test_two_four_layers_carry_the_pattern_and_depthwise_does_not(data):
+    layers = _chain(data, PruneConfig(0.5, structure="2:4"))
+    assert {n: layers[n].two_four for n in LAYERS} == {"stem": False, "dw": False, "pw": True, "head": True, "fc": True}
+    assert layers["stem"].left_out == {"prune": "1 input channels, not a multiple of 4"}
+    for n in ("pw", "head", "fc"):
+        assert layers[n].sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_prune_then_qat_on_batchnorm_keeps_the_masks(data):
+    """prepare_qat_pt2e renames every weight of a conv-BN graph: the masks must follow them."""
+    layers = _chain(data, PruneConfig(0.8), QatConfig())
+    for n in ("pw", "head", "fc"):
+        assert layers[n].sparsity >= 0.79, n
+    assert layers["pw"].unique_axis == "channel"  # no clustering: per-channel scales as usual
+
+
+def test_batchnorm_chain_prune_cluster_qat_keeps_zeros_and_shared_values(data):
+    layers = _chain(data, PruneConfig(0.8), ClusterConfig(clusters=8), QatConfig())
+    for n, layer in layers.items():
+        assert layer.unique_values <= 8 and layer.unique_axis == "tensor", layer
+        assert "cluster" in layer.conditioned
+    for n in ("pw", "head", "fc"):
+        assert layers[n].conditioned == ["prune", "cluster"] and layers[n].sparsity >= 0.79, n

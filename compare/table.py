@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from condition.backend.metrics import MetricsRecord
 from condition.backend.target import Target
 from condition.compare.records import Comparison, Entry
+from condition.techniques import PostTrainingQuantConfig
 
-BASELINE = ["post-training-quant"]
+BASELINE = [PostTrainingQuantConfig.name]
 # The deployable file per frontend: what goes onto the device.
 DEPLOYABLE = {"tf": ("vela_tflite", "tflite"), "torch": ("pte",)}
 RATIO_METRICS = ("encoded_weight_bytes", "artifact_bytes", "npu_cycles", "total_cycles", "dram_bytes")

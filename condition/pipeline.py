@@ -6,25 +6,19 @@ exported and counted on their int8 weights) → export int8 + Vela → evaluate 
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import replace
 
 from condition.backend.layer_names import names_like
 from condition.backend.metrics import MetricsRecord, WeightStats
 from condition.datasets import load_dataset
-from condition.frontend import Frontend, StepContext
+from condition.frontend import StepContext
 from condition.recorder import RunRecorder
-from condition.run import FRONTENDS, Progress, RunConfig, no_progress
+from condition.run import Progress, RunConfig, load_frontend, no_progress
 from condition.threads import pin_compute_threads
 from condition.techniques import PostTrainingQuantConfig
 
 EXPORT_STEP = "export int8 + vela"
 EVALUATE_STEP = "evaluate int8"
-
-
-def load_frontend(name: str) -> Frontend:
-    module, attr = FRONTENDS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
@@ -37,7 +31,7 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
         with rec.step("train float"):
             start = frontend.float_model(config, dataset, progress)
         if start.cached:
-            rec.note("float model from the cache (trained earlier with the same model, data, epochs, seed)")
+            rec.note("float model from the float cache (trained earlier with the same model, data, epochs, seed)")
         with rec.step("evaluate float"):
             accuracy = [frontend.float_accuracy(start.model, start.data)]
 

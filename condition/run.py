@@ -5,6 +5,7 @@ framework; `condition.pipeline.run` drives either one through the same steps.
 """
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,16 @@ FRONTENDS: dict[str, str] = {
     "tf": "condition.frontends.tf.frontend:FRONTEND",
     "torch": "condition.frontends.torch.frontend:FRONTEND",
 }
+
+# artifact suffix -> the frontend that reads it (`condition measure`)
+ARTIFACT_FRONTENDS: dict[str, str] = {".tflite": "tf", ".pte": "torch"}
+
+
+def load_frontend(name: str) -> Any:
+    """The registered frontend object (its framework is imported only now)."""
+    module, attr = FRONTENDS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
 
 # A progress callback gets (step name, fraction done of that step or None).
 Progress = Callable[[str, float | None], None]

@@ -58,7 +58,8 @@ def test_build_chain_gives_each_step_only_its_options() -> None:
                                                       "clusters": 8, "centroid_init": "linear", "preserve_sparsity": True,
                                                       "fine_tune_epochs": 2, "qat_epochs": 3, "calibration_images": 50})
     assert [s.name for s in steps] == ["prune", "cluster", "qat"]
-    assert config_options(steps[0]) == {"sparsity": 0.9, "structure": "2:4", "schedule": "constant", "fine_tune_epochs": 2}
+    assert config_options(steps[0]) == {"sparsity": 0.9, "structure": "2:4", "schedule": "constant", "fine_tune_epochs": 2,
+                                        "scope": "layer"}
     assert steps[1].clusters == 8 and steps[1].centroid_init.value == "linear"
     assert config_options(steps[2]) == {"fine_tune_epochs": 3, "preserve": True}
 

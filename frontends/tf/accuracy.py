@@ -2,11 +2,10 @@
 
 The interpreter runs the same int8 kernels a Cortex-M would run for the model's CPU parts, so
 its top-1 is the accuracy of the artifact, not of the Keras model it came from. tensorflow is
-imported only when an accuracy is asked for.
+imported only when an accuracy is asked for (the package's __init__ has set TF_USE_LEGACY_KERAS).
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -20,8 +19,6 @@ EVALUATOR = "tflite-interpreter int8"
 
 
 def _interpreter(path: Path, batch: int):
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # same process may later run the tfmot frontend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
     try:

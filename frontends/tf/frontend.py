@@ -58,7 +58,7 @@ class TensorFlowFrontend:
         return weight_stats(_export(model, ctx, work.with_suffix(".tflite"), per_channel=_per_channel(ctx)), ctx.done)
 
     def compile(self, model: Any, ctx: StepContext, work: Path) -> Compiled:
-        from condition.backend.accuracy import EVALUATOR, int8_accuracy
+        from condition.frontends.tf.accuracy import int8_accuracy
         from condition.backend.layer_names import names_from_rows
         from condition.backend.vela import compile_tflite
         from condition.frontends.tf.weights import weight_stats
@@ -74,11 +74,34 @@ class TensorFlowFrontend:
         data = ctx.data
 
         def evaluate(progress: Any) -> AccuracyResult:
-            acc = int8_accuracy(tflite, data.x_test, data.y_test)
-            return AccuracyResult("int8", acc.value, EVALUATOR, acc.images)
+            return int8_accuracy(tflite, data.x_test, data.y_test)
 
         return Compiled(artifacts=[("tflite", tflite), ("vela_tflite", compiled.vela_tflite)], weights=weights,
                         vela=estimate, fvp_artifact=compiled.vela_tflite, evaluate=evaluate, notes=notes)
+
+
+    def measure_artifact(self, path: Path, target: Any, dataset: str | None, eval_limit: int | None,
+                         work: Path) -> dict[str, Any]:
+        """An int8 .tflite: weights counted on its tensors, Vela compile, interpreter accuracy if data."""
+        import shutil
+
+        from condition.backend.tflite_file import require_int8
+        from condition.backend.vela import compile_tflite
+        from condition.frontends.tf.accuracy import int8_accuracy
+        from condition.frontends.tf.weights import weight_stats
+
+        require_int8(path)
+        local = work / path.name
+        shutil.copyfile(path, local)
+        compiled = compile_tflite(local, target, work / "vela")
+        fields: dict[str, Any] = {"weights": weight_stats(local), "accuracy": [], "vela": compiled.estimate,
+                                  "artifacts": [("tflite", local), ("vela_tflite", compiled.vela_tflite)]}
+        if dataset:
+            from condition.datasets import load_dataset
+
+            ds = load_dataset(dataset).subset(None, eval_limit)
+            fields["accuracy"] = [int8_accuracy(local, ds.normalised("test"), ds.y_test)]
+        return fields
 
 
 def _layer_namer(model: Any, ctx: StepContext) -> Any:

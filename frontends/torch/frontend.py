@@ -78,4 +78,11 @@ class TorchFrontend:
                         notes=notes, accuracy=[fake_quant])
 
 
+    def measure_artifact(self, path: Path, target: Any, dataset: str | None, eval_limit: int | None,
+                         work: Path) -> dict[str, Any]:
+        """An Ethos-U .pte: its delegates read and checked against the Target."""
+        from condition.frontends.torch.pte import measure_pte
+
+        return measure_pte(path, target, dataset, eval_limit, work)
+
 FRONTEND = TorchFrontend()

@@ -60,7 +60,7 @@ def test_quick_uses_small_subsets_and_one_epoch(tmp_path):
 
 def test_compare_cell_has_the_same_hash_as_the_same_single_run(tmp_path):
     """A compare cell and `condition tf prune --sparsity 0.95` share a configuration (and folder)."""
-    from condition.commands.common import build_run_config
+    from condition.cli.commands.common import build_run_config
 
     opts = {"then": (), "sparsity": 0.95, "structure": "unstructured", "schedule": "constant", "clusters": 16,
             "centroid_init": "kmeans++", "preserve_sparsity": True, "fine_tune_epochs": 1, "qat_epochs": 1,
@@ -136,7 +136,7 @@ def test_cli_reports_a_bad_recipe_in_one_line(tmp_path, capsys):
 def test_cli_options_override_the_recipe(tmp_path):
     import click
 
-    from condition.commands.compare import build_recipe, compare
+    from condition.cli.commands.compare import build_recipe, compare
 
     path = write(tmp_path, GOOD)
     ctx = compare.make_context("compare", ["--recipe", str(path), "--frontend", "torch", "--seed", "3", "--target", "ethos-u85-256"])

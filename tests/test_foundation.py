@@ -11,7 +11,7 @@ import pytest
 
 from condition.backend.metrics import AccuracyResult, LayerWeights, MetricsRecord, WeightStats, config_hash
 from condition.backend.target import Target
-from condition.commands.common import build_chain
+from condition.cli.commands.common import build_chain
 from condition.errors import ConfigError
 from condition.recorder import RunRecorder
 from condition.run import RunConfig

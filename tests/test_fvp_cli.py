@@ -82,7 +82,7 @@ def test_import_attaches_counters(tmp_path: Path, capsys) -> None:
     record = MetricsRecord.read(run_dir)
     assert code == 0 and record.fvp.npu_active_cycles == 48211 and len(record.notes) == 2
     # the summary a run prints now shows the measured figures
-    from condition.summary import summary_rows
+    from condition.cli.summary import summary_rows
     assert ("NPU active cycles", "48,211", "measured: FVP_Corstone_SSE-320") in summary_rows(record)
 
 

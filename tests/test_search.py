@@ -12,7 +12,7 @@ import pytest
 
 from condition.backend.metrics import RECORD_NAME, MetricsRecord
 from condition.cli import cli, main
-from condition.commands.common import build_run_config
+from condition.cli.commands.common import build_run_config
 from condition.compare.search import SearchSpec, TrialOutcome, best_by_frontend, hopeless, previous_trials, write_manifest
 from condition.compare.search_space import (SEED_POINT, baseline_config, chain_steps, command_line, define_space, normalise,
                                             reference_config, total_epochs, trial_config)

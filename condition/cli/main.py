@@ -1,4 +1,4 @@
-"""`condition`: the click entry point. Subcommands live in condition/commands/ and load lazily,
+"""`condition`: the click entry point. Subcommands live in condition/cli/commands/ and load lazily,
 so `condition --help` starts without importing tensorflow or torch."""
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from condition.errors import ConditionError
 
 # name -> "module:attribute"; each module defines one click command or group.
 COMMANDS: dict[str, str] = {
-    "tf": "condition.commands.tf:tf",
-    "torch": "condition.commands.torch:torch_group",
-    "measure": "condition.commands.measure:measure",
-    "advise": "condition.commands.advise:advise",
-    "compare": "condition.commands.compare:compare",
-    "report": "condition.commands.compare:report",
-    "search": "condition.commands.search:search",
-    "fvp": "condition.commands.fvp:fvp",
-    "doctor": "condition.commands.doctor:doctor",
+    "tf": "condition.cli.commands.tf:tf",
+    "torch": "condition.cli.commands.torch:torch_group",
+    "measure": "condition.cli.commands.measure:measure",
+    "advise": "condition.cli.commands.advise:advise",
+    "compare": "condition.cli.commands.compare:compare",
+    "report": "condition.cli.commands.compare:report",
+    "search": "condition.cli.commands.search:search",
+    "fvp": "condition.cli.commands.fvp:fvp",
+    "doctor": "condition.cli.commands.doctor:doctor",
 }
 NOISY_LOGGERS = ("torchao", "torch", "executorch", "tensorflow", "absl", "h5py")
 SHORT_HELP: dict[str, str] = {

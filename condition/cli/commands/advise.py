@@ -20,7 +20,7 @@ import click
 from condition.backend.advise import ADVICE_NAME, BOUND_LABELS, DEFAULT_CLUSTERS, DEFAULT_SPARSITY, Advice
 from condition.backend.atomic import atomic_folder
 from condition.backend.target import Target
-from condition.commands.common import build_target, target_options
+from condition.cli.commands.common import build_target, target_options
 from condition.errors import ArtifactError, ConfigError
 
 ARTIFACT_KINDS = {"tf": "tflite", "torch": "tosa"}  # the metrics record's artifact Vela re-compiles, per frontend
@@ -93,8 +93,8 @@ def _tosa_beside_pte(pte: Path, record: Any, target: Target) -> Path:
 def dense_artifact(opts: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """The dense int8 model of a built-in or user model: a post-training-quant run (reused when an
     identical run already finished)."""
-    from condition.commands.common import build_run_config
-    from condition.progress import ProgressBar
+    from condition.cli.commands.common import build_run_config
+    from condition.cli.progress import ProgressBar
     from condition.run import run_config
 
     config = build_run_config(opts["frontend"], "post-training-quant", opts)

@@ -151,9 +151,9 @@ def technique_command(frontend: str, technique: str, help: str, epilog: str, sho
 
 def execute(config, as_json: bool) -> None:
     """Run one configuration with a progress bar on stderr; print the summary table or JSON."""
-    from condition.progress import ProgressBar
+    from condition.cli.progress import ProgressBar
     from condition.run import run_config
-    from condition.summary import format_summary
+    from condition.cli.summary import format_summary
 
     with ProgressBar(f"{config.frontend} {chain_slug(config.chain)}") as bar:
         record = run_config(config, bar.update)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from condition.commands.common import build_target, image_size_callback, target_options
+from condition.cli.commands.common import build_target, image_size_callback, target_options
 
 # Every multi-run command runs on Ray (compare/cluster.py); shared by `compare` and `search`.
 address_option = click.option(

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from condition.errors import ArtifactError
-from condition.summary import FVP_COUNTERS
+from condition.cli.summary import FVP_COUNTERS
 
 
 def _read_log(path: str) -> str:

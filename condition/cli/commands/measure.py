@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from condition.commands.common import build_target, target_options
+from condition.cli.commands.common import build_target, target_options
 
 
 @click.command(name="measure")
@@ -28,7 +28,7 @@ def measure(artifact: str, dataset: str | None, eval_limit: int | None, out: str
     \b
     Example:  condition measure model_int8.tflite --target ethos-u55-128 --dataset fashion-mnist
     """
-    from condition.summary import format_summary
+    from condition.cli.summary import format_summary
 
     from condition.measure import measure_file
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from condition.commands.common import build_target, target_options
-from condition.commands.compare import CompareProgress, address_option
+from condition.cli.commands.common import build_target, target_options
+from condition.cli.commands.compare import CompareProgress, address_option
 
 DEFAULT_OUT = "runs/search"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from condition.commands.common import technique_command
+from condition.cli.commands.common import technique_command
 from condition.techniques import TECHNIQUE_NAMES
 
 EPILOG = """\b

@@ -38,6 +38,14 @@ class CentroidInit(str, enum.Enum):
     RANDOM = "random"
 
 
+def _choice(kind: type[enum.Enum], value: Any, option: str) -> Any:
+    """`value` as a member of `kind`; a recipe's typo is a one-line ConfigError listing the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(option, value, "unknown value", "choose " + " or ".join(m.value for m in kind)) from None
+
+
 # ---- which layers a technique conditions: one policy, read the same way on both frontends -----
 
 LAYER_KINDS = ("conv", "depthwise", "fc")  # what prune and cluster condition; others are left out, named
@@ -97,9 +105,9 @@ class PruneConfig:
     scope: Scope = Scope.LAYER
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "structure", Structure(self.structure))
-        object.__setattr__(self, "schedule", Schedule(self.schedule))
-        object.__setattr__(self, "scope", Scope(self.scope))
+        object.__setattr__(self, "structure", _choice(Structure, self.structure, "--structure"))
+        object.__setattr__(self, "schedule", _choice(Schedule, self.schedule, "--schedule"))
+        object.__setattr__(self, "scope", _choice(Scope, self.scope, "--scope"))
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError("--sparsity", self.sparsity, "must be in [0, 1)", "e.g. 0.95 for 95 % zeros")
         if self.structure is Structure.TWO_FOUR and self.sparsity < 0.5:
@@ -147,7 +155,7 @@ class ClusterConfig:
     fine_tune_epochs: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "centroid_init", CentroidInit(self.centroid_init))
+        object.__setattr__(self, "centroid_init", _choice(CentroidInit, self.centroid_init, "--centroid-init"))
         if self.clusters < 2:
             raise ConfigError("--clusters", self.clusters, "must be at least 2", "16 is a common choice for int8")
         if self.clusters > 256:

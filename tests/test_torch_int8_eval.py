@@ -1,7 +1,7 @@
-"""The torch int8 evaluator: the batched TOSA graph (lowered again for evaluation only) gives the
-same logits as the .pte's own batch-1 graph run image by image, on an MLP and a BatchNorm CNN with
-a depthwise conv; a batched result that differs is caught and replaced; the .pte holds no path of
-the folder it was built in. Real PT2E, ExecuTorch lowering, Vela and TOSA reference model, on
+"""The torch int8 evaluator: a batched TOSA graph (the .pte's own graph patched to 8 images per
+call, or the converted graph lowered again for evaluation only) gives the same logits as the .pte's
+batch-1 graph run image by image, on an MLP and a BatchNorm CNN with a depthwise conv; a batched
+result that differs is caught and replaced; the .pte holds no path of the folder it was built in. Real PT2E, ExecuTorch lowering, Vela and TOSA reference model, on
 random images (no data set needed)."""
 from __future__ import annotations
 
@@ -73,7 +73,10 @@ def lowered(request, tmp_path_factory) -> export.LoweredProgram:
     return _lowered(request.param(), tmp_path_factory.mktemp(request.param.__name__))
 
 
-def test_batched_graph_gives_the_per_image_logits(lowered, monkeypatch):
+@pytest.mark.parametrize("path", ["patched", "lowered again"])
+def test_batched_graph_gives_the_per_image_logits(lowered, path, monkeypatch):
+    """The .pte's TOSA graph patched to 8 images per call, and the converted graph lowered again at
+    8 images: the same logits as one image per call on the batch-1 graph, bit for bit."""
     x, _ = tensors_of(_data())
     graphs = []
     evaluate = acc.evaluate
@@ -84,8 +87,11 @@ def test_batched_graph_gives_the_per_image_logits(lowered, monkeypatch):
 
     monkeypatch.setattr(acc, "evaluate", spy)
     monkeypatch.setattr(acc, "EVAL_BATCH", BATCH)
+    if path == "lowered again":
+        monkeypatch.setattr(acc, "rebatched_graph", lambda exact, batch: None)
     batched = acc.int8_predictions(lowered, x, batched=True)
     assert [g.batch for g in graphs] == [BATCH, 1]  # the batched graph ran, then its first images were checked at batch 1
+    assert (graphs[0].program is lowered.eval_program) == (path == "patched")
     per_image = acc.int8_predictions(lowered, x, batched=False)
     assert np.array_equal(batched, per_image)
     logits = evaluate(graphs[0], x, workers=1)
@@ -93,18 +99,18 @@ def test_batched_graph_gives_the_per_image_logits(lowered, monkeypatch):
 
 
 def test_a_batched_result_that_differs_falls_back_to_the_batch1_graph(lowered, monkeypatch, caplog):
-    """The first delegate call (the batched evaluation) comes back off by one: the check on the
-    first images catches it and every image is evaluated again on the batch-1 graph."""
+    """Batched delegate calls come back off by one: the check on the first images catches it and
+    every image is evaluated again on the batch-1 graph."""
     x, _ = tensors_of(_data())
     call, calls = acc._DelegateRunner.__call__, []
 
-    def first_call_off_by_one(self, module, *args):
+    def batched_off_by_one(self, module, *args):
         calls.append(len(args[0]))
         outs = call(self, module, *args)
-        return tuple(o + 1 for o in outs) if len(calls) == 1 else outs
+        return tuple(o + 1 for o in outs) if self.batch > 1 else outs
 
-    monkeypatch.setattr(acc._DelegateRunner, "__call__", first_call_off_by_one)
-    monkeypatch.setattr(acc, "batched_graph", lambda lowered, batch: acc.batch1_graph(lowered))  # no second lowering
+    monkeypatch.setattr(acc._DelegateRunner, "__call__", batched_off_by_one)
+    monkeypatch.setattr(acc, "batched_graph", lambda lowered, batch: None)  # no second lowering
     with caplog.at_level(logging.WARNING, logger=acc.__name__):
         preds = acc.int8_predictions(lowered, x, batched=True)
     assert "differs from the .pte's batch-1 graph" in caplog.text

@@ -5,11 +5,12 @@ running the converted graph in torch (float simulation of int8: close, not bit-e
 The ops the partitioner left outside the delegate (the input quantize, the output dequantize,
 and any op the NPU does not support) run in torch; only the delegate call is replaced, so the
 figure covers the whole .pte graph. The .pte's graph is compiled for batch 1 (one reference-model
-call per image, about 6 ms for the MLP), so for a large test set the same converted graph is lowered
-once more to TOSA at EVAL_BATCH images (export.lower_for_evaluation: same partition, same passes,
-no Vela) and each call runs a whole batch. Integer arithmetic does not mix images, so the
-predictions are the same; every batched evaluation still checks its first images against the
-batch-1 graph and falls back to it on any difference. Chunks spread over a process pool.
+call per image, about 6 ms for the MLP), so for a large test set each call runs EVAL_BATCH images
+(about 1.2 ms an image): the .pte's own TOSA graph with its batch axis patched (tosa_worker.rebatch,
+for graphs of ops that never mix images), else the converted graph lowered once more to TOSA at that
+batch (export.lower_for_evaluation: same partition, same passes, no Vela). Either way every batched
+evaluation checks its first images against the unpatched batch-1 graph and falls back to it on any
+difference. Chunks spread over a process pool.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ FAKE_QUANT_EVALUATOR = "pt2e fake-quant (torch float simulation of the int8 grap
 FLOAT_EVALUATOR = "torch float32"
 CHUNK = 250  # images per reference-model task of the batch-1 graph
 EVAL_BATCH = 250  # images per reference-model call of the batched evaluation graph (5.7x faster than one by one)
-BATCHED_MIN_IMAGES = 1000  # below this, lowering a second graph costs more than it saves
+BATCHED_MIN_IMAGES = 50  # below this, image by image is as fast as a batch and its check
+LOWERING_MIN_IMAGES = 1000  # below this, lowering a second graph costs more than it saves
 CHECK_IMAGES = 2  # images of every batched evaluation also run on the batch-1 graph: results must be equal
 BATCH = 2000  # images per pass through the CPU part of the graph
 POOL_MIN_IMAGES = 500  # below this a process pool costs more than it saves
@@ -58,6 +60,16 @@ def batch1_graph(lowered: LoweredProgram) -> EvalGraph:
     files = _tosa_by_tag(lowered)
     graphs = {tag: files[tag].read_bytes() for tag in (_tag_of(m) for m in lowered_modules(lowered.eval_program).values())}
     return EvalGraph(lowered.eval_program, graphs, 1)
+
+
+def rebatched_graph(exact: EvalGraph, batch: int = EVAL_BATCH) -> EvalGraph | None:
+    """The .pte's TOSA graphs patched to `batch` images per call (no lowering), or None (see rebatch)."""
+    from condition.frontends.torch.tosa_worker import rebatch
+
+    graphs = {tag: rebatch(graph, batch) for tag, graph in exact.graphs.items()}
+    if not graphs or any(g is None for g in graphs.values()):
+        return None
+    return EvalGraph(exact.program, graphs, batch)
 
 
 def batched_graph(lowered: LoweredProgram, batch: int = EVAL_BATCH) -> EvalGraph | None:
@@ -176,26 +188,41 @@ def int8_predictions(lowered: LoweredProgram, x: torch.Tensor, progress: Callabl
                      workers: int | None = None, batched: bool | None = None) -> np.ndarray:
     """Class index per image from the delegated graph run on the TOSA reference model.
 
-    `batched`: evaluate with a graph lowered for EVAL_BATCH images per call (default: when there
-    are at least BATCHED_MIN_IMAGES images); False = the .pte's batch-1 graph, image by image."""
+    `batched`: EVAL_BATCH images per reference-model call (default: from BATCHED_MIN_IMAGES images,
+    a second lowering only from LOWERING_MIN_IMAGES); False = the .pte's batch-1 graph, image by image."""
     where = str(lowered.tosa_files[0] if lowered.tosa_files else lowered.pte)
     try:
         exact = batch1_graph(lowered)
-        graph = None
+        logits = None
         if batched or (batched is None and len(x) >= BATCHED_MIN_IMAGES):
-            graph = batched_graph(lowered, min(EVAL_BATCH, len(x)))
-        if graph is not None:
-            logits = evaluate(graph, x, progress, workers)
-            check = min(CHECK_IMAGES, len(x))
-            if not torch.equal(logits[:check], evaluate(exact, x[:check], workers=1)):
-                log.warning("batched int8 evaluation differs from the .pte's batch-1 graph on its first images: "
-                            "evaluating image by image")
-                graph = None
-        if graph is None:
+            logits = _batched_logits(lowered, exact, x, progress, workers, lowering=bool(batched) or len(x) >= LOWERING_MIN_IMAGES)
+        if logits is None:
             logits = evaluate(exact, x, progress, workers)
     except Exception as exc:
         raise StepError("tosa reference model", where, f"{type(exc).__name__}: {one_line(exc)}") from None
     return logits.argmax(-1).reshape(len(x)).numpy() if len(x) else np.zeros(0, dtype=np.int64)
+
+
+def _batched_logits(lowered: LoweredProgram, exact: EvalGraph, x: torch.Tensor, progress: Callable[[float], None] | None,
+                    workers: int | None, lowering: bool) -> torch.Tensor | None:
+    """Logits from the patched graph, else (with `lowering`) from the graph lowered again; None when
+    neither runs or gives the batch-1 graph's logits on the first images."""
+    batch = min(EVAL_BATCH, len(x))
+    check = min(CHECK_IMAGES, len(x))
+    makers = [lambda: rebatched_graph(exact, batch)] + ([lambda: batched_graph(lowered, batch)] if lowering else [])
+    for make in makers:
+        graph = make()
+        if graph is None:
+            continue
+        try:
+            logits = evaluate(graph, x, progress, workers)
+        except Exception as exc:  # noqa: BLE001 — e.g. CPU ops outside the delegate fixed to batch 1
+            log.info("batched int8 evaluation failed (%s: %s)", type(exc).__name__, one_line(exc))
+            continue
+        if torch.equal(logits[:check], evaluate(exact, x[:check], workers=1)):
+            return logits
+        log.warning("batched int8 evaluation differs from the .pte's batch-1 graph on its first images: not used")
+    return None
 
 
 def int8_accuracy(lowered: LoweredProgram, x: torch.Tensor, y: torch.Tensor, progress=None) -> AccuracyResult:

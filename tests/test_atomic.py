@@ -10,6 +10,7 @@ import pytest
 
 from condition.backend.atomic import atomic_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
 from condition.float_cache import IDENTITY_FILE, cached
+from condition.threads import COMPUTE_THREADS
 
 
 def _entries(folder: Path) -> list[str]:
@@ -80,7 +81,7 @@ def test_float_cache_trains_once_per_identity_and_retrains_a_damaged_entry(tmp_p
     assert cached(tmp_path, identity, train, save, load) == ({"w": 1}, False)
     assert cached(tmp_path, identity, train, save, load) == ({"w": 1}, True)
     (entry,) = [p for p in tmp_path.iterdir()]
-    assert json.loads((entry / IDENTITY_FILE).read_text()) == identity
+    assert json.loads((entry / IDENTITY_FILE).read_text()) == {**identity, "compute_threads": COMPUTE_THREADS}
     assert cached(tmp_path, {**identity, "seed": 1}, train, save, load) == ({"w": 2}, False)  # another key
     (entry / "model.json").write_text("{trunc")
     assert cached(tmp_path, identity, train, save, load) == ({"w": 3}, False)  # damaged: retrained, replaced

@@ -10,6 +10,8 @@ import pytest
 
 from condition.cli import main
 
+from conftest import needs_fashion_mnist  # noqa: E402
+
 
 def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
@@ -128,6 +130,7 @@ def test_missing_model_file(capsys, tmp_path, tiny_npz) -> None:
     assert _files(out) == []
 
 
+@needs_fashion_mnist
 def test_model_that_does_not_fit_the_data(capsys, tmp_path, keras_files) -> None:
     out = tmp_path / "out"  # the 8×8 model against 28×28 Fashion-MNIST
     _fails(capsys, ["tf", "post-training-quant", "--model", str(keras_files["cpu_op"]), "--train-limit", "50",

@@ -8,6 +8,10 @@ import pytest
 
 from condition.cli import main
 
+from conftest import needs_fashion_mnist  # noqa: E402
+
+pytestmark = needs_fashion_mnist
+
 
 @pytest.mark.slow
 def test_compare_quick_end_to_end_then_resume(tmp_path, capsys):

@@ -18,6 +18,10 @@ import pytest
 from condition.backend.metrics import RECORD_NAME, MetricsRecord
 from condition.cli import main
 
+from conftest import needs_fashion_mnist  # noqa: E402
+
+pytestmark = needs_fashion_mnist
+
 RAY = Path(sys.executable).with_name("ray")
 CONDITION = [sys.executable, "-c", "from condition.cli import entry_point; entry_point()"]
 TINY = """

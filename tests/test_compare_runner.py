@@ -13,6 +13,10 @@ from condition.compare.matrix import expand
 from condition.compare.recipe import Recipe, make_chain
 from condition.compare.runner import is_done, run_cells
 
+from conftest import needs_fashion_mnist  # noqa: E402
+
+pytestmark = needs_fashion_mnist
+
 
 class Collect:
     def __init__(self) -> None:

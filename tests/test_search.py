@@ -19,6 +19,10 @@ from condition.compare.search_space import (SEED_POINT, baseline_config, chain_s
 from condition.errors import ConfigError
 from condition.run import RunConfig
 
+from conftest import needs_fashion_mnist  # noqa: E402
+
+pytestmark = needs_fashion_mnist
+
 PARAMS = [
     SEED_POINT,
     {"structure": "unstructured", "sparsity": 0.871, "schedule": "polynomial", "fine_tune_epochs": 1, "clusters": 0,

@@ -100,6 +100,10 @@ class Frontend(Protocol):
     name: str
     registry: TechniqueRegistry
 
+    def pin_threads(self, threads: int) -> None:
+        """Compute with `threads` intra-op threads from here on (results depend on it)."""
+        ...
+
     def float_model(self, config: Any, dataset: Any, progress: Any) -> FloatModel: ...
 
     def float_accuracy(self, model: Any, data: Any) -> AccuracyResult: ...

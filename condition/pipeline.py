@@ -14,7 +14,7 @@ from condition.datasets import load_dataset
 from condition.frontend import StepContext
 from condition.recorder import RunRecorder
 from condition.run import Progress, RunConfig, load_frontend, no_progress
-from condition.threads import pin_compute_threads
+from condition.threads import COMPUTE_THREADS, pin_thread_env
 from condition.techniques import PostTrainingQuantConfig
 
 EXPORT_STEP = "export int8 + vela"
@@ -23,8 +23,9 @@ EVALUATE_STEP = "evaluate int8"
 
 def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
     """Condition, export, compile and measure one configuration; returns the written record."""
-    pin_compute_threads(config.frontend)  # same threads alone, in compare and in tests: same bytes
+    pin_thread_env()  # same threads alone, in compare and in tests: same bytes
     frontend = load_frontend(config.frontend)
+    frontend.pin_threads(COMPUTE_THREADS)
     with RunRecorder(config, progress) as rec:
         with rec.step("load data"):
             dataset = load_dataset(config.dataset, config.test_split, config.image_size).subset(config.train_limit, config.eval_limit)

@@ -10,14 +10,12 @@ results and speed stay as they were) and, for these small models, a second threa
 (see bench/results/speed.md). The TOSA reference model's worker pool is not pinned: it runs int8
 arithmetic whose result does not depend on how images are spread over processes.
 
-    pin_compute_threads("torch")   # at the start of a run, before training
+    pin_thread_env()                              # at the start of a run, before the framework loads
+    load_frontend("torch").pin_threads(COMPUTE_THREADS)
 """
 from __future__ import annotations
 
-import logging
 import os
-
-log = logging.getLogger(__name__)
 
 COMPUTE_THREADS = 1
 # read by the BLAS/OpenMP runtimes and by TensorFlow when they start
@@ -28,28 +26,3 @@ def pin_thread_env(threads: int = COMPUTE_THREADS) -> None:
     """Before tensorflow/torch are imported: both size their thread pools from these at start."""
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
-
-
-def pin_compute_threads(frontend: str) -> None:
-    """Make the frontend's framework compute with COMPUTE_THREADS threads from here on.
-
-    torch can change its pool at any time. TensorFlow takes its counts once, when its context
-    starts (setting the same counts again is a no-op): if that already happened in this process
-    with other counts (a test that used TF before any run), the run goes on and a warning says
-    its bytes may differ."""
-    pin_thread_env()
-    if frontend == "torch":
-        import torch
-
-        torch.set_num_threads(COMPUTE_THREADS)
-    elif frontend == "tf":
-        from condition.frontends.tf import keras_modules  # sets TF_USE_LEGACY_KERAS before tensorflow loads
-
-        threading = keras_modules()[0].config.threading
-        try:
-            threading.set_intra_op_parallelism_threads(COMPUTE_THREADS)
-            threading.set_inter_op_parallelism_threads(COMPUTE_THREADS)
-        except RuntimeError:  # context already initialised with other counts
-            log.warning("TensorFlow started before the run with %s intra-op threads, not %s: this run's "
-                        "artifacts may differ from the same configuration's elsewhere",
-                        threading.get_intra_op_parallelism_threads() or "default", COMPUTE_THREADS)

@@ -4,6 +4,7 @@ weights counted on the exported tensors → Vela → int8 accuracy on the TFLite
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,28 @@ from condition.models import parse_model_spec
 from condition.run import Progress, RunConfig
 from condition.techniques import ClusterConfig, PostTrainingQuantConfig, QatConfig
 
+log = logging.getLogger(__name__)
 FLOAT_EVALUATOR = "keras float32"
 
 
 class TensorFlowFrontend:
     name = "tf"
     registry = REGISTRY
+
+    def pin_threads(self, threads: int) -> None:
+        """TensorFlow takes its thread counts once, when its context starts (setting the same counts
+        again is a no-op): if that already happened in this process with other counts (a test that
+        used TF before any run), the run goes on and a warning says its bytes may differ."""
+        from condition.frontends.tf import keras_modules
+
+        threading = keras_modules()[0].config.threading
+        try:
+            threading.set_intra_op_parallelism_threads(threads)
+            threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # context already initialised with other counts
+            log.warning("TensorFlow started before the run with %s intra-op threads, not %s: this run's "
+                        "artifacts may differ from the same configuration's elsewhere",
+                        threading.get_intra_op_parallelism_threads() or "default", threads)
 
     def float_model(self, config: RunConfig, ds: Dataset, progress: Progress) -> FloatModel:
         """The trained float model, trained at most once per (model, data, epochs, seed, limit)."""

@@ -21,6 +21,11 @@ class TorchFrontend:
     name = "torch"
     registry = REGISTRY
 
+    def pin_threads(self, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+
     def float_model(self, config: RunConfig, ds: Dataset, progress: Progress) -> FloatModel:
         from condition.frontends.torch.float_cache import trained_float_model
 

@@ -31,7 +31,7 @@ from condition.backend.metrics import RECORD_NAME, MetricsRecord
 from condition.compare.cluster import ray_session, usable_cores
 from condition.compare.matrix import Cell, lanes
 from condition.compare.transfer import Units, install, is_cache, pack
-from condition.compare.worker import CellResult, log_path, run_cell, runtime_env, write_failed_record
+from condition.compare.worker import CellResult, is_alive, log_path, run_cell, runtime_env, write_failed_record
 from condition.errors import ArtifactError
 from condition.run import RunConfig
 
@@ -101,18 +101,8 @@ def remove_stale_partials(cells: list[Cell]) -> None:
             continue
         for p in folder.glob(".*-*"):
             pid = p.name.rsplit("-", 1)[-1]
-            if p.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            if p.is_dir() and pid.isdigit() and not is_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, events: Events | None = None,

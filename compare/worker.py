@@ -107,14 +107,15 @@ def _private_out() -> Path:
     base.mkdir(parents=True, exist_ok=True)
     for p in base.glob("*-*"):
         pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not is_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
     path = base / f"{uuid.uuid4().hex[:12]}-{os.getpid()}"
     path.mkdir()
     return path
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """Is the process that owns a private folder still running (else its folder is debris)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

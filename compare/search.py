@@ -410,6 +410,8 @@ def run_search(spec: SearchSpec, address: str | None = None, events: SearchEvent
     from condition.compare.cluster import ray_session
     from condition.compare.runner import LaneCache, lane_key, run_cells
 
+    # Tune runs each trial in a working folder of its own: a relative OUT would land there
+    spec = dataclasses.replace(spec, bases=tuple(dataclasses.replace(b, out=Path(b.out).resolve()) for b in spec.bases))
     events = events or SearchEvents()
     started = time.monotonic()
     earlier = previous_trials(spec)

@@ -113,8 +113,9 @@ def test_resuming_into_a_folder_of_another_search_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_four_trial_search_on_tiny_data_then_report_then_resume(tmp_path, capsys):
-    out = tmp_path / "search"
+def test_four_trial_search_on_tiny_data_then_report_then_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = Path("search")  # relative, as a user types it: trials run in Tune's own working folders
     args = ["search", "--frontend", "both", "--trials", "2", "--train-limit", "300", "--eval-limit", "100", "--out", str(out)]
     assert main(args) == 0
     first = capsys.readouterr()

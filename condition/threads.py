@@ -6,8 +6,8 @@ its sums differently), so a configuration run alone (default: one thread per cor
 A run therefore pins its compute threads to COMPUTE_THREADS before any framework op runs, the same
 way on the CLI, in compare's Ray workers and in tests; the number is part of the run identity and
 of the float cache key. One thread, because compare already ran its cells single-threaded (so its
-results and speed stay as they were) and, for these small models, a second thread buys little
-(see bench/results/speed.md). The TOSA reference model's worker pool is not pinned: it runs int8
+results and speed stay as they were) and on a busy machine torch's second OpenMP thread costs far
+more than it gives (bench/results/speed.md; on a quiet one a standalone run may train slower). The TOSA reference model's worker pool is not pinned: it runs int8
 arithmetic whose result does not depend on how images are spread over processes.
 
     pin_thread_env()                              # at the start of a run, before the framework loads

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from condition.backend.metrics import config_hash
 from condition.backend.target import Target
 from condition.errors import ConfigError
-from condition.init import INIT_SCHEME
+from condition.initial_weights import INIT_SCHEME
 from condition.models import BUILTIN_MODELS
 from condition.threads import COMPUTE_THREADS
 from condition.techniques import TechniqueConfig, chain_slug, config_options

@@ -1,11 +1,11 @@
-"""Both frontends start the built-in models from the same weights (condition/init.py), so a
+"""Both frontends start the built-in models from the same weights (condition/initial_weights.py), so a
 tf/torch difference in the report is the pipelines', not the initialisers'."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from condition.init import initial_weights
+from condition.initial_weights import initial_weights
 from condition.models import parse_model_spec
 
 

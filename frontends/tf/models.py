@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from condition.errors import ModelError, one_line
-from condition.init import initial_weights
+from condition.initial_weights import initial_weights
 from condition.frontends.tf import keras_modules
 from condition.models import BN_EPSILON, BN_MOMENTUM_TORCH, BUILTIN_MODELS, CONVNETS, ModelSpec, convnet_spec
 
@@ -34,7 +34,7 @@ def build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int, see
     model = keras.Sequential([L.InputLayer(input_shape), *layers], name=name)
     weighted = [layer for layer in model.layers if isinstance(layer, (L.Dense, L.Conv2D))]
     for layer, init in zip(weighted, initial_weights(name, input_shape, num_classes, seed), strict=True):
-        layer.set_weights([init.kernel, init.bias])  # the same start as the torch side (condition/init.py)
+        layer.set_weights([init.kernel, init.bias])  # the same start as the torch side (condition/initial_weights.py)
     return model
 
 
@@ -71,7 +71,7 @@ def _convnet(name: str, input_shape: tuple[int, ...], num_classes: int, seed: in
     x = L.Flatten(name="flatten")(L.AveragePooling2D(tuple(x.shape[1:3]), name="pool")(x))
     outputs = L.Dense(num_classes, name="fc")(x)
     model = keras.Model(inputs, outputs, name=name)
-    for init in initial_weights(name, input_shape, num_classes, seed):  # the torch side's start (condition/init.py)
+    for init in initial_weights(name, input_shape, num_classes, seed):  # the torch side's start (condition/initial_weights.py)
         layer = model.get_layer(init.name)
         layer.set_weights(list(init.batchnorm()) if init.kind == "batchnorm"
                           else [init.kernel] + ([init.bias] if init.bias is not None else []))

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from condition.errors import ArtifactError, ModelError, one_line
-from condition.init import INIT_SCHEME, initial_weights
+from condition.initial_weights import INIT_SCHEME, initial_weights
 from condition.models import BN_EPSILON, BN_MOMENTUM_TORCH, BUILTIN_MODELS, CONVNETS, ModelSpec, convnet_spec
 
 
@@ -101,7 +101,7 @@ def input_shape_nchw(dataset_shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def _shared_init(model: nn.Module, name: str, dataset_shape: tuple[int, ...], classes: int, seed: int) -> nn.Module:
-    """Load the initial weights both frontends share (condition/init.py), in torch's layouts."""
+    """Load the initial weights both frontends share (condition/initial_weights.py), in torch's layouts."""
     inits = initial_weights(name, dataset_shape, classes, seed)
     if inits[0].name:  # BatchNorm CNNs: by layer name
         layers = [model.get_submodule(init.name) for init in inits]

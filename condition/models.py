@@ -23,14 +23,6 @@ class ModelSpec:
     kind: str  # "builtin" | "file" | "factory"
     value: str
 
-    @property
-    def label(self) -> str:
-        if self.kind == "file":
-            return Path(self.value).stem
-        if self.kind == "factory":
-            return self.value.rsplit(":", 1)[1]
-        return self.value
-
 
 def parse_model_spec(value: str | None) -> ModelSpec:
     value = value or DEFAULT_MODEL

@@ -12,7 +12,7 @@ Accuracy is reported three ways, each labelled in the output:
   float       the trained float32 model in torch
   fake_quant  the PT2E-converted graph run in torch (float simulation of int8: close, not bit-exact)
   int8        the .pte's delegated TOSA graph run on the TOSA reference model
-              (bit-exact NPU int8 arithmetic; one image per call, so use --eval-limit N for speed)
+              (bit-exact NPU int8 arithmetic, 250 images per call; --eval-limit N for less)
 \b
 --model: mlp | cnn | package.module:factory (returns an nn.Module taking N×C×H×W images
 of the data set) | a .pt2 saved with torch.export.save.

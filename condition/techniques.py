@@ -60,6 +60,7 @@ class LayerInfo:
 
     kind: "conv" | "depthwise" | "fc", or what else the layer is ("transpose_conv", "other", ...).
     in_channels: input channels seen by one output channel (the axis 2:4 groups run along).
+    last: the model's last weighted layer (the classifier: its outputs are the class scores).
     """
 
     name: str
@@ -67,6 +68,7 @@ class LayerInfo:
     params: int
     out_channels: int
     in_channels: int
+    last: bool = False
 
     @property
     def fan_in(self) -> int:
@@ -126,13 +128,17 @@ class PruneConfig:
     def left_out(self, layer: LayerInfo) -> str | None:
         """Why `layer` is not pruned, or None when it is. The policy (both frontends, both scopes):
         Conv and Dense layers only; never depthwise (one kh×kw filter per channel, and Vela's 2:4
-        format excludes it); unstructured needs at least MIN_PRUNE_FAN_IN weights per output
-        channel (an image stem with 1-3 input channels has 9-27: at 0.9 each output would keep
-        one to three); 2:4 needs input channels in multiples of 4 (the groups Vela skips)."""
+        format excludes it); never the classifier (the last weighted layer: a few weights per
+        class score, measured on DS-CNN at 0.9: 0.39 int8 accuracy with it pruned, 0.69 without,
+        dense 0.74); unstructured needs at least MIN_PRUNE_FAN_IN weights per output channel (an
+        image stem with 1-3 input channels has 9-27: at 0.9 each output would keep one to
+        three); 2:4 needs input channels in multiples of 4 (the groups Vela skips)."""
         if layer.kind == "depthwise":
             return "depthwise"
         if layer.kind not in LAYER_KINDS:
             return f"{layer.kind} layer (only Conv and Dense are pruned)"
+        if layer.last:
+            return "the classifier (last weighted layer)"
         if self.structure is Structure.TWO_FOUR:
             if layer.in_channels % 4:
                 return f"{layer.in_channels} input channels, not a multiple of 4"

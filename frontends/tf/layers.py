@@ -3,6 +3,7 @@
 frontends pick the same layers of the same network."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -48,10 +49,14 @@ def layer_info(layer: Any) -> LayerInfo | None:
 
 
 def layer_infos(model: Any) -> dict[str, LayerInfo]:
-    """Every weighted layer of `model`'s top level, by layer name, in model order."""
+    """Every weighted layer of `model`'s top level, by layer name, in model order (the last is
+    marked: the classifier)."""
     infos = {}
     for layer in model.layers:
         info = layer_info(layer)
         if info is not None:
             infos[layer.name] = info
+    if infos:  # the last one is the classifier
+        name = list(infos)[-1]
+        infos[name] = dataclasses.replace(infos[name], last=True)
     return infos

@@ -33,12 +33,12 @@ def _distinct_per_channel(values: np.ndarray, axis: int, per_channel: bool) -> i
     return int(max(len(np.unique(row)) for row in moved))
 
 
-def layer_info(name: str, kind: str, values: np.ndarray) -> LayerInfo:
+def layer_info(name: str, kind: str, values: np.ndarray, last: bool = False) -> LayerInfo:
     """The policies' view of an exported weight: TFLite stores conv and fully connected weights
     as [out, (kh, kw,) in] and depthwise as [1, kh, kw, channels]."""
     if kind == "depthwise":
-        return LayerInfo(name, kind, int(values.size), int(values.shape[-1]), 1)
-    return LayerInfo(name, kind, int(values.size), int(values.shape[0]), int(values.shape[-1]))
+        return LayerInfo(name, kind, int(values.size), int(values.shape[-1]), 1, last)
+    return LayerInfo(name, kind, int(values.size), int(values.shape[0]), int(values.shape[-1]), last)
 
 
 def two_four(values: np.ndarray, kind: str) -> bool:
@@ -54,17 +54,16 @@ def weight_stats(tflite: str | Path, chain: Sequence[Any] = ()) -> WeightStats:
     with the run's `chain`, also which of its techniques conditioned the layer (and why others
     left it out)."""
     graph = read_tflite(tflite)
+    weighted = [(op, graph.tensors[op.inputs[_WEIGHTED_OPS[op.builtin_code]]]) for op in graph.operators
+                if op.builtin_code in _WEIGHTED_OPS]
+    # no constant data: a weight computed at run time
+    weighted = [(op, tensor) for op, tensor in weighted if tensor.type == INT8 and tensor.data is not None]
     layers: list[LayerWeights] = []
-    for op in graph.operators:
-        if op.builtin_code not in _WEIGHTED_OPS:
-            continue
-        tensor = graph.tensors[op.inputs[_WEIGHTED_OPS[op.builtin_code]]]
-        if tensor.type != INT8 or tensor.data is None:  # no constant data: a weight computed at run time
-            continue
+    for i, (op, tensor) in enumerate(weighted):  # operators in execution order: the last is the classifier
         values = tensor.values()
         per_channel = tensor.scales > 1
         kind = _KINDS[op.builtin_code]
-        done, left_out = conditioning(chain, layer_info(tensor.name, kind, values))
+        done, left_out = conditioning(chain, layer_info(tensor.name, kind, values, last=i == len(weighted) - 1))
         layers.append(LayerWeights(
             name=tensor.name,
             shape=list(tensor.shape),

@@ -56,12 +56,14 @@ def layer_infos(model: nn.Module) -> dict[str, LayerInfo]:
     A grouped conv with one input channel per group is `depthwise`; a weight read by no conv or
     linear is `other` (left out, and named so)."""
     kinds = _layer_kinds(model)
+    params = weight_params(model)
     infos = {}
-    for name, p in weight_params(model).items():
+    for i, (name, p) in enumerate(params.items()):
         kind, groups = kinds.get(name, ("other", 1))
         if kind == "conv" and groups > 1:
             kind = "depthwise" if p.shape[1] == 1 else "grouped_conv"
-        infos[name] = LayerInfo(name.rsplit(".", 1)[0] if "." in name else name, kind, p.numel(), int(p.shape[0]), int(p.shape[1]))
+        infos[name] = LayerInfo(name.rsplit(".", 1)[0] if "." in name else name, kind, p.numel(), int(p.shape[0]), int(p.shape[1]),
+                                last=i == len(params) - 1)  # parameters come in the order the model defines them
     return infos
 
 

@@ -77,15 +77,14 @@ def int8_weight_stats(converted: torch.fx.GraphModule, chain: Sequence[Any] = ()
     """One LayerWeights per int8 constant of 2+ dimensions (Linear/Conv weights); unique values
     are counted per quantization channel, as the record defines them. With the run's `chain`,
     each layer also says which of its techniques conditioned it (and why others left it out)."""
+    weights = [node for node in converted.graph.nodes if node.op == "get_attr"
+               and isinstance(value := getattr(converted, node.target, None), torch.Tensor) and value.dtype == torch.int8 and value.ndim >= 2]
     layers = []
-    for node in converted.graph.nodes:
-        if node.op != "get_attr":
-            continue
-        value = getattr(converted, node.target, None)
-        if not isinstance(value, torch.Tensor) or value.dtype != torch.int8 or value.ndim < 2:
-            continue
+    for node in weights:
+        value = getattr(converted, node.target)
         name, kind, axis = _layer_name(node), _kind(node, value), _channel_axis(node)
-        done, left_out = conditioning(chain, LayerInfo(name, kind, value.numel(), int(value.shape[0]), int(value.shape[1])))
+        info = LayerInfo(name, kind, value.numel(), int(value.shape[0]), int(value.shape[1]), last=node is weights[-1])
+        done, left_out = conditioning(chain, info)
         layers.append(
             LayerWeights(
                 name=name,

@@ -83,7 +83,7 @@ def technique_options(f: Callable) -> Callable:
                      help="prune: layer = each pruned layer to --sparsity (never empties one); global = one |w| ranking "
                           "across them (the seed's; can empty a small layer). Pruned: Conv and Dense with at least "
                           f"{MIN_PRUNE_FAN_IN} weights per output channel (2:4: input channels a multiple of 4); "
-                          "never depthwise."),
+                          "never depthwise, never the classifier (last layer)."),
         click.option("--clusters", default=16, show_default=True, type=int,
                      help="cluster: shared weight values per Conv, depthwise and Dense layer (≥ 2); BatchNorm is folded into the conv first."),
         click.option("--centroid-init", default=CentroidInit.KMEANS_PLUS_PLUS.value, show_default=True,

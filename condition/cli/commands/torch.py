@@ -29,7 +29,8 @@ def torch_group() -> None:
 HELP = {
     "post-training-quant": "Int8 post-training quantization (PT2E, symmetric, calibrated on real images) → .pte.",
     "qat": "Quantization-aware training (prepare_qat_pt2e, --qat-epochs of fine-tuning) → .pte.",
-    "prune": "L1 magnitude pruning per layer (--scope global ranks all layers together, like the seed) or 2:4 (--sparsity), retrained (--fine-tune-epochs), then int8 → .pte.",
+    "prune": ("L1 magnitude pruning per layer (--scope global ranks all layers together, like the seed) or 2:4 "
+              "(--sparsity), retrained (--fine-tune-epochs), then int8 → .pte."),
     "cluster": "k-means weight sharing per layer (--clusters), fine-tuned with shared values, then int8 → .pte.",
 }
 for _technique in TECHNIQUE_NAMES:

@@ -23,6 +23,9 @@ def test_prune_policy_unstructured():
     assert [config.left_out(layer) for layer in (STEM, DW, PW, NARROW, FC)] == [
         "9 weights per output channel (fewer than 32)", "depthwise", None, "8 weights per output channel (fewer than 32)", None]
     assert config.left_out(LayerInfo("up", "transpose_conv", 100, 4, 25)) == "transpose_conv layer (only Conv and Dense are pruned)"
+    assert config.left_out(LayerInfo("fc", "fc", 640, 10, 64, last=True)) == "the classifier (last weighted layer)"
+    assert PruneConfig(0.5, structure="2:4").left_out(LayerInfo("fc", "fc", 640, 10, 64, last=True)) is not None
+    assert ClusterConfig().left_out(LayerInfo("fc", "fc", 640, 10, 64, last=True)) is None  # clustered all the same
 
 
 def test_prune_policy_two_four_needs_input_channels_in_fours_and_never_depthwise():

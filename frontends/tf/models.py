@@ -67,8 +67,8 @@ def _convnet(name: str, input_shape: tuple[int, ...], num_classes: int, seed: in
                 x = L.ReLU(6.0 if conv.activation == "relu6" else None, name=f"{conv.name}_{conv.activation}")(x)
         if block.residual:
             x = L.Add(name=f"{block.name}_add")([block_input, x])
-    # Average pooling over the whole feature map, the same op (AVG_POOL) as torch's avg_pool2d
-    x = L.Flatten(name="flatten")(L.AveragePooling2D(tuple(x.shape[1:3]), name="pool")(x))
+    # Average pooling over the whole feature map, the same op (AVG_POOL, stride 1) as torch's avg_pool2d
+    x = L.Flatten(name="flatten")(L.AveragePooling2D(tuple(x.shape[1:3]), strides=1, name="pool")(x))
     outputs = L.Dense(num_classes, name="fc")(x)
     model = keras.Model(inputs, outputs, name=name)
     for init in initial_weights(name, input_shape, num_classes, seed):  # the torch side's start (condition/initial_weights.py)

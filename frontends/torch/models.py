@@ -88,8 +88,9 @@ class ConvNet(nn.Module):
                     x = torch.clamp(x, 0.0, 6.0)  # ReLU6 as clamp: F.relu6 (hardtanh) stays on the CPU after PT2E
             if block.residual:
                 x = x + block_input
-        # avg_pool2d over the whole map, not x.mean(): the Arm quantizer rewrites mean with fixed shapes
-        return self.fc(torch.flatten(F.avg_pool2d(x, x.shape[2:]), 1))
+        # avg_pool2d over the whole map, not x.mean() (the Arm quantizer rewrites mean with fixed
+        # shapes); stride 1 (one output either way) because U55 takes pooling strides up to 3 only
+        return self.fc(torch.flatten(F.avg_pool2d(x, x.shape[2:], stride=1), 1))
 
 
 def input_shape_nchw(dataset_shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -136,7 +136,7 @@ def recalibrate_batchnorm(model: nn.Module, data: Dataset, seed: int) -> int:
     and every parameter and buffer (observers, fake-quant ranges, counters) is restored after
     each batch. Returns the number of images used (0 without BatchNorm).
     """
-    norms = batchnorm_statistics(model)
+    norms = [n for n in batchnorm_statistics(model) if n[2] > 0]  # momentum 0: statistics frozen on purpose
     if not norms:
         return 0
     rng = np.random.default_rng(seed)  # the tf side's TrainData.calibration: same images

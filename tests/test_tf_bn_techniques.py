@@ -1,7 +1,7 @@
 """Prune, cluster and their chains on a BatchNorm CNN (conv stem, depthwise, residual Add, 1x1
-convs, Dense) with the tf frontend, counted on the exported int8 .tflite tensors. The same network
-and checks as tests/test_torch_bn_techniques.py. Random images: these check where zeros and shared
-values end up, not accuracy."""
+convs, ReLU and ReLU6, Dense) with the tf frontend, counted on the exported int8 .tflite tensors.
+The same network and checks as tests/test_torch_bn_techniques.py. Random images: these check where
+zeros and shared values end up, not accuracy."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +25,7 @@ def bn_cnn():
     x = L.ReLU()(L.BatchNormalization(name="stem_bn")(L.Conv2D(32, 3, 2, "same", use_bias=False, name="stem")(inputs)))
     y = L.ReLU()(L.BatchNormalization(name="dw_bn")(L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)))
     x = L.Add()([x, L.BatchNormalization(name="pw_bn")(L.Conv2D(32, 1, use_bias=False, name="pw")(y))])
-    x = L.ReLU()(L.BatchNormalization(name="head_bn")(L.Conv2D(64, 1, use_bias=False, name="head")(x)))
+    x = L.ReLU(6.0)(L.BatchNormalization(name="head_bn")(L.Conv2D(64, 1, use_bias=False, name="head")(x)))
     return keras.Model(inputs, L.Dense(10, name="fc")(L.GlobalAveragePooling2D()(x)))
 
 

@@ -38,7 +38,7 @@ def not_a_module() -> int:
 
 class BnCnn(nn.Module):
     """The layer kinds of DS-CNN / MobileNet in a few thousand weights: conv+BN+ReLU stem (one input
-    channel), depthwise+BN+ReLU, 1x1 conv+BN added back to the stem's output, 1x1 conv+BN+ReLU,
+    channel), depthwise+BN+ReLU, 1x1 conv+BN added back to the stem's output, 1x1 conv+BN+ReLU6,
     global average pooling, fc."""
 
     def __init__(self) -> None:
@@ -52,7 +52,7 @@ class BnCnn(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.stem_bn(self.stem(x)))
         x = x + self.pw_bn(self.pw(torch.relu(self.dw_bn(self.dw(x)))))
-        x = torch.relu(self.head_bn(self.head(x)))
+        x = torch.nn.functional.relu6(self.head_bn(self.head(x)))
         # average pooling as the built-ins do it (the Ethos-U quantizer cannot calibrate a mean over
         # dims of a dynamic-batch graph: it reshapes with an unbound batch size)
         return self.fc(torch.flatten(torch.nn.functional.avg_pool2d(x, x.shape[-2:]), 1))

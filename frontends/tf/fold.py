@@ -7,10 +7,11 @@ codes. The torch frontend folds the same pairs with the same formula (frontends/
 
 A pair is a Conv1D/Conv2D/DepthwiseConv2D without activation whose only consumer is a
 BatchNormalization over the last axis; the model is rebuilt from its config without those
-BatchNorms (Sequential or functional), the conv given a bias. A ReLU/ReLU6 layer right after
-such a BatchNorm becomes the conv's activation: the same function, and the form tfmot's QAT
-quantizes (it leaves the weights of a conv followed by a separate ReLU layer unquantized, so
-CQAT/PQAT would not preserve them).
+BatchNorms (Sequential or functional), the conv given a bias. A ReLU layer right after such a
+BatchNorm becomes the conv's activation: the same function, and the form tfmot's QAT quantizes
+(it leaves the weights of a conv followed by a separate ReLU layer unquantized, so CQAT/PQAT
+would not preserve them; ReLU6 stays a layer, as tfmot cannot quantize a relu6 activation, and
+qat.py holds those clusters itself).
 """
 from __future__ import annotations
 
@@ -55,18 +56,19 @@ def _calls(config: dict[str, Any]) -> dict[str, int]:
 
 
 def _activation(entry: dict[str, Any]) -> str | None:
-    """"relu" / "relu6" when the layer is just that activation (a ReLU or Activation layer)."""
+    """"relu" when the layer is just a ReLU (a ReLU or Activation layer). Not ReLU6: tfmot's QAT
+    cannot quantize a layer whose activation is relu6."""
     c = entry["config"]
-    if entry["class_name"] == "ReLU" and not c.get("negative_slope") and not c.get("threshold"):
-        return {None: "relu", 6.0: "relu6"}.get(None if c.get("max_value") is None else float(c["max_value"]))
-    if entry["class_name"] == "Activation" and c.get("activation") in ("relu", "relu6"):
-        return c["activation"]
+    if entry["class_name"] == "ReLU" and not c.get("negative_slope") and not c.get("threshold") and c.get("max_value") is None:
+        return "relu"
+    if entry["class_name"] == "Activation" and c.get("activation") == "relu":
+        return "relu"
     return None
 
 
 def _plan(model: Any, config: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-    """({removed layer: the conv that takes it in} for each folded BatchNorm and each ReLU/ReLU6
-    merged into the conv as its activation, {conv: activation})."""
+    """({removed layer: the conv that takes it in} for each folded BatchNorm and each ReLU merged
+    into the conv as its activation, {conv: activation})."""
     consumers, calls = _consumers(config), _calls(config)
     entries = {entry["config"]["name"]: entry for entry in config["layers"]}
     removed: dict[str, str] = {}
@@ -80,7 +82,7 @@ def _plan(model: Any, config: dict[str, Any]) -> tuple[dict[str, str], dict[str,
         removed[bn] = conv
         after = consumers.get(bn, [])
         # tfmot's QAT leaves a conv followed by a separate ReLU layer without weight quantization
-        # (and without cluster/sparsity preservation): the activation goes into the conv instead.
+        # (and without cluster/sparsity preservation): a ReLU goes into the conv instead.
         if len(after) == 1 and after[0] in entries and calls.get(after[0]) == 1 and _activation(entries[after[0]]):
             removed[after[0]] = conv
             activations[conv] = _activation(entries[after[0]])
@@ -113,8 +115,8 @@ def _folded_weights(conv: Any, bn: Any) -> list[np.ndarray]:
 def fold_batchnorm(model: Any) -> tuple[Any, list[str]]:
     """(new model with every conv → BatchNorm pair folded, names of the folded convs); the model
     itself when nothing folds (no BatchNorm, a subclassed model, or pairs the rule above rejects).
-    A ReLU/ReLU6 layer right after a folded BatchNorm becomes the conv's activation (the same
-    function; tfmot quantizes such a conv's weights, not one followed by a separate ReLU layer)."""
+    A ReLU layer right after a folded BatchNorm becomes the conv's activation (the same function;
+    tfmot quantizes such a conv's weights, not one followed by a separate ReLU layer)."""
     _, keras, _ = keras_modules()
     if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
         return model, []

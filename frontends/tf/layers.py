@@ -12,14 +12,19 @@ from condition.frontends.tf import keras_modules
 from condition.techniques import LayerInfo
 
 
-def kernel_of(layer: Any) -> Any:
-    """The weight variable prune and cluster act on (None for layers without one)."""
+def kernel_attr(layer: Any) -> str:
+    """The name of the weight prune and cluster act on: depthwise_kernel, pointwise_kernel or kernel."""
     _, keras, _ = keras_modules()
     if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return layer.depthwise_kernel
+        return "depthwise_kernel"
     if isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)):
-        return layer.pointwise_kernel
-    return getattr(layer, "kernel", None)
+        return "pointwise_kernel"
+    return "kernel"
+
+
+def kernel_of(layer: Any) -> Any:
+    """The weight variable prune and cluster act on (None for layers without one)."""
+    return getattr(layer, kernel_attr(layer), None)
 
 
 def layer_info(layer: Any) -> LayerInfo | None:

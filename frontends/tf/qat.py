@@ -2,8 +2,9 @@
 
 After prune and/or cluster the scheme preserves what they did (tfmot collaborative optimization):
 PQAT keeps the zeros, CQAT keeps the clusters, PCQAT keeps both. Without `preserve`, plain QAT
-may move zeros and shared values off, undoing the earlier savings. CQAT does not preserve
-DepthwiseConv2D clusters, so those are held after every batch as during clustering.
+may move zeros and shared values off, undoing the earlier savings. Clusters CQAT does not
+preserve (DepthwiseConv2D; a conv followed by a separate ReLU6 layer, which tfmot leaves without
+a weight quantizer) are held after every batch as during clustering.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from condition.frontend import StepContext
 from condition.frontends.tf import REGISTRY, keras_modules
 from condition.frontends.tf.cluster import hold_clusters
-from condition.frontends.tf.layers import layer_info
+from condition.frontends.tf.layers import kernel_attr, layer_info
 from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
 from condition.techniques import ClusterConfig, PruneConfig, QatConfig
@@ -52,15 +53,15 @@ def apply(model: Any, config: QatConfig, ctx: StepContext) -> Any:
     _, _, tfmot = keras_modules()
     q = tfmot.quantization.keras
     quantized = q.quantize_apply(q.quantize_annotate_model(clone(model)), _scheme(scheme_name(config, ctx.done)))
-    held = _depthwise_clusters(quantized, config, ctx)
+    held = _unpreserved_clusters(quantized, config, ctx)
     fit(quantized, data, config.fine_tune_epochs, STEP, callbacks=[hold_clusters(held)] if held else [])
     return quantized
 
 
-def _depthwise_clusters(quantized: Any, config: QatConfig, ctx: StepContext) -> list[tuple[Any, np.ndarray, int]]:
-    """The clustered depthwise kernels CQAT would let drift (tfmot disables cluster preservation
-    for DepthwiseConv2D): each distinct value is one cluster, held as during clustering."""
-    _, keras, _ = keras_modules()
+def _unpreserved_clusters(quantized: Any, config: QatConfig, ctx: StepContext) -> list[tuple[Any, np.ndarray, int]]:
+    """The clustered kernels CQAT would let drift, to hold as during clustering (each distinct value
+    one cluster; zeros pinned with `preserve_sparsity`): tfmot disables cluster preservation for
+    DepthwiseConv2D, and a conv whose ReLU6 is a separate layer gets no weight quantizer at all."""
     cluster = next((c for c in ctx.done if isinstance(c, ClusterConfig)), None)
     if cluster is None or not config.preserve:
         return []
@@ -68,10 +69,12 @@ def _depthwise_clusters(quantized: Any, config: QatConfig, ctx: StepContext) -> 
     for wrapper in quantized.layers:
         layer = getattr(wrapper, "layer", wrapper)
         info = layer_info(layer)
-        if not isinstance(layer, keras.layers.DepthwiseConv2D) or info is None or cluster.left_out(info) is not None:
+        quantizer = getattr(getattr(wrapper, "quantize_config", None), "weight_quantizer", None)
+        if info is None or cluster.left_out(info) is not None or type(quantizer).__name__.startswith("ClusterPreserve"):
             continue
         # the float variable itself (the wrapper swaps the layer's attribute for its fake-quantized tensor)
-        variable = next(v for v in wrapper.trainable_weights if "depthwise_kernel" in v.name)
+        attr = kernel_attr(layer)
+        variable = next(v for v in wrapper.trainable_weights if v.name.split("/")[-1].split(":")[0] == attr)
         kernel = variable.numpy()
         values, assign = np.unique(kernel, return_inverse=True)
         assign = assign.reshape(kernel.shape)

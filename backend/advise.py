@@ -18,7 +18,6 @@ No framework is imported here.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,13 +142,9 @@ class Advice:
 
     @classmethod
     def read(cls, path: str | Path) -> "Advice":
-        path = Path(path)
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise ArtifactError(str(path), "no advice here") from None
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ArtifactError(str(path), f"not a condition advice file ({exc})") from None
+        from condition.backend.metrics import read_document
+
+        return read_document(Path(path), cls.from_dict, "advice file")
 
 
 # ---- per layer -------------------------------------------------------------------------------

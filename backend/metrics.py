@@ -12,11 +12,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from condition.backend.atomic import write_json_atomic
 from condition.backend.target import Target
 from condition.errors import ArtifactError, ConfigError
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "metrics.json"
@@ -231,12 +233,18 @@ class MetricsRecord:
         path = Path(path)
         if path.is_dir():
             path = path / RECORD_NAME
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise ArtifactError(str(path), "no metrics record here") from None
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ArtifactError(str(path), f"not a condition metrics record ({exc})") from None
+        return read_document(path, cls.from_dict, "metrics record")
+
+
+def read_document(path: Path, parse: Callable[[Any], T], what: str) -> T:
+    """A JSON document of ours (record, advice) parsed by `parse`; one ArtifactError line if it is
+    missing or not ours."""
+    try:
+        return parse(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ArtifactError(str(path), f"no {what} here") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ArtifactError(str(path), f"not a condition {what} ({exc})") from None
 
 
 def _weight_stats(w: dict[str, Any]) -> WeightStats:

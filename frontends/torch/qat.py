@@ -1,14 +1,14 @@
 """Quantization-aware training with PT2E (prepare_qat_pt2e + EthosUQuantizer), fine-tuned, then
 converted to int8.
 
-    quantized = apply(model, QatConfig(fine_tune_epochs=1), data, target=target)
+    quantized = apply(model, QatConfig(fine_tune_epochs=1), ctx)
 
 With `preserve` (PQAT/CQAT/PCQAT), the masks and shared cluster values of earlier steps are
 re-applied after every optimizer step, so QAT does not undo pruning or clustering. On a model
 with BatchNorm, prepare_qat_pt2e rewrites each conv → BatchNorm pair (simulated folding) and
 renames every weight to `_param_constantN`; the weights themselves are the same tensors, so the
-constraints are moved onto the new names by tensor storage. Convert then folds BatchNorm: zeros
-stay zero and each output channel keeps its shared values (quantized per channel).
+constraints are moved onto the new names by tensor storage. Convert then folds BatchNorm, which
+keeps the zeros (a model reaches QAT clustered only with its BatchNorm folded already: cluster.py).
 """
 from __future__ import annotations
 

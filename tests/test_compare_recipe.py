@@ -95,7 +95,7 @@ def test_chain_label_reads_record_fields():
     ("[[chains]]\nsteps = ['distill']", "chains[0].steps[0].technique", "unknown technique"),
     ("[[chains]]\nsteps = [{technique = 'prune', sparsty = 0.9}]", "chains[0].steps[0].sparsty", "not an option of prune"),
     ("[[chains]]\nsteps = [{technique = 'prune', sparsity = 1.5}]", "chains[0]", "--sparsity"),
-    ("[[chains]]\nsteps = [{technique = 'prune', structure = '3:4'}]", "chains[0]", "bad option value"),
+    ("[[chains]]\nsteps = [{technique = 'prune', structure = '3:4'}]", "chains[0]", "unknown value (choose unstructured or 2:4)"),
     ("[[chains]]\nsteps = ['qat', 'prune']", "chains[0]", "did you mean prune → qat"),
     ("[[chains]]\nsteps = []", "chains[0].steps", "float reference row is always shown"),
     ("[[chains]]\nsteps = ['qat']\n[[chains]]\nsteps = [{technique = 'qat'}]", "chains[1]", "same report row as chains[0]"),

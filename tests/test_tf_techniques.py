@@ -83,7 +83,7 @@ def test_post_training_quant_dense_baseline(runs) -> None:
 def test_float_model_is_trained_once(runs) -> None:
     runs(("post-training-quant", {}))
     rec, _ = runs(("prune", {"sparsity": 0.9}))
-    assert any("from the cache" in n for n in rec.notes)
+    assert any("from the float cache" in n for n in rec.notes)
     assert "train float" in rec.step_seconds
 
 

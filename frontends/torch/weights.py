@@ -29,38 +29,41 @@ def unique_per_channel(value: torch.Tensor, axis: int | None) -> int:
     return max(int(torch.unique(r).numel()) for r in rows)
 
 
-def _layer_name(node: torch.fx.Node) -> str:
-    """The model's own name of the layer that consumes a weight (through its dequantize), e.g. `fc2`
-    or `blocks.1.dw` (its module path, kept by torch.export); the graph op name (`linear_1`) else."""
+def _consumer(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The layer op (linear, conv, ...) that consumes a weight through its dequantize, if any."""
     seen = node
     for _ in range(4):
         users = list(seen.users)
         if not users:
-            break
+            return None
         seen = users[0]
         if any(op in str(seen.target) for op in LAYER_OPS):
-            stack = list((seen.meta.get("nn_module_stack") or {}).values())
-            path = stack[-1][0] if stack else ""
-            return path.replace("L['self'].", "") or seen.name
-    return node.name
+            return seen
+    return None
+
+
+def _layer_name(node: torch.fx.Node) -> str:
+    """The model's own name of the layer that consumes a weight, e.g. `fc2` or `blocks.1.dw` (its
+    module path, kept by torch.export); the graph op name (`linear_1`) else."""
+    layer = _consumer(node)
+    if layer is None:
+        return node.name
+    stack = list((layer.meta.get("nn_module_stack") or {}).values())
+    path = stack[-1][0] if stack else ""
+    return path.replace("L['self'].", "") or layer.name
 
 
 def _kind(node: torch.fx.Node, value: torch.Tensor) -> str:
     """conv | depthwise | fc | transpose_conv | other, from the op that consumes the weight."""
-    seen = node
-    for _ in range(4):
-        users = list(seen.users)
-        if not users:
-            break
-        seen = users[0]
-        op = str(seen.target)
-        if op.startswith("aten.linear"):
-            return "fc"
-        if op.startswith(("aten.conv1d", "aten.conv2d", "aten.conv3d")):  # (x, w, b, stride, padding, dilation, groups)
-            groups = int(seen.args[6]) if len(seen.args) > 6 else 1
-            return "conv" if groups == 1 else "depthwise" if value.shape[1] == 1 else "grouped_conv"
-        if op.startswith("aten.conv_transpose"):
-            return "transpose_conv"
+    layer = _consumer(node)
+    op = str(layer.target) if layer is not None else ""
+    if op.startswith("aten.linear"):
+        return "fc"
+    if op.startswith(("aten.conv1d", "aten.conv2d", "aten.conv3d")):  # (x, w, b, stride, padding, dilation, groups)
+        groups = int(layer.args[6]) if len(layer.args) > 6 else 1
+        return "conv" if groups == 1 else "depthwise" if value.shape[1] == 1 else "grouped_conv"
+    if op.startswith("aten.conv_transpose"):
+        return "transpose_conv"
     return "other"
 
 

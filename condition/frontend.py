@@ -106,6 +106,10 @@ class Frontend(Protocol):
 
     def float_model(self, config: Any, dataset: Any, progress: Any) -> FloatModel: ...
 
+    def batchnorm_note(self, model: Any, trained: bool, train_images: int) -> str | None:
+        """What was done to BatchNorm statistics when training ran (None: no BatchNorm, or no training)."""
+        ...
+
     def float_accuracy(self, model: Any, data: Any) -> AccuracyResult: ...
 
     def stage_weights(self, model: Any, ctx: StepContext, work: Path) -> WeightStats:

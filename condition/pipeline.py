@@ -52,6 +52,9 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
                     stats = frontend.stage_weights(model, replace(ctx, done=done), rec.path(f"after_{step.name}_int8"))
                 stages.append(WeightStats(layers=stats.layers, stage=step.name))
 
+        trained = config.epochs > 0 or any(getattr(s, "fine_tune_epochs", 0) > 0 for s in chain)
+        if note := frontend.batchnorm_note(start.model, trained, len(dataset.x_train)):
+            rec.note(note)
         ctx = StepContext(start.data, config.target, config.seed, done, lambda f: progress(EXPORT_STEP, f), config.model)
         with rec.step(EXPORT_STEP):
             compiled = frontend.compile(model, ctx, rec.work_dir)

@@ -41,6 +41,11 @@ class TensorFlowFrontend:
                         "artifacts may differ from the same configuration's elsewhere",
                         threading.get_intra_op_parallelism_threads() or "default", threads)
 
+    def batchnorm_note(self, model: Any, trained: bool, train_images: int) -> str | None:
+        from condition.frontends.tf.train import batchnorm_note
+
+        return batchnorm_note(model, trained, train_images)
+
     def float_model(self, config: RunConfig, ds: Dataset, progress: Progress) -> FloatModel:
         """The trained float model, trained at most once per (model, data, epochs, seed, limit)."""
         from condition.frontends.tf import models, train

@@ -26,6 +26,11 @@ class TorchFrontend:
 
         torch.set_num_threads(threads)
 
+    def batchnorm_note(self, model: Any, trained: bool, train_images: int) -> str | None:
+        from condition.frontends.torch.train import batchnorm_note
+
+        return batchnorm_note(model, trained, train_images)
+
     def float_model(self, config: RunConfig, ds: Dataset, progress: Progress) -> FloatModel:
         from condition.frontends.torch.float_cache import trained_float_model
 

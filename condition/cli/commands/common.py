@@ -9,6 +9,7 @@ from typing import Any, Callable
 import click
 
 from condition.backend.target import MEMORY_MODES, Accelerator, Target
+from condition.models import BUILTIN_MODELS
 from condition.techniques import (MIN_PRUNE_FAN_IN, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope, Structure, chain_slug,
                                   check_chain, config_type)
 
@@ -42,7 +43,7 @@ def image_size_callback(ctx: click.Context, param: click.Parameter, value: str |
 def run_options(f: Callable) -> Callable:
     options = [
         click.option("--model", default="mlp", show_default=True,
-                     help="Built-in name (mlp, cnn) or your own model (see the frontend's --help)."),
+                     help="Built-in name (" + ", ".join(BUILTIN_MODELS) + ") or your own model (see the frontend's --help)."),
         click.option("--dataset", default="fashion-mnist", show_default=True,
                      help="fashion-mnist (Debian package), fashion-mnist-32x32x3 (resized, 3 channels), a folder of MNIST-style "
                           "IDX files, an .npz with x_train/y_train/x_test/y_test (channels last), or an image folder: "

@@ -172,10 +172,11 @@ def install_result(out: Path, config: RunConfig, result: CellResult) -> list[str
     """Write a task's folders into OUT (atomically) and append its output to the frontend's log;
     returns the float-cache entries it brought."""
     install(out, result.units, keep=is_cache)
-    if result.log.strip():
-        path = log_path(out, config.frontend)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:
+    path = log_path(out, config.frontend)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:  # a header per cell, so the log says which cell printed what (also when it printed nothing)
+        f.write(f"=== {config.run_dir().relative_to(config.out).as_posix()}: {result.status} in {result.seconds:.1f} s ===\n")
+        if result.log.strip():
             f.write(result.log if result.log.endswith("\n") else result.log + "\n")
     return [rel for rel in result.units if is_cache(rel)]
 

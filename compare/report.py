@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condition.backend.atomic import write_text_atomic
-from condition.compare.export import render_csv, render_json, result_rows
+from condition.compare.report_csv_json import render_csv, render_json, result_rows
 from condition.compare.plots import Figure, figures
 from condition.compare.records import Comparison, load_comparison
 from condition.compare.report_html import render_html

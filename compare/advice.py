@@ -17,6 +17,7 @@ from condition.backend.advise import Advice, technique_bound
 from condition.compare.records import Comparison
 from condition.compare.table import Row, Section, build_sections
 from condition.errors import ArtifactError, ConditionError
+from condition.techniques import ClusterConfig, PruneConfig, Structure
 
 ADVICE_DIR = "advice"
 ARTIFACT_KINDS = {"tf": "tflite", "torch": "tosa"}  # what Vela re-compiles from a baseline run folder
@@ -100,13 +101,13 @@ def technique_of(techniques: list[str], options: dict[str, Any]) -> tuple[str, d
     if len(techniques) != 1:
         return None
     name, o = techniques[0], options.get(techniques[0], {})
-    if name == "prune":
-        s = float(o.get("sparsity", 0.95))
-        if o.get("structure") == "2:4":
+    if name == PruneConfig.name:
+        s = float(o.get("sparsity", PruneConfig.sparsity))
+        if o.get("structure") == Structure.TWO_FOUR.value:
             return ("2:4", {}) if s <= 0.5 else ("2:4 + prune", {"sparsity": s})
         return "prune", {"sparsity": s}
-    if name == "cluster":
-        return "cluster", {"clusters": int(o.get("clusters", 16))}
+    if name == ClusterConfig.name:
+        return "cluster", {"clusters": int(o.get("clusters", ClusterConfig.clusters))}
     return None
 
 

@@ -8,6 +8,7 @@ import io
 from dataclasses import dataclass
 
 from condition.compare.table import Section, Side, best_row, pareto_front
+from condition.techniques import TECHNIQUES
 
 COLORS = {"tf": "#e8710a", "torch": "#3b5bdb"}
 LIGHT = {"tf": "#f8c9a0", "torch": "#b9c6f5"}
@@ -85,7 +86,7 @@ def accuracy_vs_size(section: Section, prefix: str = "") -> Figure | None:
     return Figure(f"{prefix}accuracy-vs-size", "Accuracy vs NPU-encoded weight size",
                   "int8 accuracy measured on the test images; encoded weight bytes are a Vela estimate. Dashed: each "
                   "framework's Pareto front (no other model of that framework is both smaller and more accurate); "
-                  "dotted: its float reference accuracy. Point labels: PTQ = post-training-quant, P = prune, C = cluster.", _svg(fig), ("measured", "estimate"))
+                  f"dotted: its float reference accuracy. Point labels: {_abbreviations()}.", _svg(fig), ("measured", "estimate"))
 
 
 def _label_points(ax, points: dict[str, list[tuple[float, float, str]]]) -> None:
@@ -193,13 +194,21 @@ def per_layer(section: Section, prefix: str = "") -> Figure | None:
 
 
 def short_label(label: str) -> str:
-    """'prune 95 % → cluster 16 → qat' → 'P95→C16→QAT': point labels that fit beside a marker."""
+    """'prune 95 % → cluster 16 → qat' → 'P95→C16→QAT': point labels that fit beside a marker
+    (each step's technique name becomes its `abbreviation`)."""
     parts = []
     for p in label.split(" → "):
-        p = p.replace("post-training-quant", "PTQ").replace("qat", "QAT").replace("prune 2:4", "P2:4").replace("float", "float")
-        p = p.replace("prune ", "P").replace("cluster ", "C").replace(" %", "")
-        parts.append(p)
+        for t in TECHNIQUES:
+            if p == t.name or p.startswith(t.name + " "):
+                p = t.abbreviation + p[len(t.name):].lstrip(" ")
+                break
+        parts.append(p.replace(" %", ""))
     return "→".join(parts)
+
+
+def _abbreviations() -> str:
+    """'PTQ = post-training-quant, P = prune, C = cluster': the abbreviations that are not just the name in capitals."""
+    return ", ".join(f"{t.abbreviation} = {t.name}" for t in TECHNIQUES if t.abbreviation != t.name.upper())
 
 
 def _short(name: str, limit: int = 28) -> str:

@@ -79,6 +79,7 @@ class LayerInfo:
 @dataclass(frozen=True)
 class PostTrainingQuantConfig:
     name: ClassVar[str] = "post-training-quant"
+    abbreviation: ClassVar[str] = "PTQ"  # in plot point labels
     chain_rank: ClassVar[int] = 2
     quantizes: ClassVar[bool] = True
     cli_options: ClassVar[dict[str, str]] = {"calibration_images": "calibration_images"}  # CLI option -> field
@@ -96,6 +97,7 @@ class PostTrainingQuantConfig:
 @dataclass(frozen=True)
 class PruneConfig:
     name: ClassVar[str] = "prune"
+    abbreviation: ClassVar[str] = "P"
     chain_rank: ClassVar[int] = 0
     quantizes: ClassVar[bool] = False
     cli_options: ClassVar[dict[str, str]] = {o: o for o in ("sparsity", "structure", "schedule", "fine_tune_epochs", "scope")}
@@ -113,7 +115,8 @@ class PruneConfig:
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError("--sparsity", self.sparsity, "must be in [0, 1)", "e.g. 0.95 for 95 % zeros")
         if self.structure is Structure.TWO_FOUR and self.sparsity < 0.5:
-            raise ConfigError("--sparsity", self.sparsity, "2:4 structure means at least 0.5", "use 0.5, or higher to prune further inside the 2:4 pattern")
+            raise ConfigError("--sparsity", self.sparsity, "2:4 structure means at least 0.5",
+                              "use 0.5, or higher to prune further inside the 2:4 pattern")
         if self.fine_tune_epochs < 0:
             raise ConfigError("--fine-tune-epochs", self.fine_tune_epochs, "must be 0 or more")
 
@@ -151,6 +154,7 @@ class PruneConfig:
 @dataclass(frozen=True)
 class ClusterConfig:
     name: ClassVar[str] = "cluster"
+    abbreviation: ClassVar[str] = "C"
     chain_rank: ClassVar[int] = 1
     quantizes: ClassVar[bool] = False
     cli_options: ClassVar[dict[str, str]] = {o: o for o in ("clusters", "centroid_init", "preserve_sparsity", "fine_tune_epochs")}
@@ -185,6 +189,7 @@ class ClusterConfig:
 @dataclass(frozen=True)
 class QatConfig:
     name: ClassVar[str] = "qat"
+    abbreviation: ClassVar[str] = "QAT"
     chain_rank: ClassVar[int] = 2
     quantizes: ClassVar[bool] = True
     cli_options: ClassVar[dict[str, str]] = {"qat_epochs": "fine_tune_epochs", "preserve_sparsity": "preserve"}
@@ -205,6 +210,12 @@ TechniqueConfig = PostTrainingQuantConfig | QatConfig | PruneConfig | ClusterCon
 # The one list of techniques, in the order the CLI and reports show them.
 TECHNIQUES: tuple[type, ...] = (PostTrainingQuantConfig, QatConfig, PruneConfig, ClusterConfig)
 TECHNIQUE_NAMES: tuple[str, ...] = tuple(t.name for t in TECHNIQUES)
+
+
+def chain_order() -> str:
+    """The order chains must follow, by `chain_rank`: 'prune → cluster → post-training-quant|qat'."""
+    ranks = sorted({t.chain_rank for t in TECHNIQUES})
+    return " → ".join("|".join(t.name for t in TECHNIQUES if t.chain_rank == r) for r in ranks)
 
 
 def conditioning(chain: Sequence[Any], layer: LayerInfo) -> tuple[list[str], dict[str, str]]:

@@ -10,8 +10,8 @@ import click
 
 from condition.backend.target import MEMORY_MODES, Accelerator, Target
 from condition.models import BUILTIN_MODELS
-from condition.techniques import (MIN_PRUNE_FAN_IN, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope, Structure, chain_slug,
-                                  check_chain, config_type)
+from condition.techniques import (MIN_PRUNE_FAN_IN, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope, Structure, chain_order,
+                                  chain_slug, check_chain, config_type)
 
 TECHNIQUE_CHOICE = click.Choice(TECHNIQUE_NAMES)
 
@@ -73,11 +73,12 @@ def technique_options(f: Callable) -> Callable:
     """Every technique's options on every technique command, so `--then` steps can be tuned."""
     options = [
         click.option("--then", "then", multiple=True, type=TECHNIQUE_CHOICE,
-                     help="Chain another technique (order: prune → cluster → qat|post-training-quant)."),
+                     help=f"Chain another technique (order: {chain_order()})."),
         click.option("--sparsity", default=0.95, show_default=True, type=float, help="prune: fraction of weights set to zero, in [0, 1)."),
         click.option("--structure", default=Structure.UNSTRUCTURED.value, show_default=True,
                      type=click.Choice([s.value for s in Structure]),
-                     help="prune: unstructured, or 2:4 (U85's MAC array skips the zeros); with 2:4 a --sparsity above 0.5 prunes further inside the pattern."),
+                     help="prune: unstructured, or 2:4 (U85's MAC array skips the zeros); "
+                          "with 2:4 a --sparsity above 0.5 prunes further inside the pattern."),
         click.option("--schedule", default=Schedule.CONSTANT.value, show_default=True,
                      type=click.Choice([s.value for s in Schedule]), help="prune: all at once, or ramped during fine-tuning."),
         click.option("--scope", default=Scope.LAYER.value, show_default=True, type=click.Choice([s.value for s in Scope]),
@@ -86,14 +87,16 @@ def technique_options(f: Callable) -> Callable:
                           f"{MIN_PRUNE_FAN_IN} weights per output channel (2:4: input channels a multiple of 4); "
                           "never depthwise, never the classifier (last layer)."),
         click.option("--clusters", default=16, show_default=True, type=int,
-                     help="cluster: shared weight values per Conv, depthwise and Dense layer (≥ 2); BatchNorm is folded into the conv first."),
+                     help="cluster: shared weight values per Conv, depthwise and Dense layer (≥ 2); "
+                          "BatchNorm is folded into the conv first."),
         click.option("--centroid-init", default=CentroidInit.KMEANS_PLUS_PLUS.value, show_default=True,
                      type=click.Choice([c.value for c in CentroidInit]), help="cluster: how the centroids start."),
         click.option("--preserve-sparsity/--no-preserve-sparsity", default=True, show_default=True,
                      help="cluster/qat: keep zeros (and clusters) of earlier steps."),
         click.option("--fine-tune-epochs", default=1, show_default=True, type=click.IntRange(min=0),
                      help="prune/cluster: epochs of retraining after the technique is applied."),
-        click.option("--qat-epochs", default=1, show_default=True, type=click.IntRange(min=0), help="qat: fine-tuning epochs with fake quantization."),
+        click.option("--qat-epochs", default=1, show_default=True, type=click.IntRange(min=0),
+                     help="qat: fine-tuning epochs with fake quantization."),
         click.option("--calibration-images", default=200, show_default=True, type=click.IntRange(min=1),
                      help="int8 calibration: representative training images."),
     ]

@@ -268,7 +268,8 @@ def tool_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for dist in ("condition", "tensorflow", "tf-keras", "tensorflow-model-optimization", "torch", "executorch", "torchao", "ethos-u-vela", "tosa-tools"):
+    for dist in ("condition", "tensorflow", "tf-keras", "tensorflow-model-optimization", "torch", "executorch", "torchao",
+                 "ethos-u-vela", "tosa-tools"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

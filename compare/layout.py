@@ -200,10 +200,13 @@ def _npu_panel(section: Section, fws: list[str], both: bool) -> Panel:
         cells = [_label(row)]
         if row.is_float:  # nothing to compile: say so once instead of a row of dashes
             span = len(columns) - 1
-            rows.append(cells + [Value("no NPU figures: Vela compiles int8 models only", "", "muted span")] + [Value("", "", "skip")] * (span - 1))
+            note = Value("no NPU figures: Vela compiles int8 models only", "", "muted span")
+            rows.append(cells + [note] + [Value("", "", "skip")] * (span - 1))
             continue
-        cells += [_side(s[f], num(s[f].npu_cycles), strong=True) for f in fws] + ([_vs_torch(row.tf_over_torch.get("npu_cycles"))] if both else [])
-        cells += [_side(s[f], num(s[f].total_cycles)) for f in fws] + ([_vs_torch(row.tf_over_torch.get("total_cycles"))] if both else [])
+        cells += [_side(s[f], num(s[f].npu_cycles), strong=True) for f in fws]
+        cells += [_vs_torch(row.tf_over_torch.get("npu_cycles"))] if both else []
+        cells += [_side(s[f], num(s[f].total_cycles)) for f in fws]
+        cells += [_vs_torch(row.tf_over_torch.get("total_cycles"))] if both else []
         cells += [_side(s[f], ms(s[f].inference_ms)) for f in fws]
         cells += [_side(s[f], kib(s[f].dram_bytes)) for f in fws]
         cells += [_side(s[f], kib(s[f].flash_bytes)) for f in fws]
@@ -266,7 +269,8 @@ def header_items(comparison: Comparison) -> list[tuple[str, str]]:
     for r in records:
         for name, v in r.versions.items():
             versions.setdefault(name, set()).add(v)
-    shown = ("ethos-u-vela", "tensorflow", "tf-keras", "tensorflow-model-optimization", "torch", "executorch", "torchao", "tosa-tools", "condition")
+    shown = ("ethos-u-vela", "tensorflow", "tf-keras", "tensorflow-model-optimization", "torch", "executorch", "torchao", "tosa-tools",
+             "condition")
     tools = ", ".join(f"{n} {'/'.join(sorted(versions[n]))}" for n in shown if n in versions)
     limits = sorted({(e.train_limit, e.eval_limit) for e in entries}, key=str)
     counts = {s: sum(1 for e in entries if e.status == s) for s in ("ok", "failed", "not run")}

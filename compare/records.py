@@ -101,8 +101,9 @@ def load_comparison(out: str | Path) -> Comparison:
         if any(part.startswith(".") for part in path.relative_to(out).parts):
             continue  # work folders, caches
         record = MetricsRecord.read(path)
-        entries.append(Entry(record_chain_label(record.techniques, record.options), record.frontend, path.parent, record.config_hash, record,
-                             tuple(record.techniques), record.model, record.dataset, record.target, record.seed, record.epochs))
+        entries.append(Entry(record_chain_label(record.techniques, record.options), record.frontend, path.parent, record.config_hash,
+                             record, tuple(record.techniques), record.model, record.dataset, record.target, record.seed,
+                             record.epochs))
     entries.sort(key=_scan_order)
     if not entries:
         raise ConfigError("DIR", str(out), f"no {MANIFEST_NAME} and no {RECORD_NAME} records under it",
@@ -112,7 +113,8 @@ def load_comparison(out: str | Path) -> Comparison:
 
 def _scan_order(e: Entry) -> tuple[object, ...]:
     """Without a manifest: the int8 baseline first, single techniques, then longer chains."""
-    return (e.frontend != "tf", e.frontend, len(e.techniques), [TECHNIQUE_NAMES.index(t) if t in TECHNIQUE_NAMES else 9 for t in e.techniques], e.label)
+    ranks = [TECHNIQUE_NAMES.index(t) if t in TECHNIQUE_NAMES else 9 for t in e.techniques]
+    return (e.frontend != "tf", e.frontend, len(e.techniques), ranks, e.label)
 
 
 def _from_manifest(out: Path, manifest: Path) -> Comparison:

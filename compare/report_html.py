@@ -30,14 +30,17 @@ header p.sub { margin:0 0 18px; color:#9ca3af; }
 dl.facts { display:grid; grid-template-columns:max-content 1fr; gap:4px 18px; margin:0; font-size:13px; }
 dl.facts dt { color:#9ca3af; } dl.facts dd { margin:0; color:#f3f4f6; }
 main { max-width:1600px; margin:0 auto; padding:22px 28px 60px; }
-.reading { background:#fff; border:1px solid var(--line); border-left:4px solid #6366f1; border-radius:8px; padding:12px 16px; color:#374151; font-size:13px; }
+.reading { background:#fff; border:1px solid var(--line); border-left:4px solid #6366f1; border-radius:8px; padding:12px 16px;
+  color:#374151; font-size:13px; }
 h2 { font-size:19px; margin:34px 0 6px; }
 h2 small { color:var(--muted); font-weight:400; font-size:13px; }
-.card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:16px 18px; margin:16px 0; box-shadow:0 1px 2px rgba(0,0,0,.03); }
+.card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:16px 18px; margin:16px 0;
+  box-shadow:0 1px 2px rgba(0,0,0,.03); }
 .card h3 { margin:0 0 2px; font-size:15px; display:flex; gap:8px; align-items:center; flex-wrap:wrap; }
 .card p.caption { margin:2px 0 12px; color:var(--muted); font-size:12.5px; }
 .badge { font-size:11px; font-weight:600; border-radius:999px; padding:1px 8px; letter-spacing:.01em; }
-.b-measured { background:#dcfce7; color:#166534; } .b-estimate { background:#fef3c7; color:#92400e; } .b-fvp { background:#e0e7ff; color:#3730a3; }
+.b-measured { background:#dcfce7; color:#166534; } .b-estimate { background:#fef3c7; color:#92400e; }
+.b-fvp { background:#e0e7ff; color:#3730a3; }
 .scroll { overflow-x:auto; }
 table { border-collapse:collapse; width:100%; font-size:12.5px; font-variant-numeric:tabular-nums; }
 th, td { padding:5px 7px; border-bottom:1px solid var(--line); white-space:nowrap; }
@@ -105,7 +108,8 @@ def panel_html(panel: Panel) -> str:
     groups = "".join(
         f'<th colspan="{span}" class="{"empty" if not g else ""}{" group-start" if i else ""}">{_e(g)}</th>'
         for i, (g, span) in enumerate(panel.groups))
-    heads = "".join(f'<th class="col-{_e(c)}{" group-start" if i in starts and i else ""}">{_e(c)}</th>' for i, c in enumerate(panel.columns))
+    heads = "".join(f'<th class="col-{_e(c)}{" group-start" if i in starts and i else ""}">{_e(c)}</th>'
+                    for i, c in enumerate(panel.columns))
     body = []
     for row in panel.rows:
         cells = []
@@ -169,11 +173,14 @@ def advice_html(comparison: Comparison, sections: list[Section]) -> str:
         for r in table.rows:
             css = "better" if r.cycles_ratio is not None and r.cycles_ratio <= 1.1 else ("worse" if r.cycles_ratio is not None else "muted")
             ratio = f"{r.cycles_ratio:.2f}" if r.cycles_ratio is not None else "–"
-            body.append(f"<tr><td class='text'>{_e(r.label)}</td><td>{_vs(r.predicted_cycles, dense_c)}</td><td>{_vs(r.achieved_cycles, dense_c)}</td>"
-                        f"<td class='{css}'>{ratio}</td><td>{_vs(r.predicted_weights, dense_w)}</td><td>{_vs(r.achieved_weights, dense_w)}</td>"
+            body.append(f"<tr><td class='text'>{_e(r.label)}</td>"
+                        f"<td>{_vs(r.predicted_cycles, dense_c)}</td><td>{_vs(r.achieved_cycles, dense_c)}</td>"
+                        f"<td class='{css}'>{ratio}</td>"
+                        f"<td>{_vs(r.predicted_weights, dense_w)}</td><td>{_vs(r.achieved_weights, dense_w)}</td>"
                         f"<td class='text'>{_e(r.verdict)}</td></tr>")
-        table_html = ('<div class="scroll"><table><thead><tr><th class="text">technique</th><th>predicted cycles ≥</th><th>achieved cycles</th>'
-                      '<th>achieved / predicted</th><th>predicted encoded weights ≥</th><th>achieved encoded weights</th><th class="text">advice</th>'
+        table_html = ('<div class="scroll"><table><thead><tr><th class="text">technique</th>'
+                      '<th>predicted cycles ≥</th><th>achieved cycles</th><th>achieved / predicted</th>'
+                      '<th>predicted encoded weights ≥</th><th>achieved encoded weights</th><th class="text">advice</th>'
                       f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>') if body else \
             "<p class='caption'>No single-technique prune, 2:4 or cluster row ran for this frontend.</p>"
         order = (f"<ul class='notes'><li>Predicted order, fewest cycles first: {_e(' < '.join(table.predicted_order))}; "
@@ -197,7 +204,8 @@ def render_html(comparison: Comparison, sections: list[Section], figures: dict[i
                     'the other cells ran. Re-running <code>condition compare</code> retries them.</p><div class="scroll"><table>'
                     '<thead><tr><th>frontend</th><th class="text">technique</th><th class="text">error</th>'
                     f'<th class="text">run folder</th></tr></thead><tbody>{items}</tbody></table></div></section>')
-    cells = "".join(f"<tr><td>{_e(r[0])}</td><td class='text'>{_e(r[1])}</td><td class='{'failed' if r[2] == 'failed' else ''}'>{_e(r[2])}</td>"
+    cells = "".join(f"<tr><td>{_e(r[0])}</td><td class='text'>{_e(r[1])}</td>"
+                    f"<td class='{'failed' if r[2] == 'failed' else ''}'>{_e(r[2])}</td>"
                     f"<td>{_e(r[3])}</td><td class='text'><code>{_e(r[4])}</code></td></tr>" for r in rows)
     body.append(f'<details><summary>All {len(rows)} cells (status, wall time, run folder)</summary><div class="card scroll"><table>'
                 '<thead><tr><th>frontend</th><th class="text">technique</th><th>status</th><th>seconds</th>'
@@ -210,6 +218,7 @@ def render_html(comparison: Comparison, sections: list[Section], figures: dict[i
 <dl class="facts">{facts}</dl></header>
 <main><p class="reading">{_e(READING)}</p>
 {"".join(body)}
-<footer>Generated by condition from the metrics records in <code>{_e(comparison.out)}</code>; re-render with <code>condition report {_e(comparison.out)}</code>.</footer>
+<footer>Generated by condition from the metrics records in <code>{_e(comparison.out)}</code>;
+re-render with <code>condition report {_e(comparison.out)}</code>.</footer>
 </main></body></html>
 """

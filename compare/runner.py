@@ -185,8 +185,8 @@ def remote_cell(frontend: str, threads: int) -> Any:
     """The Ray task for one cell: `threads` CPUs, the frontend's own worker pool, never retried
     (a cell that kills its worker is recorded as failed, not run again)."""
     # "DEFAULT" scheduling: a search trial's task must not inherit the trial's 0-CPU placement group
-    return _remote_run_cell().options(num_cpus=threads, max_retries=0, runtime_env=runtime_env(frontend, threads), scheduling_strategy="DEFAULT",
-                                        name=f"condition-{frontend}")
+    return _remote_run_cell().options(num_cpus=threads, max_retries=0, runtime_env=runtime_env(frontend, threads),
+                                        scheduling_strategy="DEFAULT", name=f"condition-{frontend}")
 
 
 @functools.cache

@@ -26,7 +26,8 @@ RAMP_FRACTION = 0.8  # polynomial schedule: reach the target after this share of
 RAMP_UPDATES = 10  # masks recomputed this many times during the ramp
 
 
-def global_l1_masks(weights: dict[str, torch.Tensor], sparsity: float, allowed: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def global_l1_masks(weights: dict[str, torch.Tensor], sparsity: float,
+                    allowed: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Zero the `sparsity` share of all weights with the smallest |w| across every layer at once
     (what torch.nn.utils.prune.global_unstructured with L1Unstructured does); weights outside
     `allowed` are already zero and count towards the share."""
@@ -61,7 +62,8 @@ def two_four_mask(w: torch.Tensor) -> torch.Tensor:
     return mask.reshape(moved.shape).movedim(-1, 1).contiguous()
 
 
-def masks_for(weights: dict[str, torch.Tensor], sparsity: float, structure: Structure, scope: Scope = Scope.LAYER) -> dict[str, torch.Tensor]:
+def masks_for(weights: dict[str, torch.Tensor], sparsity: float, structure: Structure,
+              scope: Scope = Scope.LAYER) -> dict[str, torch.Tensor]:
     """Masks for the chosen layers' weights: per layer (each at `sparsity`) or one global ranking."""
     if scope is Scope.LAYER:
         return {n: masks_for({n: w}, sparsity, structure, Scope.GLOBAL)[n] for n, w in weights.items()}

@@ -10,8 +10,7 @@ pattern whose zeros U85's MAC array skips. A `--sparsity` above 0.5 then prunes 
 the pattern: a second, unstructured magnitude pass ranks the 2:4 zeros lowest, so they stay zero
 and every group of four still has at least two zeros, while Vela compresses the extra zeros away.
 
-With `fine_tune_epochs=0` the weights are pruned one-shot (no retraining), like the DESIGN.md
-reference rows that say "no retrain".
+With `fine_tune_epochs=0` the weights are pruned one-shot, with no retraining.
 """
 from __future__ import annotations
 

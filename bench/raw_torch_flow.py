@@ -1,5 +1,5 @@
 """The seed notebook's torch flow written with the raw libraries only (no `condition` import): the
-yardstick `condition torch post-training-quant` is timed against (issue 11: within 1.3x).
+yardstick `condition torch post-training-quant` is timed against (the target: within 1.3x of it).
 
 Fashion-MNIST from the Debian IDX files → MLP 784-512-256-10, Adam 1e-3, batch 128, 1 epoch →
 torch.export → PT2E with the EthosUQuantizer (symmetric, 200 calibration images) → fake-quant

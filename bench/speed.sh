@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 11 "Speed": wall times of
+# Wall times of
 #   torch  the seed notebook's torch flow with the raw libraries (bench/raw_torch_flow.py) vs
 #          `condition torch post-training-quant` (int8 accuracy on the full test set), each from an
 #          empty folder, with each one's per-step seconds
@@ -78,7 +78,7 @@ def mmss(s):
 
 
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-lines = ["# Speed (issue 11)", "",
+lines = ["# Speed", "",
          f"Measured by `bench/speed.sh` at commit {commit} on {os.cpu_count()} CPUs. Load is `uptime`'s 1/5/15-minute",
          "average before and after each measurement: on a busy machine every figure is slower.", ""]
 rows = []
@@ -90,7 +90,8 @@ labels = {"raw": "raw-library torch seed flow (bench/raw_torch_flow.py)",
 for name, label in labels.items():
     p = part(name)
     if p:
-        rows.append(f"| {label} | {mmss(p['seconds'])} | {'ok' if p['status'] == 0 else 'exit ' + str(p['status'])} | {p['before']} | {p['after']} |")
+        status = "ok" if p["status"] == 0 else f"exit {p['status']}"
+        rows.append(f"| {label} | {mmss(p['seconds'])} | {status} | {p['before']} | {p['after']} |")
 if rows:
     lines += ["| what | wall | status | load before | load after |", "|---|---|---|---|---|", *rows, ""]
 raw, ptq = part("raw"), part("torch-ptq")

@@ -44,22 +44,26 @@ cmd = {"dense": "post-training-quant", "prune95": "prune --sparsity 0.95", "clus
 print("# TensorFlow frontend: Must show\n")
 print("Produced by `bench/tf_must_show.sh`: seed MLP (784-512-256-10), full Fashion-MNIST (60k train / 10k test),")
 first = next(iter(next(iter(rows.values())).values()))
+shown = ("tensorflow", "tensorflow-model-optimization", "ethos-u-vela")
 print(f"{first['epochs']} float epoch, 1 fine-tune epoch per technique, seed {first['seed']}; versions: "
-      + ", ".join(f"{k} {v}" for k, v in first["versions"].items() if k in ("tensorflow", "tensorflow-model-optimization", "ethos-u-vela")) + ".")
+      + ", ".join(f"{k} {v}" for k, v in first["versions"].items() if k in shown) + ".")
 print("Accuracy is measured (Keras float32 / TFLite interpreter int8 on 10k test images); weights, cycles are Vela estimates.\n")
 for target, by in rows.items():
     r0 = by[order[0]]
     print(f"## {target} ({r0['target']['system_config']}, {r0['target']['memory_mode']})\n")
-    print("| run (`condition tf …`) | float acc | int8 acc | sparsity | max distinct/ch | encoded weights | vs dense | NPU cycles | total cycles | vs dense | ops NPU/CPU |")
+    print("| run (`condition tf …`) | float acc | int8 acc | sparsity | max distinct/ch | encoded weights | vs dense "
+          "| NPU cycles | total cycles | vs dense | ops NPU/CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     dense = by["dense"]["vela"]
     for name in order:
         if name not in by:
             continue
         r = by[name]; v = r["vela"]; acc = {a["kind"]: a["value"] for a in r["accuracy"]}
-        print(f"| `{cmd[name]}` | {acc['float']:.4f} | {acc['int8']:.4f} | {r['weights']['sparsity']:.3f} | {r['weights']['max_unique_values']} "
+        print(f"| `{cmd[name]}` | {acc['float']:.4f} | {acc['int8']:.4f} | {r['weights']['sparsity']:.3f} "
+              f"| {r['weights']['max_unique_values']} "
               f"| {v['encoded_weight_bytes']:,} B | {v['encoded_weight_bytes'] / dense['encoded_weight_bytes']:.2f}× "
-              f"| {v['npu_cycles']:,} | {v['total_cycles']:,} | {v['total_cycles'] / dense['total_cycles']:.2f}× | {v['ops_on_npu']}/{v['ops_on_cpu']} |")
+              f"| {v['npu_cycles']:,} | {v['total_cycles']:,} | {v['total_cycles'] / dense['total_cycles']:.2f}× "
+              f"| {v['ops_on_npu']}/{v['ops_on_cpu']} |")
     print()
     d_acc = {a["kind"]: a["value"] for a in by["dense"]["accuracy"]}["int8"]
     checks = []
@@ -67,12 +71,14 @@ for target, by in rows.items():
     if p95:
         a = {x["kind"]: x["value"] for x in p95["accuracy"]}["int8"]
         checks.append(f"dense int8 accuracy {d_acc:.4f} ≥ 0.84: {'yes' if d_acc >= 0.84 else 'NO'}")
-        checks.append(f"prune 0.95: {p95['vela']['encoded_weight_bytes']:,} B encoded ≤ 60 KB (61,440 B): {'yes' if p95['vela']['encoded_weight_bytes'] <= 61440 else 'NO'}; "
+        e95 = p95["vela"]["encoded_weight_bytes"]
+        checks.append(f"prune 0.95: {e95:,} B encoded ≤ 60 KB (61,440 B): {'yes' if e95 <= 61440 else 'NO'}; "
                       f"int8 accuracy {a:.4f}, {100 * (d_acc - a):+.1f} pt below dense (≤ 3 pt: {'yes' if d_acc - a <= 0.03 else 'NO'})")
     for name in ("cluster16", "prune2of4"):
         if name in by:
             e = by[name]["vela"]["encoded_weight_bytes"]
-            checks.append(f"{cmd[name]} reduces encoded weights: {e:,} < {dense['encoded_weight_bytes']:,} B: {'yes' if e < dense['encoded_weight_bytes'] else 'NO'}")
+            e_dense = dense["encoded_weight_bytes"]
+            checks.append(f"{cmd[name]} reduces encoded weights: {e:,} < {e_dense:,} B: {'yes' if e < e_dense else 'NO'}")
     if p95 and "prune95_cluster16" in by:
         e, p = by["prune95_cluster16"]["vela"]["encoded_weight_bytes"], p95["vela"]["encoded_weight_bytes"]
         checks.append(f"prune → cluster smaller than prune alone: {e:,} < {p:,} B: {'yes' if e < p else 'NO'}")

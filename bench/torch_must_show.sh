@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4 "Must show" for the PyTorch frontend: seed MLP, full Fashion-MNIST (60k train / 10k test),
+# The PyTorch frontend's "Must show": seed MLP, full Fashion-MNIST (60k train / 10k test),
 # 1 epoch, seed 0, Vela 5.1.0 estimates; int8 accuracy on the TOSA reference model.
 # Writes bench/results/torch_must_show.md. Runs go to $OUT (default /tmp/condition-bench-torch),
 # which also holds the float cache, so the float MLP is trained once.
@@ -93,7 +93,8 @@ lines = [
     "experiment from bench/runs/tf when present. Produced by `bench/torch_must_show.sh` on 2 shared cores",
     "(wall seconds include contention with other jobs).",
     "",
-    "| run | float | fake-quant | int8 (TOSA ref) | sparsity (int8) | max unique/channel | encoded weights B | tf encoded B | torch/tf | NPU cycles | total cycles | .pte B | ops NPU/CPU | wall s | command |",
+    "| run | float | fake-quant | int8 (TOSA ref) | sparsity (int8) | max unique/channel | encoded weights B | tf encoded B | torch/tf "
+    "| NPU cycles | total cycles | .pte B | ops NPU/CPU | wall s | command |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 for label, seconds, args, r in runs:
@@ -102,11 +103,13 @@ for label, seconds, args, r in runs:
     ratio = f"{v['encoded_weight_bytes'] / enc_tf:.3f}" if enc_tf else "–"
     lines.append(f"| {label} | {f(acc(r, 'float'), '.4f')} | {f(acc(r, 'fake_quant'), '.4f')} | {f(acc(r, 'int8'), '.4f')} | "
                  f"{w['sparsity']:.3f} | {w['max_unique_values']} | {v['encoded_weight_bytes']:,} | {f(enc_tf, ',')} | {ratio} | "
-                 f"{v['npu_cycles']:,} | {v['total_cycles']:,} | {pte(r):,} | {v['ops_on_npu']}/{v['ops_on_cpu']} | {seconds} | `condition torch {args}` |")
+                 f"{v['npu_cycles']:,} | {v['total_cycles']:,} | {pte(r):,} | {v['ops_on_npu']}/{v['ops_on_cpu']} | {seconds} | "
+                 f"`condition torch {args}` |")
 
-# The issue's checks, computed from the records above.
+# The must-show checks, computed from the records above.
 def dense_of(r):
-    return next((d for _, _, _, d in runs if d["techniques"] == ["post-training-quant"] and d["target"] == r["target"] and d["seed"] == r["seed"]), None)
+    return next((d for _, _, _, d in runs
+                 if d["techniques"] == ["post-training-quant"] and d["target"] == r["target"] and d["seed"] == r["seed"]), None)
 
 
 checks = []

@@ -204,7 +204,8 @@ def parse_image_size(value: str | int | tuple[int, int] | list[int] | None, opti
 
 def check_test_split(value: float | None, option: str = "--test-split") -> float | None:
     if value is not None and (isinstance(value, bool) or not 0.0 < float(value) < 1.0):
-        raise ConfigError(option, value, "must be a fraction between 0 and 1 (exclusive)", "e.g. 0.2 keeps a fifth of each class for testing")
+        raise ConfigError(option, value, "must be a fraction between 0 and 1 (exclusive)",
+                          "e.g. 0.2 keeps a fifth of each class for testing")
     return None if value is None else float(value)
 
 

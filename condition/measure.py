@@ -28,7 +28,9 @@ def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: in
     with atomic_folder(run_dir) as work:
         fields = load_frontend(frontend).measure_artifact(path, target, dataset, eval_limit, work)
         estimate = fields["vela"]
-        notes = [f"{estimate.ops_on_cpu} op(s) stay on the CPU (Vela cannot place them on the NPU): " + ", ".join(estimate.cpu_ops)] if estimate.ops_on_cpu else []
+        notes = []
+        if estimate.ops_on_cpu:
+            notes.append(f"{estimate.ops_on_cpu} op(s) stay on the CPU (Vela cannot place them on the NPU): " + ", ".join(estimate.cpu_ops))
         notes += fields.get("notes", [])
         if not dataset:
             notes.append("no --dataset given: accuracy not measured")

@@ -7,8 +7,9 @@ A run therefore pins its compute threads to COMPUTE_THREADS before any framework
 way on the CLI, in compare's Ray workers and in tests; the number is part of the run identity and
 of the float cache key. One thread, because compare already ran its cells single-threaded (so its
 results and speed stay as they were) and on a busy machine torch's second OpenMP thread costs far
-more than it gives (bench/results/speed.md; on a quiet one a standalone run may train slower). The TOSA reference model's worker pool is not pinned: it runs int8
-arithmetic whose result does not depend on how images are spread over processes.
+more than it gives (bench/results/speed.md; on a quiet one a standalone run may train slower). The
+TOSA reference model's worker pool is not pinned: it runs int8 arithmetic whose result does not
+depend on how images are spread over processes.
 
     pin_thread_env()                              # at the start of a run, before the framework loads
     load_frontend("torch").pin_threads(COMPUTE_THREADS)

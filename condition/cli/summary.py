@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from condition.backend.metrics import MetricsRecord
+from condition.backend.metrics import MetricsRecord, VelaEstimate
 
 # The FVP counters of a record (FvpMeasurement fields) and how tables name them; `condition fvp parse` too.
 FVP_COUNTERS: tuple[tuple[str, str], ...] = (
@@ -26,6 +26,11 @@ def _int(n: int | None) -> str:
     return "–" if n is None else f"{n:,}"
 
 
+def _ops(v: VelaEstimate) -> str:
+    """'7 / 1 (SOFTMAX)': ops on the NPU / on the CPU, naming the CPU ops."""
+    return f"{v.ops_on_npu} / {v.ops_on_cpu}" + (f" ({', '.join(v.cpu_ops)})" if v.cpu_ops else "")
+
+
 def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
     """(figure, value, source) rows; source says measured or Vela estimate."""
     rows: list[tuple[str, str, str]] = []
@@ -44,7 +49,7 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
     if v is not None and v.source == "pte":  # read from a compiled .pte: no compiler model to quote
         rows += [
             ("NPU-encoded weights", _bytes(v.encoded_weight_bytes), "read from the .pte's Vela weight block"),
-            ("Ethos-U delegates / CPU ops", f"{v.ops_on_npu} / {v.ops_on_cpu}" + (f" ({', '.join(v.cpu_ops)})" if v.cpu_ops else ""), "read from the .pte"),
+            ("Ethos-U delegates / CPU ops", _ops(v), "read from the .pte"),
         ]
     elif v is not None:
         rows += [
@@ -56,7 +61,7 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
             ("SRAM / DRAM traffic", f"{v.sram_bytes:,} / {v.dram_bytes:,} B", "Vela estimate"),
             ("flash traffic (on/off chip)", f"{v.on_chip_flash_bytes:,} / {v.off_chip_flash_bytes:,} B", "Vela estimate"),
             ("MACs", _int(v.macs), "Vela estimate"),
-            ("ops on NPU / CPU", f"{v.ops_on_npu} / {v.ops_on_cpu}" + (f" ({', '.join(v.cpu_ops)})" if v.cpu_ops else ""), "compiler placement"),
+            ("ops on NPU / CPU", _ops(v), "compiler placement"),
         ]
     f = record.fvp
     if f is not None:

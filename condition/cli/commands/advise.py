@@ -156,7 +156,8 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[s
 def format_advice(advice: Advice, folder: Path | None = None) -> str:
     t = advice.target
     art = advice.artifact
-    what = " · ".join(str(x) for x in (art.get("model"), art.get("frontend"), Path(str(art.get("compiled", art.get("path", "")))).name) if x)
+    compiled = Path(str(art.get("compiled", art.get("path", "")))).name
+    what = " · ".join(str(x) for x in (art.get("model"), art.get("frontend"), compiled) if x)
     lines = [f"condition advise — {what}", f"target: {Target.from_dict(t).label()}; "
              f"compiled for {', '.join(str(s['macs']) for s in advice.sweep)} MACs ({advice.family.upper()}). "
              "Every figure is a Vela estimate.", "", advice.verdict, ""]
@@ -165,8 +166,12 @@ def format_advice(advice: Advice, folder: Path | None = None) -> str:
     nxt = advice.sweep[at + 1]["macs"] if 0 <= at < len(sweep_sizes) - 1 else None
     rows = []
     for l in advice.layers:
-        two_four = "–" if l.two_four_eligible is None else ("yes" if l.two_four_eligible else
-                                                           "no (" + l.two_four_reason.replace(" input channels, not a multiple of 4", " input ch.") + ")")
+        if l.two_four_eligible is None:
+            two_four = "–"
+        elif l.two_four_eligible:
+            two_four = "yes"
+        else:
+            two_four = "no (" + l.two_four_reason.replace(" input channels, not a multiple of 4", " input ch.") + ")"
         rows.append([short_name(l.name), l.operator, BOUND_LABELS[l.bound], f"{l.op_cycles:,}", f"{l.share:.1%}", f"{l.npu_cycles:,}",
                      f"{l.weight_cycles:,}", f"{l.feature_map_cycles:,}",
                      f"×{l.more_macs_ratio:.2f}" if l.more_macs_ratio is not None else "–",
@@ -183,10 +188,12 @@ def format_advice(advice: Advice, folder: Path | None = None) -> str:
     lines += ["", f"Techniques ranked by the best case on {t['accelerator']} (Vela-based estimates, not measurements)"]
     rows = []
     for i, b in enumerate(advice.techniques, 1):
-        rows.append([str(i), b.label, f"{b.total_cycles:,}" if b.applicable else "–", f"×{b.cycles_vs_dense:.2f}" if b.applicable else "n/a",
+        rows.append([str(i), b.label,
+                     f"{b.total_cycles:,}" if b.applicable else "–", f"×{b.cycles_vs_dense:.2f}" if b.applicable else "n/a",
                      f"{b.encoded_weight_bytes:,}" if b.applicable else "–", f"×{b.weights_vs_dense:.2f}" if b.applicable else "n/a",
                      f"{len(b.layers_helped)}/{len(advice.layers)}", b.note])
-    lines += _table(["#", "technique", "total cycles ≥", "vs dense", "encoded weights ≥", "vs dense", "layers faster", "note"], rows, {2, 3, 4, 5, 6})
+    lines += _table(["#", "technique", "total cycles ≥", "vs dense", "encoded weights ≥", "vs dense", "layers faster", "note"],
+                    rows, {2, 3, 4, 5, 6})
     lines += ["", "Rules behind the figures:"] + [f"  {k}: {v}" for k, v in advice.rules.items()]
     if not advice.breakdown:
         lines.append("  (no Vela debug database: memory cycles of layers with MACs counted as weight traffic)")
@@ -204,14 +211,17 @@ def format_advice(advice: Advice, folder: Path | None = None) -> str:
 @target_options
 @click.option("--model", default="mlp", show_default=True, help="Built-in name or your model (as for `condition tf|torch`).")
 @click.option("--dataset", default="fashion-mnist", show_default=True, help="Data set the float model trains and calibrates on.")
-@click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0), help="Float training epochs (0 for a trained user model).")
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Float training epochs (0 for a trained user model).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, shuffling and calibration.")
 @click.option("--train-limit", default=None, type=click.IntRange(min=1), help="Train on the first N images only.")
 @click.option("--eval-limit", default=None, type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
 @click.option("--sparsity", default=DEFAULT_SPARSITY, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True),
               help="The pruning sparsity the bounds assume.")
-@click.option("--clusters", default=DEFAULT_CLUSTERS, show_default=True, type=click.IntRange(min=2), help="The cluster count the bounds assume.")
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Advice lands in OUT/advise/<name>-<hash>/.")
+@click.option("--clusters", default=DEFAULT_CLUSTERS, show_default=True, type=click.IntRange(min=2),
+              help="The cluster count the bounds assume.")
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Advice lands in OUT/advise/<name>-<hash>/.")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON (schema: advice_version) instead of a table.")
 @click.pass_context
 def advise(ctx: click.Context, artifact: str | None, sparsity: float, clusters: int, as_json: bool, **opts: Any) -> None:
@@ -235,7 +245,8 @@ def advise(ctx: click.Context, artifact: str | None, sparsity: float, clusters: 
     if artifact:
         given = [n for n in ("frontend", "model", "dataset", "epochs") if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
         if given:
-            raise ConfigError("--" + given[0], opts[given[0]], "makes a model to advise on, but FILE was given too", "give FILE or --model, not both")
+            raise ConfigError("--" + given[0], opts[given[0]], "makes a model to advise on, but FILE was given too",
+                              "give FILE or --model, not both")
         path, info = resolve_artifact(Path(artifact), target)
     else:
         opts["out"] = opts.get("out") or "runs"

@@ -167,7 +167,8 @@ def compare(ctx: click.Context, **opts: Any) -> None:
 
 
 def _more(recipe: Any) -> str:
-    extra = [f"{len(v)} {name}" for name, v in (("models", recipe.models), ("data sets", recipe.datasets), ("targets", recipe.targets)) if len(v) > 1]
+    axes = (("models", recipe.models), ("data sets", recipe.datasets), ("targets", recipe.targets))
+    extra = [f"{len(v)} {name}" for name, v in axes if len(v) > 1]
     return (" × " + " × ".join(extra)) if extra else ""
 
 

@@ -59,7 +59,8 @@ def _vela_config_check() -> Check:
     path = Path(vela_config_path(Target()))
     if path.is_file():
         return Check("Vela system configs", True, str(path), required=True)
-    return Check("Vela system configs", False, f"{path} not found", "reinstall: .venv/bin/pip install --force-reinstall ethos-u-vela==5.1.0", True)
+    return Check("Vela system configs", False, f"{path} not found",
+                 "reinstall: .venv/bin/pip install --force-reinstall ethos-u-vela==5.1.0", True)
 
 
 def _dataset_check() -> Check:
@@ -110,7 +111,8 @@ def collect() -> tuple[dict[str, str | None], list[Check]]:
     checks = [
         _import_check("Vela", "ethosu.vela.vela", ".venv/bin/pip install ethos-u-vela==5.1.0 (or " + SETUP_FIX + ")", True),
         _vela_config_check(),
-        _import_check("TOSA reference model", "tosa_reference_model", ".venv/bin/pip install 'executorch[ethos-u]==1.5.1' (or " + SETUP_FIX + ")", False),
+        _import_check("TOSA reference model", "tosa_reference_model",
+                      ".venv/bin/pip install 'executorch[ethos-u]==1.5.1' (or " + SETUP_FIX + ")", False),
         _dataset_check(),
         *_fvp_checks(),
     ]

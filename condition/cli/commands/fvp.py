@@ -36,7 +36,8 @@ def fvp() -> None:
 
 @fvp.command("parse")
 @click.argument("log", type=click.Path(dir_okay=True))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: pmu_cycle_counter, events, inferences and the normalised fields (null when absent).")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: pmu_cycle_counter, events, inferences and the normalised fields (null when absent).")
 def parse(log: str, as_json: bool) -> None:
     """Print the PMU counters in LOG."""
     from condition.backend.pmu_log import parse_counters
@@ -61,7 +62,8 @@ def parse(log: str, as_json: bool) -> None:
 @click.argument("log", type=click.Path(dir_okay=True))
 @click.option("--record", "record_dir", required=True, type=click.Path(), metavar="RUN_DIR",
               help="A run folder holding metrics.json (or the metrics.json itself).")
-@click.option("--platform", default="imported log", show_default=True, help="Where the log came from, e.g. FVP_Corstone_SSE-320 or a board name.")
+@click.option("--platform", default="imported log", show_default=True,
+              help="Where the log came from, e.g. FVP_Corstone_SSE-320 or a board name.")
 def import_(log: str, record_dir: str, platform: str) -> None:
     """Attach the PMU counters in LOG to the run's metrics record (replacing earlier FVP figures)."""
     from condition.backend.metrics import RECORD_NAME, MetricsRecord

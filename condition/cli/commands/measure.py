@@ -16,7 +16,8 @@ from condition.cli.commands.common import build_target, target_options
 @target_options
 @click.option("--dataset", default=None, help="Also measure int8 top-1 on this data set's test images (fashion-mnist, IDX folder or .npz).")
 @click.option("--eval-limit", default=None, type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Records land in OUT/measure/<name>-<hash>/.")
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Records land in OUT/measure/<name>-<hash>/.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics record as JSON instead of a table.")
 def measure(artifact: str, dataset: str | None, eval_limit: int | None, out: str, as_json: bool, **opts: Any) -> None:
     """Measure an artifact you already have (an int8 .tflite) on a Target, without conditioning.

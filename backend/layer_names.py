@@ -55,13 +55,23 @@ def names_from_weights(estimate: VelaEstimate, weights: WeightStats) -> tuple[Ve
     return dataclasses.replace(estimate, per_layer=rows), weights
 
 
+# The TF op of a Keras layer's weights, as it ends a part of a fused TFLite tensor name.
+TF_WEIGHTED_OPS = frozenset({"Conv2D", "depthwise", "MatMul", "conv2d_transpose"})
+
+
 def keras_layer_name(tensor: str, output_layer: str) -> str:
     """`model/block1_dw/depthwise;model/block1_dw/BiasAdd` → `block1_dw`; the model's output tensor
-    (`StatefulPartitionedCall:0`) → `output_layer`. Anything else is returned as it is."""
+    (`StatefulPartitionedCall:0`) → `output_layer`. Anything else is returned as it is.
+
+    A fused op's name lists every layer it holds, the activation first
+    (`m/stem_relu/Relu;m/stem_bn/FusedBatchNormV3;m/stem/Conv2D`): the layer whose weights the op
+    carries (`stem`) names it, as the torch side names it after the conv module."""
     if tensor.startswith("StatefulPartitionedCall"):
         return output_layer
-    parts = tensor.split(";")[0].split("/")
-    return parts[1] if len(parts) > 2 else tensor
+    parts = [p.split("/") for p in tensor.split(";")]
+    weighted = next((p for p in parts if len(p) > 2 and p[-1] in TF_WEIGHTED_OPS), None)
+    first = weighted or parts[0]
+    return first[1] if len(first) > 2 else tensor
 
 
 def names_like(weights: WeightStats, named: WeightStats) -> WeightStats:

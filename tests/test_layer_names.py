@@ -40,5 +40,10 @@ def test_counts_that_differ_leave_names_alone():
 
 def test_keras_layer_name():
     assert keras_layer_name("net/block1_dw/depthwise;net/block1_dw/BiasAdd", "fc") == "block1_dw"
+    # conv + BatchNorm + ReLU fused into one op: named after the conv, as on the torch side
+    assert keras_layer_name("ds-cnn/stem_relu/Relu;ds-cnn/stem_bn/FusedBatchNormV3;ds-cnn/stem/Conv2D", "fc") == "stem"
+    assert keras_layer_name("m/block3_project_bn/FusedBatchNormV3;m/block3_project/Conv2D", "fc") == "block3_project"
+    assert keras_layer_name("m/block1_dw_relu6/Relu6;m/block1_dw_bn/FusedBatchNormV3;m/block1_dw/depthwise", "fc") == "block1_dw"
+    assert keras_layer_name("m/dense/MatMul;m/dense/Relu;m/dense/BiasAdd", "fc") == "dense"
     assert keras_layer_name("StatefulPartitionedCall:0", "fc") == "fc"
     assert keras_layer_name("serving_default_input_1:0_copy", "fc") == "serving_default_input_1:0_copy"

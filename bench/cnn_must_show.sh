@@ -24,9 +24,15 @@ compare() {  # name, recipe, model: one compare into OUT/name, its wall time and
   echo "bench: $name" >&2
   local load_before; load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
   start=$(date +%s)
-  "${C[@]}" compare --recipe "$recipe" --model "$model" --out "$OUT/$name" ${FORCE:+--force} \
-    > "$OUT/$name.out" 2> "$OUT/$name.log" || status=$?
-  echo "$(( $(date +%s) - start )) $status $load_before $(cut -d' ' -f1-3 /proc/loadavg)" > "$OUT/$name.time"
+  for attempt in 1 2 3; do  # an embedded Ray that cannot start on a loaded machine fails at once: try again
+    status=0
+    "${C[@]}" compare --recipe "$recipe" --model "$model" --out "$OUT/$name" ${FORCE:+--force} \
+      > "$OUT/$name.out" 2> "$OUT/$name.log" || status=$?
+    grep -q "timed out during startup" "$OUT/$name.log" || break
+    echo "bench: $name: Ray did not start (attempt $attempt)" >&2
+  done
+  # one line per invocation (a resumed compare adds a line): seconds, exit status, load before, load after, start
+  echo "$(( $(date +%s) - start )) $status $load_before $(cut -d' ' -f1-3 /proc/loadavg) $(date -u -d @"$start" +%FT%TZ)" >> "$OUT/$name.time"
   echo "condition compare --recipe $recipe --model $model --out $OUT/$name${FORCE:+ --force}" > "$OUT/$name.cmd"
 }
 
@@ -34,7 +40,7 @@ if [ "${REPORT_ONLY:-0}" != 1 ]; then
   for model in $MODELS; do
     compare "u85-$model" bench/cnn_must_show.toml "$model"
     for fw in tf torch; do  # the U55 cells start from the U85 run's float models
-      mkdir -p "$OUT/u55-$model/$fw"
+      mkdir -p "$OUT/u55-$model/$fw" "$OUT/u85-$model/$fw/.float-cache"
       [ -e "$OUT/u55-$model/$fw/.float-cache" ] || ln -s "../../u85-$model/$fw/.float-cache" "$OUT/u55-$model/$fw/.float-cache"
     done
     compare "u55-$model" bench/cnn_must_show_u55.toml "$model"
@@ -77,15 +83,16 @@ print("Produced by `bench/cnn_must_show.sh` (recipes `bench/cnn_must_show.toml`,
       "Accuracy is measured (float: Keras / torch; int8: TFLite interpreter / TOSA reference model); encoded "
       "weights and cycles are Vela estimates.\n")
 print(f"Commit: `{commit}`" + (" (with uncommitted changes in the tree)" if dirty else "") + "\n")
-print("| compare | command | wall | exit | load (1/5/15 min) before → after |\n|---|---|---|---|---|")
+print("| compare | command | started | wall | exit | load (1/5/15 min) before → after |\n|---|---|---|---|---|---|")
 for m in models:
     for t in ("u85", "u55"):
         name = f"{t}-{m}"
         tf, cf = out / f"{name}.time", out / f"{name}.cmd"
-        if tf.is_file():
-            s, status, *load = tf.read_text().split()
-            print(f"| {name} | `{cf.read_text().strip()}` | {int(s) // 60} min {int(s) % 60} s | {status} | "
-                  f"{' '.join(load[:3])} → {' '.join(load[3:])} |")
+        for line in tf.read_text().splitlines() if tf.is_file() else []:
+            s, status, *load = line.split()
+            started = load[6] if len(load) > 6 else ""
+            print(f"| {name} | `{cf.read_text().strip()}` | {started} | {int(s) // 60} min {int(s) % 60} s | {status} | "
+                  f"{' '.join(load[:3])} → {' '.join(load[3:6])} |")
 print("\nThe machine (2 cores) is shared with other sessions and these runs were niced (`nice -n 19`): wall times "
       "depend on the others' load.\n")
 

@@ -29,7 +29,8 @@ if [ -d "$DATA_DIR" ] && ls "$DATA_DIR"/*idx* >/dev/null 2>&1; then
 elif command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "setup: installing Debian package dataset-fashion-mnist"
-  if ! { $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; }; }; then
+  if ! { $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 ||
+         { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; }; }; then
     echo "setup: WARNING could not install dataset-fashion-mnist with apt; pass --dataset PATH (IDX or .npz) to condition" >&2
   fi
 else

@@ -24,8 +24,8 @@ def _interpreter(path: Path, batch: int):
     try:
         with warnings.catch_warnings():  # the deprecation notice about ai_edge_litert, not actionable here
             warnings.simplefilter("ignore")
-            interp = tf.lite.Interpreter(model_path=str(path), num_threads=1,
-                                         experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            interp = tf.lite.Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=resolver)
         inp = interp.get_input_details()[0]
         if batch != inp["shape"][0]:
             interp.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]], strict=False)

@@ -85,7 +85,8 @@ def load_file(path: str | Path) -> Any:
     if not path.exists():
         raise ModelError(str(path), "file not found (give " + ", ".join(BUILTIN_MODELS) + ", or a Keras .keras/.h5/SavedModel path)")
     if path.is_file() and path.suffix.lower() not in KERAS_SUFFIXES:
-        raise ModelError(str(path), f"unsupported model file type {path.suffix!r} (the tf frontend reads .keras, .h5, or a SavedModel folder)")
+        raise ModelError(str(path),
+                         f"unsupported model file type {path.suffix!r} (the tf frontend reads .keras, .h5, or a SavedModel folder)")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # h5py/zip/protobuf errors on a corrupt or foreign file

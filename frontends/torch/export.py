@@ -115,7 +115,8 @@ def placement_of(edge_program: Any) -> Placement:
     return Placement(on_npu, cpu, delegates)
 
 
-def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor], target: Target, out_dir: Path, name: str = "model") -> LoweredProgram:
+def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor], target: Target, out_dir: Path,
+          name: str = "model") -> LoweredProgram:
     """Lower a converted PT2E graph for `target` and save `<out_dir>/<name>.pte`.
 
     The TOSA file and Vela's CSVs land in `<out_dir>/delegate/`; Vela's console output in

@@ -20,7 +20,8 @@ CACHE_DIR = ".float-cache"
 FILE = "model.pt"
 
 
-def identity(spec: ModelSpec, dataset: str | dict[str, Any], data: Dataset, epochs: int, seed: int, train_limit: int | None) -> dict[str, Any]:
+def identity(spec: ModelSpec, dataset: str | dict[str, Any], data: Dataset, epochs: int, seed: int,
+             train_limit: int | None) -> dict[str, Any]:
     """Everything the trained weights depend on; `dataset` is `condition.datasets.dataset_identity` (a user's
     file by path, size and mtime)."""
     return {

@@ -81,7 +81,8 @@ def int8_weight_stats(converted: torch.fx.GraphModule, chain: Sequence[Any] = ()
     are counted per quantization channel, as the record defines them. With the run's `chain`,
     each layer also says which of its techniques conditioned it (and why others left it out)."""
     weights = [node for node in converted.graph.nodes if node.op == "get_attr"
-               and isinstance(value := getattr(converted, node.target, None), torch.Tensor) and value.dtype == torch.int8 and value.ndim >= 2]
+               and isinstance(value := getattr(converted, node.target, None), torch.Tensor)
+               and value.dtype == torch.int8 and value.ndim >= 2]
     layers = []
     for node in weights:
         value = getattr(converted, node.target)

@@ -15,7 +15,7 @@ from condition.frontends.torch import frontend  # noqa: E402,F401  (registers th
 from condition.frontends.torch.weights import int8_weight_stats  # noqa: E402
 from condition.techniques import ClusterConfig, PostTrainingQuantConfig, PruneConfig, QatConfig  # noqa: E402
 
-LAYERS = ["stem", "dw", "pw", "head", "fc"]
+from bn_cnn_checks import LAYERS, check_cluster, check_prune_scope, check_two_four  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,37 +43,19 @@ def test_cluster_holds_k_values_per_tensor_after_batchnorm_folding(data):
     notes = []
     layers = _chain(data, ClusterConfig(clusters=8), notes=notes)
     assert list(layers) == LAYERS
-    assert [layers[n].kind for n in LAYERS] == ["conv", "depthwise", "conv", "conv", "fc"]
-    for layer in layers.values():  # conv, depthwise and fc alike, on the exported int8 tensors
-        assert layer.conditioned == ["cluster"] and layer.unique_axis == "tensor" and layer.unique_values <= 8, layer
-    assert any(n.startswith("BatchNorm folded into the conv before it (stem, dw, pw, head)") for n in notes)
-    assert "cluster 8: 5 of 5 layers" in notes
+    check_cluster(layers, notes)
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_prune_scope_policy_and_per_layer_sparsity(data, scope):
     notes = []
     layers = _chain(data, PruneConfig(0.9, scope=scope), notes=notes)
-    pruned = [n for n in LAYERS if layers[n].conditioned == ["prune"]]
-    assert pruned == ["pw", "head"]
-    assert layers["stem"].left_out == {"prune": "9 weights per output channel (fewer than 32)"}
-    assert layers["dw"].left_out == {"prune": "depthwise"}
-    assert layers["fc"].left_out == {"prune": "the classifier (last weighted layer)"}
-    assert layers["stem"].sparsity < 0.1 and layers["dw"].sparsity < 0.1 and layers["fc"].sparsity < 0.1
-    zeros = sum(layers[n].zeros for n in pruned) / sum(layers[n].params for n in pruned)
-    assert zeros == pytest.approx(0.9, abs=0.01)  # over the pruned layers, on the int8 tensors
-    if scope == "layer":  # each pruned layer at the request, none emptied
-        for n in pruned:
-            assert layers[n].sparsity == pytest.approx(0.9, abs=0.01), n
-    assert any(n.startswith(f"prune 90 %{' global' if scope == 'global' else ''}: 2 of 5 layers; left out: stem") for n in notes)
+    check_prune_scope(layers, notes, scope)
 
 
 def test_two_four_layers_carry_the_pattern_and_depthwise_does_not(data):
     layers = _chain(data, PruneConfig(0.5, structure="2:4"))
-    assert {n: layers[n].two_four for n in LAYERS} == {"stem": False, "dw": False, "pw": True, "head": True, "fc": False}
-    assert layers["stem"].left_out == {"prune": "1 input channels, not a multiple of 4"}
-    for n in ("pw", "head"):
-        assert layers[n].sparsity == pytest.approx(0.5, abs=0.01)
+    check_two_four(layers)
 
 
 def test_prune_then_qat_on_batchnorm_keeps_the_masks(data):

@@ -178,7 +178,8 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_cli_advises_on_a_tflite(tmp_path: Path, capsys) -> None:
-    rc, out, err = run_cli(["advise", str(TINY / "model_int8.tflite"), "--target", "ethos-u55-128", "--out", str(tmp_path), "--json"], capsys)
+    rc, out, err = run_cli(["advise", str(TINY / "model_int8.tflite"), "--target", "ethos-u55-128", "--out", str(tmp_path), "--json"],
+                           capsys)
     assert rc == 0, err
     d = json.loads(out)
     assert d["advice_version"] == ADVICE_VERSION and d["family"] == "u55"

@@ -67,7 +67,8 @@ def test_npz(tmp_path) -> None:
     [
         (lambda d: (d / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all"), "cannot read"),
         (lambda d: (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04junk")), "bad magic"),
-        (lambda d: (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(np.zeros((12, 4, 4), np.uint8))[:-5])), "truncated"),
+        (lambda d: (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(np.zeros((12, 4, 4), np.uint8))[:-5])),
+         "truncated"),
         (lambda d: (d / "t10k-labels-idx1-ubyte.gz").unlink(), "missing t10k-labels"),
         (lambda d: (d / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(np.zeros(4, np.uint8)))), "labels"),
     ],

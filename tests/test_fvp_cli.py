@@ -130,8 +130,13 @@ def test_doctor_fails_without_vela(monkeypatch, capsys) -> None:
     import importlib
 
     real_import_module = importlib.import_module
-    monkeypatch.setattr(importlib, "import_module",
-                        lambda name, *a: (_ for _ in ()).throw(ImportError(name)) if name.startswith("ethosu.vela") else real_import_module(name, *a))
+
+    def import_module(name, *a):
+        if name.startswith("ethosu.vela"):
+            raise ImportError(name)
+        return real_import_module(name, *a)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
     code, out, err = run(["doctor"], capsys)
     assert code != 0 and "not usable: Vela" in err and len(err.strip().splitlines()) == 1
     assert "embedded default (Vela estimate): NOT usable" in out and "pip install ethos-u-vela" in out

@@ -1,8 +1,9 @@
 """The torch int8 evaluator: a batched TOSA graph (the .pte's own graph patched to 8 images per
 call, or the converted graph lowered again for evaluation only) gives the same logits as the .pte's
 batch-1 graph run image by image, on an MLP and a BatchNorm CNN with a depthwise conv; a batched
-result that differs is caught and replaced; the .pte holds no path of the folder it was built in. Real PT2E, ExecuTorch lowering, Vela and TOSA reference model, on
-random images (no data set needed)."""
+result that differs is caught and replaced; the .pte holds no path of the folder it was built in.
+Real PT2E, ExecuTorch lowering, Vela and TOSA reference model, on random images (no data set
+needed)."""
 from __future__ import annotations
 
 import logging

@@ -95,7 +95,8 @@ def test_cluster_shares_values_keeps_zeros_and_copies(init):
     model = tiny()
     pruned = prune.apply(model, PruneConfig(0.5, fine_tune_epochs=0), StepContext(data, Target(), seed=0))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    clustered = cluster.apply(pruned, ClusterConfig(clusters=8, centroid_init=init, fine_tune_epochs=1), StepContext(data, Target(), seed=0))
+    clustered = cluster.apply(pruned, ClusterConfig(clusters=8, centroid_init=init, fine_tune_epochs=1),
+                              StepContext(data, Target(), seed=0))
     for name, w in constraints.weight_params(clustered).items():
         zeros_before = constraints.weight_params(pruned)[name] == 0
         assert bool((w[zeros_before] == 0).all())  # preserve_sparsity: zeros stay zero through fine-tuning

@@ -90,22 +90,25 @@ for model in models:
             print("No advice in the compare run (its baseline cells failed or the advice step did not run).\n")
             continue
         print("Predicted bound (the compare's advice on its int8 baseline cell) vs measured (that technique's cell):\n")
-        print("| frontend | technique | predicted cycles ≥ | measured | measured / predicted | predicted weights ≥ | measured weights | verdict |")
+        print("| frontend | technique | predicted cycles ≥ | measured | measured / predicted | predicted weights ≥ "
+              "| measured weights | verdict |")
         print("|---|---|---:|---:|---:|---:|---:|---|")
         for t in tables:
             dense = t.advice.dense
             for r in t.rows:
                 rc = "–" if r.cycles_ratio is None else f"{r.cycles_ratio:.2f}"
                 x = lambda v, k: "–" if v is None else f"{v:,} (×{v / dense[k]:.2f})"
-                print(f"| {t.frontend} | {r.label} | {x(r.predicted_cycles, 'total_cycles')} | {x(r.achieved_cycles, 'total_cycles')} | {rc} "
-                      f"| {x(r.predicted_weights, 'encoded_weight_bytes')} | {x(r.achieved_weights, 'encoded_weight_bytes')} | {r.verdict} |")
+                print(f"| {t.frontend} | {r.label} | {x(r.predicted_cycles, 'total_cycles')} | {x(r.achieved_cycles, 'total_cycles')} "
+                      f"| {rc} | {x(r.predicted_weights, 'encoded_weight_bytes')} | {x(r.achieved_weights, 'encoded_weight_bytes')} "
+                      f"| {r.verdict} |")
         for t in tables:
             same = "the same" if list(t.predicted_order) == list(t.achieved_order) else "**not** the same"
             print(f"\n{t.frontend}: predicted order {' < '.join(t.predicted_order)}; measured {' < '.join(t.achieved_order)} ({same}).")
         print()
 print("## `condition advise` output\n")
 for title, cmd, l0, l1, text in details:
-    print(f"<details><summary>{title}: <code>{cmd}</code> (load {' '.join(l0)} → {' '.join(l1)})</summary>\n\n```\n{text.rstrip()}\n```\n</details>\n")
+    print(f"<details><summary>{title}: <code>{cmd}</code> (load {' '.join(l0)} → {' '.join(l1)})</summary>\n\n"
+          f"```\n{text.rstrip()}\n```\n</details>\n")
 PY
   echo "wrote bench/results/advise_cnn.md" >&2
 fi

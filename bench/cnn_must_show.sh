@@ -32,7 +32,8 @@ compare() {  # name, recipe, model: one compare into OUT/name, its wall time and
     echo "bench: $name: Ray did not start (attempt $attempt)" >&2
   done
   # one line per invocation (a resumed compare adds a line): seconds, exit status, load before, load after, start
-  echo "$(( $(date +%s) - start )) $status $load_before $(cut -d' ' -f1-3 /proc/loadavg) $(date -u -d @"$start" +%FT%TZ)" >> "$OUT/$name.time"
+  echo "$(( $(date +%s) - start )) $status $load_before $(cut -d' ' -f1-3 /proc/loadavg) $(date -u -d @"$start" +%FT%TZ)" \
+    >> "$OUT/$name.time"
   echo "condition compare --recipe $recipe --model $model --out $OUT/$name${FORCE:+ --force}" > "$OUT/$name.cmd"
 }
 
@@ -112,8 +113,8 @@ for m in models:
                   f"technique, the defaults), evaluated on the first {n(e0.eval_limit)} test images; seed {sec.seed}. "
                   f"Chance is 0.10.\n")
             rows = [r for r in sec.rows if not r.is_float]
-            print("| run | frontend | float | int8 | int8 − float | sparsity | max distinct (clustered layers) | encoded weights | × dense "
-                  "| NPU cycles | × dense | total cycles | ops NPU/CPU | s |")
+            print("| run | frontend | float | int8 | int8 − float | sparsity | max distinct (clustered layers) | encoded weights "
+                  "| × dense | NPU cycles | × dense | total cycles | ops NPU/CPU | s |")
             print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             by = {}  # frontend -> short label -> side
             for r in rows:
@@ -131,7 +132,8 @@ for m in models:
                     cl = [l.unique_values for l in s.record.weights.layers if "cluster" in l.conditioned] if s.record.weights else []
                     d_acc = None if s.accuracy is None or s.float_accuracy is None else 100 * (s.accuracy - s.float_accuracy)
                     rt = lambda v: "–" if v is None else f"{v:.2f}×"
-                    print(f"| {r.label} | {fw} | {acc(s.float_accuracy)} | {acc(s.accuracy)} | {'–' if d_acc is None else f'{d_acc:+.1f} pt'} "
+                    print(f"| {r.label} | {fw} | {acc(s.float_accuracy)} | {acc(s.accuracy)} "
+                          f"| {'–' if d_acc is None else f'{d_acc:+.1f} pt'} "
                           f"| {'–' if s.sparsity is None else f'{s.sparsity:.3f}'} | {max(cl) if cl else '–'} "
                           f"| {n(s.encoded_weight_bytes)} B | {rt(base.get('encoded_weight_bytes'))} | {n(s.npu_cycles)} "
                           f"| {rt(base.get('npu_cycles'))} | {n(s.total_cycles)} | {s.ops_on_npu}/{s.ops_on_cpu} "
@@ -164,7 +166,8 @@ for m in models:
                                or f"{len(c)} runs, 0 ops on the CPU"))
                 if (g := need(fw, "float trains (≥ 0.5, chance 0.10)", "dense")):
                     dense, = g
-                    checks.append(("float trains (≥ 0.5, chance 0.10)", fw, dense.float_accuracy >= 0.5, f"float {acc(dense.float_accuracy)}"))
+                    checks.append(("float trains (≥ 0.5, chance 0.10)", fw, dense.float_accuracy >= 0.5,
+                                   f"float {acc(dense.float_accuracy)}"))
                 if (g := need(fw, "dense int8 within 2 points of float", "dense")):
                     dense, = g
                     dd = dense.float_accuracy - dense.accuracy
@@ -189,7 +192,8 @@ for m in models:
                         left = [f"{l.name} ({l.left_out.get('cluster', '')})" for l in layers if "cluster" not in l.conditioned]
                         x = cl.encoded_weight_bytes / dense.encoded_weight_bytes
                         checks.append((name, fw, bool(done) and not over and x <= 0.6,
-                                       f"{len(done)} of {len(layers)} layers clustered, max {max((l.unique_values for l in done), default=0)} values"
+                                       f"{len(done)} of {len(layers)} layers clustered, "
+                                       f"max {max((l.unique_values for l in done), default=0)} values"
                                        + (f", over 16: {', '.join(over)}" if over else "")
                                        + (f"; left out: {', '.join(left)}" if left else "")
                                        + f"; {n(cl.encoded_weight_bytes)} B = {x:.2f}× dense ({'ok' if x <= 0.6 else 'over'})"))

@@ -6,7 +6,9 @@ for the same total epochs.
 How a search runs (all on Ray, compare/cluster.py):
 1. References: the dense post-training-quant model of each frontend at the search's float epochs,
    through the compare runner; it trains the float model every trial starts from (its float-cache
-   entry is handed to each trial's task, so a cluster needs no shared file system).
+   entry is handed to each trial's task, so a cluster needs no shared file system). Its figures are
+   the "dense reference" every trial is shown against (and ranked by), beside the trial's
+   same-epochs baseline (the accuracy constraint's).
 2. Tune: one Optuna study per frontend (`PerFrontendSearch`), trials alternating between frontends.
    A trial is a light coordinator pinned to the driver's node (0 CPUs); it makes sure the trial's
    baseline exists (run once per total-epoch count, cached by configuration hash like any run), runs
@@ -98,6 +100,9 @@ class TrialOutcome:
     weights: int | None = None
     baseline_cycles: int | None = None
     baseline_weights: int | None = None
+    reference_cycles: int | None = None  # the dense reference: the search's own dense int8 run (float epochs only)
+    reference_weights: int | None = None
+    reference_accuracy: float | None = None
     cycles_source: str = "estimate"
     seconds: float = 0.0
     note: str = ""
@@ -119,10 +124,14 @@ class TrialOutcome:
         return round(self.required_accuracy - self.accuracy, 6)
 
     def score(self) -> float:
-        """Best-model order among feasible trials: cycles and weights relative to the baseline, summed."""
-        if not (self.cycles and self.weights and self.baseline_cycles and self.baseline_weights):
+        """Best-model order among feasible trials: cycles and weights relative to the dense reference
+        (one denominator for every trial of a frontend), summed; relative to the trial's baseline
+        when the reference's figures are missing."""
+        cycles, weights = (self.reference_cycles, self.reference_weights) if self.reference_cycles and self.reference_weights \
+            else (self.baseline_cycles, self.baseline_weights)
+        if not (self.cycles and self.weights and cycles and weights):
             return math.inf
-        return self.cycles / self.baseline_cycles + self.weights / self.baseline_weights
+        return self.cycles / cycles + self.weights / weights
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -262,7 +271,8 @@ def evaluate_trial(frontend: str, params: dict[str, Any], ctx: TrialContext) -> 
     config, bconfig = trial_config(params, base), baseline_config(params, base)
     rel = lambda c: c.run_dir().relative_to(out).as_posix()  # noqa: E731
     baseline = ensure_run(bconfig, ctx, None)
-    common = dict(frontend=frontend, params=params, config_hash=config.hash, baseline_dir=rel(bconfig))
+    common = dict(frontend=frontend, params=params, config_hash=config.hash, baseline_dir=rel(bconfig),
+                  **reference_figures(out, rel(reference_config(base))))
     b_acc = int8_accuracy(baseline)
     if baseline.status != "ok" or b_acc is None:
         return TrialOutcome(status="failed", note=f"baseline failed: {baseline.error}", seconds=time.perf_counter() - start, **common)
@@ -283,6 +293,33 @@ def evaluate_trial(frontend: str, params: dict[str, Any], ctx: TrialContext) -> 
     status = "ok" if record.status == "ok" and acc is not None and cycles and weights else "failed"
     return TrialOutcome(status=status, run_dir=rel(config), accuracy=acc, cycles=cycles, weights=weights, cycles_source=source,
                         seconds=time.perf_counter() - start, note=record.error or "", **common)
+
+
+def reference_figures(out: Path, run_dir: str) -> dict[str, Any]:
+    """reference_cycles, reference_weights and reference_accuracy (int8) of a frontend's dense
+    reference run (OUT/<run_dir>); Nones when it has no ok record."""
+    try:
+        record = MetricsRecord.read(Path(out) / run_dir)
+    except (OSError, ArtifactError):
+        record = None
+    if record is None or record.status != "ok":
+        return dict(reference_cycles=None, reference_weights=None, reference_accuracy=None)
+    cycles, weights, _ = objectives(record)
+    return dict(reference_cycles=cycles, reference_weights=weights, reference_accuracy=int8_accuracy(record))
+
+
+def with_references(trials: list[TrialOutcome], out: Path, references: dict[str, str]) -> list[TrialOutcome]:
+    """The trials with their dense reference's figures filled in where the ledger lacks them (a
+    ledger written before they were recorded per trial)."""
+    figures: dict[str, dict[str, Any]] = {}
+    filled = []
+    for t in trials:
+        if None in (t.reference_cycles, t.reference_weights, t.reference_accuracy) and t.frontend in references:
+            if t.frontend not in figures:
+                figures[t.frontend] = reference_figures(out, references[t.frontend])
+            t = dataclasses.replace(t, **figures[t.frontend])
+        filled.append(t)
+    return filled
 
 
 def _ledger(out: Path) -> list[TrialOutcome]:

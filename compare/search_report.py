@@ -1,6 +1,7 @@
 """The report of a `condition search` (OUT/search.json + the trials' run folders): Pareto fronts
 per frontend side by side (accuracy vs encoded weights, accuracy vs cycles), the best model of each
-frontend with its ratios to its baseline, and the command line that reproduces it.
+frontend with its ratios to the dense reference (the search's own dense int8 run) and to its
+same-epochs baseline, each labelled, and the command line that reproduces it.
 
     files = write_search_report("runs/search")   # search.md, search.html, plots/search-pareto.svg
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 from condition.backend.atomic import write_text_atomic
 from condition.backend.target import Target
 from condition.compare.plots import COLORS, LIGHT, MARKERS, _pyplot, _svg
-from condition.compare.search import MANIFEST_NAME, TrialOutcome, best_by_frontend, read_manifest
+from condition.compare.search import MANIFEST_NAME, TrialOutcome, best_by_frontend, read_manifest, with_references
 from condition.compare.search_space import command_line, describe
 from condition.compare.table import pareto_front
 from condition.errors import ConfigError
@@ -39,7 +40,7 @@ def write_search_report(out: str | Path) -> SearchReport:
     if not out.is_dir():
         raise ConfigError("DIR", str(out), "no such folder", "give the --out folder of a `condition search` run")
     data = read_manifest(out)
-    trials: list[TrialOutcome] = data["trials"]
+    trials: list[TrialOutcome] = with_references(data["trials"], out, data.get("references", {}))
     s = data["settings"]
     best = best_by_frontend(trials)
     svg = pareto_svg(trials, s["frontends"]) if any(t.status == "ok" for t in trials) else None
@@ -74,15 +75,49 @@ def summary_lines(trials: list[TrialOutcome], best: dict[str, TrialOutcome], s: 
             lines.append("  best: none met the accuracy constraint")
             continue
         lines.append(f"  best: {describe(b.params)}")
-        lines.append(f"        {b.weights:,} B encoded weights ({b.weights / b.baseline_weights:.3f}× its baseline, "
-                     f"{b.weights / 1024:.1f} KiB), {b.cycles:,} cycles ({b.cycles / b.baseline_cycles:.3f}×, {_source(b)}), "
-                     f"int8 {b.accuracy:.4f} vs baseline {b.baseline_accuracy:.4f}")
+        lines.append(f"        {b.weights:,} B encoded weights ({b.weights / 1024:.1f} KiB): "
+                     f"{_ratios(b.weights, b.reference_weights, b.baseline_weights)}")
+        lines.append(f"        {b.cycles:,} total cycles ({_source(b)}): {_ratios(b.cycles, b.reference_cycles, b.baseline_cycles)}")
+        lines.append(f"        int8 {b.accuracy:.4f} vs same-epochs baseline {b.baseline_accuracy:.4f} "
+                     f"({100 * (b.accuracy - b.baseline_accuracy):+.2f} points)")
         lines.append(f"        {command_line(b.params, base_config(s, f))}")
     return lines
 
 
 def _source(t: TrialOutcome) -> str:
     return "FVP measured" if t.cycles_source == "fvp" else "Vela estimate"
+
+
+def _ratio(value: int | None, of: int | None) -> str:
+    return f"{value / of:.3f}×" if value and of else "–"
+
+
+def _ratios(value: int | None, reference: int | None, baseline: int | None) -> str:
+    return f"{_ratio(value, reference)} dense reference, {_ratio(value, baseline)} same-epochs baseline"
+
+
+def _acc(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _points(value: float | None, of: float | None) -> str:
+    return "–" if value is None or of is None else f"{100 * (value - of):+.2f} points"
+
+
+def figures_table(b: TrialOutcome) -> list[str]:
+    """Markdown rows: the trial's weights, cycles and accuracy beside the dense reference (the
+    search's own dense int8 run, what `condition <frontend> post-training-quant` gives) and the
+    same-epochs baseline (dense int8 trained as many epochs as the trial), with both ratios."""
+    n = lambda v: "–" if v is None else f"{v:,}"  # noqa: E731
+    rows = ["| figure | this model | dense reference | × dense reference | same-epochs baseline | × same-epochs baseline |",
+            "|---|---|---|---|---|---|",
+            f"| encoded weights (Vela), B | {b.weights:,} ({b.weights / 1024:.1f} KiB) | {n(b.reference_weights)} | "
+            f"{_ratio(b.weights, b.reference_weights)} | {n(b.baseline_weights)} | {_ratio(b.weights, b.baseline_weights)} |",
+            f"| total cycles ({_source(b)}) | {b.cycles:,} | {n(b.reference_cycles)} | {_ratio(b.cycles, b.reference_cycles)} | "
+            f"{n(b.baseline_cycles)} | {_ratio(b.cycles, b.baseline_cycles)} |",
+            f"| int8 accuracy | {b.accuracy:.4f} | {_acc(b.reference_accuracy)} | {_points(b.accuracy, b.reference_accuracy)} | "
+            f"{b.baseline_accuracy:.4f} | {_points(b.accuracy, b.baseline_accuracy)} |"]
+    return rows
 
 
 def pareto_svg(trials: list[TrialOutcome], frontends: list[str]) -> str:
@@ -120,25 +155,37 @@ def pareto_svg(trials: list[TrialOutcome], frontends: list[str]) -> str:
 
 def render_md(trials: list[TrialOutcome], best: dict[str, TrialOutcome], s: dict, lines: list[str], plot: bool) -> str:
     out = ["# condition search", "", *[f"    {line}" for line in lines], ""]
-    out += ["Cycles and weights are Vela estimates unless marked FVP. The baseline of a trial is the dense int8 "
-            "(post-training-quant) model trained for the same total epochs (float + every fine-tuning epoch).", ""]
+    out += ["Cycles and weights are Vela estimates unless marked FVP. Two dense int8 (post-training-quant) models "
+            "are shown beside each result: the **dense reference**, the search's own dense int8 run on the float "
+            "model every trial starts from (what `condition <frontend> post-training-quant` gives), and the trial's "
+            "**same-epochs baseline**, the dense int8 model trained for the same total epochs (float + every "
+            "fine-tuning epoch). The accuracy constraint is against the same-epochs baseline; the best model is "
+            "the feasible trial with the smallest sum of its cycle and weight ratios to the dense reference.", ""]
     if plot:
         out += [f"![Pareto fronts]({PLOT})", ""]
     for f in s["frontends"]:
         b = best.get(f)
         out += [f"## {f}", ""]
         if b is not None:
-            out += [f"Best: **{describe(b.params)}** — {b.weights:,} B ({b.weights / b.baseline_weights:.3f}× baseline), "
-                    f"{b.cycles:,} cycles ({b.cycles / b.baseline_cycles:.3f}× baseline), int8 {b.accuracy:.4f} "
-                    f"(baseline {b.baseline_accuracy:.4f}). Reproduce:", "", "```", command_line(b.params, base_config(s, f)), "```", ""]
-        out += ["| # | chain | status | int8 acc | required | encoded weights | total cycles | run |", "|---|---|---|---|---|---|---|---|"]
-        for i, t in enumerate([t for t in trials if t.frontend == f], 1):
-            acc = "" if t.accuracy is None else f"{t.accuracy:.4f}"
-            req = "" if t.required_accuracy is None else f"{t.required_accuracy:.4f}"
-            status = "ok" if t.feasible else ("misses" if t.status == "ok" else t.status)
-            out.append(f"| {i} | {describe(t.params)} | {status} | {acc} | {req} | {_n(t.weights)} | {_n(t.cycles)} | {t.run_dir or t.note} |")
+            out += [f"Best: **{describe(b.params)}**", "", *figures_table(b), "", "Reproduce:", "", "```",
+                    command_line(b.params, base_config(s, f)), "```", ""]
+        out += trials_table([t for t in trials if t.frontend == f], run_column=True)
         out.append("")
     return "\n".join(out)
+
+
+def trials_table(trials: list[TrialOutcome], run_column: bool = False) -> list[str]:
+    """Markdown rows, one per trial; cycles and weights also as ratios to the dense reference."""
+    head = "| # | chain | status | int8 acc | required | encoded weights | × dense ref | total cycles | × dense ref |"
+    rows = [head + (" run |" if run_column else ""), "|---" * (9 + run_column) + "|"]
+    for i, t in enumerate(trials, 1):
+        acc = "" if t.accuracy is None else f"{t.accuracy:.4f}"
+        req = "" if t.required_accuracy is None else f"{t.required_accuracy:.4f}"
+        status = "ok" if t.feasible else ("misses" if t.status == "ok" else t.status)
+        weights, cycles = _ratio(t.weights, t.reference_weights), _ratio(t.cycles, t.reference_cycles)
+        row = f"| {i} | {describe(t.params)} | {status} | {acc} | {req} | {_n(t.weights)} | {weights} | {_n(t.cycles)} | {cycles} |"
+        rows.append(row + (f" {t.run_dir or t.note} |" if run_column else ""))
+    return rows
 
 
 def _n(v: int | None) -> str:

@@ -30,8 +30,13 @@ class SearchProgress:
         else:
             what = f"{outcome.status.upper()} — {outcome.note}"
         line = f"[{done:>{len(str(total))}}/{total}] {outcome.frontend} {describe(outcome.params)}: {what}"
-        bests = [f"{f} {b.weights / 1024:.1f} KiB {b.cycles / b.baseline_cycles:.3f}× cycles" for f, b in sorted(best.items())]
+        bests = [f"{f} {b.weights / 1024:.1f} KiB, cycles {_ratio(b.cycles, b.reference_cycles)} dense ref / "
+                 f"{_ratio(b.cycles, b.baseline_cycles)} same-epochs" for f, b in sorted(best.items())]
         click.echo(line + (f"  | best: {', '.join(bests)}" if bests else ""), err=True)
+
+
+def _ratio(value: int | None, of: int | None) -> str:
+    return f"{value / of:.3f}×" if value and of else "–"
 
 
 @click.command("search")

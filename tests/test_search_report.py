@@ -1,0 +1,53 @@
+"""`condition search` report: every result beside the two dense int8 models, each labelled — the
+dense reference (the search's own dense int8 run) and the trial's same-epochs baseline — and the
+best model ranked against the dense reference. Fast: no Ray, no training."""
+from __future__ import annotations
+
+import dataclasses
+
+from condition.backend.target import Target
+from condition.compare.search import TrialOutcome, best_by_frontend, with_references
+from condition.compare.search_report import figures_table, summary_lines, trials_table
+from condition.compare.search_space import SEED_POINT, normalise
+
+
+def trial(weights: int, cycles: int, accuracy: float = 0.88, **kw) -> TrialOutcome:
+    return TrialOutcome("tf", normalise(SEED_POINT), "ok", accuracy=accuracy, baseline_accuracy=0.884,
+                        required_accuracy=0.874, cycles=cycles, weights=weights, baseline_cycles=151_425,
+                        baseline_weights=496_192, **kw)
+
+
+def test_the_report_shows_both_dense_comparisons_each_labelled(tmp_path):
+    from condition.backend.metrics import AccuracyResult, VelaEstimate
+    from condition.recorder import record_for
+    from condition.run import RunConfig
+
+    reference = RunConfig(frontend="tf", chain=(), out=tmp_path)
+    record = record_for(reference, status="ok", accuracy=[AccuracyResult(kind="int8", value=0.8559, images=10_000, evaluator="t")],
+                        vela=VelaEstimate(accelerator="ethos-u85-128", system_config="s", memory_mode="m", clock_hz=1e9,
+                                          original_weight_bytes=535_040, encoded_weight_bytes=538_864, total_cycles=164_446))
+    record.write(tmp_path / "tf" / "reference")
+    old = trial(25_120, 24_037)  # a ledger entry written before the reference figures were kept per trial
+    [filled] = with_references([old], tmp_path, {"tf": "tf/reference"})
+    assert (filled.reference_cycles, filled.reference_weights, filled.reference_accuracy) == (164_446, 538_864, 0.8559)
+    table = "\n".join(figures_table(filled))
+    assert "| dense reference | × dense reference | same-epochs baseline | × same-epochs baseline |" in table
+    assert "| 24,037 | 164,446 | 0.146× | 151,425 | 0.159× |" in table
+    assert "| 25,120 (24.5 KiB) | 538,864 | 0.047× | 496,192 | 0.051× |" in table
+    assert "| 0.8800 | 0.8559 | +2.41 points | 0.8840 | -0.40 points |" in table
+    rows = "\n".join(trials_table([filled]))
+    assert "| 25,120 | 0.047× | 24,037 | 0.146× |" in rows
+    settings = {"model": "mlp", "dataset": "fashion-mnist", "target": Target().as_dict(), "max_accuracy_drop": 1.0,
+                "frontends": ["tf"], "epochs": 1, "seed": 0}
+    text = "\n".join(summary_lines([filled], {"tf": filled}, settings))
+    assert "0.146× dense reference, 0.159× same-epochs baseline" in text
+    assert "0.047× dense reference, 0.051× same-epochs baseline" in text
+
+
+def test_the_best_model_is_ranked_against_the_dense_reference():
+    """One denominator for every trial of a frontend: a trial with a longer-trained (smaller,
+    faster) baseline does not look worse for it."""
+    ref = dict(reference_cycles=164_000, reference_weights=538_000)
+    small = trial(24_000, 24_500, **ref)
+    fast = dataclasses.replace(trial(30_000, 24_000, **ref), baseline_cycles=120_000, baseline_weights=400_000)
+    assert best_by_frontend([fast, small]) == {"tf": small}

@@ -33,7 +33,7 @@ if [[ " $PARTS " == *" cnn "* ]]; then
 import subprocess, sys, time
 from pathlib import Path
 from condition.backend.advise import Advice
-from condition.compare.advice import advice_file, advice_tables
+from condition.compare.advice import advice_file, advice_tables, write_comparison_advice
 from condition.compare.records import load_comparison
 from condition.compare.table import build_sections
 
@@ -53,6 +53,8 @@ for model in models:
         print(f"## {model}: no compare run in {out}\n")
         continue
     comp = load_comparison(out)
+    for problem in write_comparison_advice(comp):  # what the compare does at its end, for its finished baselines
+        print(f"<!-- {problem} -->")
     for sec in build_sections(comp):
         base = next((r for r in sec.rows if r.is_baseline), None)
         print(f"## {sec.model} · {sec.dataset} · {sec.target.label()}\n")

@@ -238,9 +238,9 @@ for m in models:
             for name, fw, ok, fig in checks:
                 print(f"| {name} | {fw} | {mark(ok)} | {fig} |")
                 if ok is None:
-                    pending.append(f"{sec.model} · {sec.dataset} · {sec.target.accelerator} · {fw}: {name}")
+                    pending.append(f"{sec.model} · {sec.dataset} · {sec.target.npu} · {fw}: {name}")
                 elif not ok:
-                    summary.append(f"{sec.model} · {sec.dataset} · {sec.target.accelerator} · {fw}: {name} — {fig}")
+                    summary.append(f"{sec.model} · {sec.dataset} · {sec.target.npu} · {fw}: {name} — {fig}")
             print()
 print("## Not met\n")
 print("\n".join(f"- {s}" for s in summary) if summary else ("Every check that ran is met." if pending else "Every check is met."))

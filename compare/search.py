@@ -9,7 +9,9 @@ How a search runs (all on Ray, compare/cluster.py):
    entry is handed to each trial's task, so a cluster needs no shared file system). Its figures are
    the "dense reference" every trial is shown against (and ranked by), beside the trial's
    same-epochs baseline (the accuracy constraint's).
-2. Tune: one Optuna study per frontend (`PerFrontendSearch`), trials alternating between frontends.
+2. Tune: one Optuna study per frontend (`PerFrontendSearch`) over the space of the Target's NPU
+   (search_space.space_for), trials alternating between frontends; each study evaluates the seed
+   points first (search_space.SEED_POINTS, which are TPE's start-up phase), then TPE proposes.
    A trial is a light coordinator pinned to the driver's node (0 CPUs); it makes sure the trial's
    baseline exists (run once per total-epoch count, cached by configuration hash like any run), runs
    the trial as an ordinary Ray task (one CPU-bound cell, compare/worker.py) and writes both run
@@ -28,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -40,8 +43,8 @@ from typing import Any
 from condition.backend.atomic import write_json_atomic
 from condition.backend.metrics import MetricsRecord
 from condition.compare.matrix import Cell
-from condition.compare.search_space import (SEED_POINT, baseline_config, define_space, describe, distributions, normalise,
-                                            reference_config, trial_config)
+from condition.compare.search_space import (SEED_POINTS, baseline_config, define_space, describe, distributions, in_space,
+                                            normalise, reference_config, space_for, trial_config)
 from condition.errors import ArtifactError, ConfigError
 from condition.run import RunConfig
 
@@ -50,6 +53,9 @@ MANIFEST_VERSION = 1
 METRICS = ["cycles", "weights"]
 MODES = ["min", "min"]
 STOP_MARGIN = 0.01  # a no-more-aggressive trial must have missed by more than one point before we extrapolate
+# TPE samples at random until this many trials of the study have finished: the seed points
+# (search_space.SEED_POINTS) are that start-up phase, so TPE proposes from the next trial on.
+STARTUP_TRIALS = 3
 log = logging.getLogger(__name__)
 
 
@@ -331,10 +337,11 @@ def _ledger(out: Path) -> list[TrialOutcome]:
 
 # ---- Optuna through Ray Tune -------------------------------------------------------------------
 
-def make_searcher(seed: int, points: list[dict[str, Any]]) -> Any:
-    """OptunaSearch with Optuna's multi-objective TPE sampler; `constraint` from each result becomes
-    the Optuna trial's constraint (TPE then ranks infeasible trials below feasible ones), and
-    stopped or failed trials are told as pruned."""
+def make_searcher(seed: int, points: list[dict[str, Any]], space: str) -> Any:
+    """OptunaSearch with Optuna's multi-objective TPE sampler over `space` (search_space.SPACES),
+    `points` evaluated first; `constraint` from each result becomes the Optuna trial's constraint
+    (TPE then ranks infeasible trials below feasible ones), and stopped or failed trials are told
+    as pruned."""
     import optuna
     from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
@@ -354,18 +361,21 @@ def make_searcher(seed: int, points: list[dict[str, Any]]) -> Any:
             super().on_trial_complete(trial_id, result, error)
 
         def add_finished(self, outcome: TrialOutcome) -> None:
-            """A trial of an earlier run of this search, so a resumed study knows it."""
+            """A trial of an earlier run of this search, so a resumed study knows it (not one outside
+            this space, e.g. of an earlier version's space: it stays in the ledger and the report)."""
+            if not in_space(outcome.params, space):
+                return
             ok = outcome.status == "ok" and outcome.cycles and outcome.weights
             trial = optuna.trial.create_trial(
                 state=TrialState.COMPLETE if ok else TrialState.PRUNED,
                 values=[float(outcome.cycles), float(outcome.weights)] if ok else None,
-                params=outcome.params, distributions=distributions(outcome.params),
+                params=outcome.params, distributions=distributions(outcome.params, space),
                 system_attrs={"constraints:accuracy": outcome.constraint})
             self._ot_study.add_trial(trial)
 
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
-    return ConstrainedOptunaSearch(space=define_space, metric=list(METRICS), mode=list(MODES), sampler=sampler,
-                                   points_to_evaluate=points or None)
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=STARTUP_TRIALS)
+    return ConstrainedOptunaSearch(space=functools.partial(define_space, space=space), metric=list(METRICS), mode=list(MODES),
+                                   sampler=sampler, points_to_evaluate=points or None)
 
 
 def per_frontend_search(searchers: dict[str, Any], remaining: dict[str, int]) -> Any:
@@ -481,11 +491,13 @@ def _tune(spec: SearchSpec, ctx: TrialContext, session: Any, remaining: dict[str
 
     searchers = {}
     for f in spec.frontends:
-        known = [t for t in ledger.trials if t.frontend == f]
-        seed_point = [] if any(t.params == normalise(SEED_POINT) for t in known) else [dict(SEED_POINT)]
-        searchers[f] = make_searcher(spec.seed, seed_point)
-        for t in known:
-            searchers[f].add_finished(t)
+        known = [t.params for t in ledger.trials if t.frontend == f]
+        space = space_for(spec.base(f).target)
+        points = [dict(p) for p in SEED_POINTS[space] if normalise(p) not in known]
+        searchers[f] = make_searcher(spec.seed, points, space)
+        for t in ledger.trials:
+            if t.frontend == f:
+                searchers[f].add_finished(t)
 
     class Progress(tune.Callback):
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

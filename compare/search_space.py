@@ -6,6 +6,23 @@ A trial's parameters are named after the CLI options, so its recipe is a `condit
 …` command line that reproduces the very same run (same configuration hash). Prune and cluster share
 one `fine_tune_epochs`, as on the CLI. Clusters 0 means no clustering step.
 
+The space depends on the Target's NPU (`space_for`):
+- U85: prune 2:4 with sparsity 0.80–0.98 (step 0.01; above 0.5 the extra zeros are pruned inside
+  the 2:4 pattern), constant schedule. U85's MAC array skips 2:4 zeros, so only 2:4 lowers MAC
+  cycles; unstructured zeros only shrink the weights (seed MLP, U85-128: unstructured 95 % leaves
+  ~47.5k total cycles, 0.29x dense, with or without clustering, while every 2:4 model at 0.79–0.95
+  sits at 24–25k). Below 0.8 a 2:4 model has the same cycles and more bytes. One schedule: above
+  0.5 the tf side fixes its 2:4 mask once (frontends/tf/prune.py), so a polynomial ramp would
+  change torch runs only.
+- U55, U65: prune unstructured with sparsity 0.50–0.98, constant or polynomial schedule (these
+  NPUs do not skip 2:4 zeros; the pattern would only cost accuracy).
+- Both: fine-tuning epochs 1–3 (prune and cluster each), clusters 0 (none), 4, 8, 16 or 32,
+  quantization qat (1–2 epochs) or post-training-quant.
+
+Seed points, evaluated first on each frontend (`SEED_POINTS`): the space's structure at sparsity
+0.95 with 8 clusters, 0.97 with 8 and 0.96 with 4, each with 3 fine-tuning epochs and 1 QAT epoch
+(the first is DESIGN.md's hand-picked best).
+
     params = {"structure": "2:4", "sparsity": 0.95, "schedule": "constant", "fine_tune_epochs": 3,
               "clusters": 8, "quantize": "qat", "qat_epochs": 1}
     config = trial_config(params, base)          # a RunConfig, runs like any other
@@ -20,30 +37,47 @@ from typing import Any
 from condition.run import RunConfig
 
 # name → ("categorical", choices) | ("int", low, high) | ("float", low, high, step). Conditional:
-# qat_epochs only when quantize is "qat".
-SPACE: dict[str, tuple[Any, ...]] = {
-    "structure": ("categorical", ("unstructured", "2:4")),
-    "sparsity": ("float", 0.5, 0.98, 0.01),
-    "schedule": ("categorical", ("constant", "polynomial")),
+# qat_epochs only when quantize is "qat". One space per pruning structure; `space_for` picks it by
+# the Target's NPU (module docstring: why).
+_COMMON: dict[str, tuple[Any, ...]] = {
     "fine_tune_epochs": ("int", 1, 3),
     "clusters": ("categorical", (0, 4, 8, 16, 32)),
     "quantize": ("categorical", ("qat", "post-training-quant")),
     "qat_epochs": ("int", 1, 2),
 }
-# The hand-picked best of DESIGN.md, evaluated first so every search starts from a known good point.
-SEED_POINT: dict[str, Any] = {"structure": "2:4", "sparsity": 0.95, "schedule": "constant", "fine_tune_epochs": 3,
-                              "clusters": 8, "quantize": "qat", "qat_epochs": 1}
+SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "2:4": {"structure": ("categorical", ("2:4",)), "sparsity": ("float", 0.8, 0.98, 0.01),
+            "schedule": ("categorical", ("constant",)), **_COMMON},
+    "unstructured": {"structure": ("categorical", ("unstructured",)), "sparsity": ("float", 0.5, 0.98, 0.01),
+                     "schedule": ("categorical", ("constant", "polynomial")), **_COMMON},
+}
+# Evaluated first, in this order, so every search starts from known good points (the hand-picked best of
+# DESIGN.md, then the same chain with more zeros and with fewer clusters); TPE proposes from then on.
+SEED_POINTS: dict[str, list[dict[str, Any]]] = {
+    structure: [dict(structure=structure, sparsity=sparsity, schedule="constant", fine_tune_epochs=3, clusters=clusters,
+                     quantize="qat", qat_epochs=1) for sparsity, clusters in ((0.95, 8), (0.97, 8), (0.96, 4))]
+    for structure in SPACES
+}
+SEED_POINT: dict[str, Any] = SEED_POINTS["2:4"][0]
+NAMES = ("structure", "sparsity", "schedule", "fine_tune_epochs", "clusters", "quantize")
 
 
-def define_space(trial: Any) -> None:
+def space_for(target: Any) -> str:
+    """The space searched for a Target: "2:4" on U85 (its MAC array skips 2:4 zeros: the only way
+    to fewer MAC cycles), "unstructured" elsewhere (U55 and U65 do not skip 2:4 zeros, so the
+    pattern would only cost accuracy)."""
+    return "2:4" if target.accelerator.family == "u85" else "unstructured"
+
+
+def define_space(trial: Any, space: str = "2:4") -> None:
     """Optuna define-by-run space (works on an optuna.Trial and on Ray's captor of one)."""
-    values = {name: _suggest(trial, name) for name in ("structure", "sparsity", "schedule", "fine_tune_epochs", "clusters", "quantize")}
+    values = {name: _suggest(trial, name, space) for name in NAMES}
     if values["quantize"] == "qat":
-        _suggest(trial, "qat_epochs")
+        _suggest(trial, "qat_epochs", space)
 
 
-def _suggest(trial: Any, name: str) -> Any:
-    kind, *spec = SPACE[name]
+def _suggest(trial: Any, name: str, space: str) -> Any:
+    kind, *spec = SPACES[space][name]
     if kind == "categorical":
         return trial.suggest_categorical(name, list(spec[0]))
     if kind == "int":
@@ -51,13 +85,13 @@ def _suggest(trial: Any, name: str) -> Any:
     return trial.suggest_float(name, spec[0], spec[1], step=spec[2])
 
 
-def distributions(params: dict[str, Any]) -> dict[str, Any]:
+def distributions(params: dict[str, Any], space: str = "2:4") -> dict[str, Any]:
     """Optuna distributions of the given parameters (to add finished trials to a study on resume)."""
     import optuna
 
     out: dict[str, Any] = {}
     for name in params:
-        kind, *spec = SPACE[name]
+        kind, *spec = SPACES[space][name]
         if kind == "categorical":
             out[name] = optuna.distributions.CategoricalDistribution(list(spec[0]))
         elif kind == "int":
@@ -67,9 +101,18 @@ def distributions(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def in_space(params: dict[str, Any], space: str) -> bool:
+    """Do normalised `params` lie in the space (a trial of an earlier search may not)?"""
+    for name, value in params.items():
+        kind, *spec = SPACES[space][name]
+        if kind == "categorical" and value not in spec[0] or kind != "categorical" and not spec[0] <= value <= spec[1]:
+            return False
+    return True
+
+
 def normalise(params: dict[str, Any]) -> dict[str, Any]:
     """Only the parameters that matter, with clean values (sparsity on its 0.01 grid)."""
-    p = {k: params[k] for k in ("structure", "sparsity", "schedule", "fine_tune_epochs", "clusters", "quantize")}
+    p = {k: params[k] for k in NAMES}
     p["sparsity"] = round(float(p["sparsity"]), 2)
     p["fine_tune_epochs"] = int(p["fine_tune_epochs"])
     p["clusters"] = int(p["clusters"])

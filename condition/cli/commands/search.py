@@ -58,15 +58,26 @@ def _ratio(value: int | None, of: int | None) -> str:
 @address_option
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False), help="Trials, baselines and the report go here.")
 def search(**opts: Any) -> None:
-    """Search pruning (unstructured / 2:4 / 2:4 with more zeros inside), clustering and quantization
-    chains and their options for the fewest total cycles and encoded weight bytes whose int8 accuracy
-    stays within --max-accuracy-drop points of the dense int8 baseline trained as long.
+    """Search prune → cluster → qat / post-training-quant chains and their options for the fewest
+    total cycles and encoded weight bytes whose int8 accuracy stays within --max-accuracy-drop
+    points of the dense int8 baseline trained as long (the same total epochs).
+
+    \b
+    The space (per frontend, by the --target's NPU):
+      U85:      prune 2:4 (zeros U85 skips), sparsity 0.80-0.98 (further zeros pruned
+                inside the pattern), constant schedule
+      U55, U65: prune unstructured, sparsity 0.50-0.98, constant or polynomial schedule
+      both:     fine-tuning epochs 1-3; clusters none, 4, 8, 16 or 32;
+                qat (1-2 epochs) or post-training-quant
+    First, on each frontend, three seed points: sparsity 0.95 with 8 clusters, 0.97 with
+    8, 0.96 with 4 (3 fine-tuning epochs, 1 QAT epoch); TPE proposes from the 4th trial on.
 
     \b
     Ray Tune drives Optuna's constrained multi-objective TPE sampler, one study per frontend.
     Every trial is an ordinary run folder; running the same command again resumes (finished
     trials are not redone). Writes search.md / search.html with the Pareto fronts, the best
-    model of each frontend and the command line that reproduces it.
+    model of each frontend beside the dense reference (the dense int8 model of the float
+    epochs) and its same-epochs baseline, and the command line that reproduces it.
     """
     from condition.compare.search import SearchSpec, run_search
     from condition.compare.search_report import write_search_report

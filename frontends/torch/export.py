@@ -10,6 +10,7 @@ the .pte and Vela's figures stay the batch-1 ones.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -56,12 +57,54 @@ def export_for_quantization(model: nn.Module, example: tuple[torch.Tensor], name
 
 
 def quantizer_for(target: Target, per_channel: bool = True, qat: bool = False):
-    """EthosUQuantizer with the symmetric int8 config for the same Target the program compiles for."""
+    """EthosUQuantizer with the symmetric int8 config for the same Target the program compiles for
+    (for QAT, with its conv → BatchNorm pairs annotated as one pattern: `_qat_quantizer_class`)."""
     from executorch.backends.arm.quantizer import EthosUQuantizer, get_symmetric_quantization_config
 
-    quantizer = EthosUQuantizer(compile_spec_for(target))
+    quantizer = (_qat_quantizer_class() if qat else EthosUQuantizer)(compile_spec_for(target))
     quantizer.set_global(get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat))
     return quantizer
+
+
+@functools.cache
+def _qat_quantizer_class() -> type:
+    """EthosUQuantizer whose annotation sees each conv → BatchNorm (→ ReLU) chain as adjacent nodes.
+
+    Why: the Arm quantizer's pattern matcher (executorch 1.5.1, the composable quantizer) only finds
+    a chain whose nodes follow each other in graph order. When one of its transforms for annotation
+    rewrites the graph (a quantized average pooling or mean anywhere in it does), the graph is
+    re-traced and each BatchNorm's parameters land as get_attr nodes between the conv and the
+    BatchNorm. The conv is then annotated alone, with its own output quantized; prepare_qat_pt2e's
+    conv-BN fusion puts the BatchNorm scaling behind that quantize, and convert_pt2e's fold no
+    longer matches: the BatchNorms and the scaling (add, sqrt, div, view, batch_norm per conv)
+    stayed in the graph and on the CPU (DS-CNN: 54 CPU ops). Moving the get_attr nodes (no inputs,
+    so order-free) up to the inputs restores the chains; PT2E then folds BatchNorm as designed.
+    Post-training quantization folds BatchNorm before annotating (prepare_pt2e) and needs none of it.
+    """
+    from executorch.backends.arm.quantizer import EthosUQuantizer
+
+    class EthosUQatQuantizer(EthosUQuantizer):
+        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().transform_for_annotation(model)
+            hoist_constants(model)
+            return model
+
+    return EthosUQatQuantizer
+
+
+def hoist_constants(graph_module: torch.fx.GraphModule) -> None:
+    """Move every get_attr node right after the graph's inputs, in their order (in place)."""
+    graph = graph_module.graph
+    placeholders = list(graph.find_nodes(op="placeholder"))
+    constants = [n for n in graph.nodes if n.op == "get_attr"]
+    if not placeholders or not constants:
+        return
+    anchor = placeholders[-1]
+    for node in constants:
+        anchor.append(node)
+        anchor = node
+    graph.lint()
+    graph_module.recompile()
 
 
 @dataclass(frozen=True)

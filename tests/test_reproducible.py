@@ -52,6 +52,7 @@ def _comparable(record: MetricsRecord) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_a_cell_alone_and_in_compare_with_two_jobs_gives_the_same_bytes(tmp_path):
     alone, compared = tmp_path / "alone", tmp_path / "compare"
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}  # as from a shell: default threads
@@ -71,3 +72,13 @@ def test_a_cell_alone_and_in_compare_with_two_jobs_gives_the_same_bytes(tmp_path
         assert artifact in digests and any(name.endswith((".tosa", "_vela.tflite")) for name in digests)
         assert digests == _digests(b), frontend
         assert _comparable(MetricsRecord.read(a)) == _comparable(MetricsRecord.read(b)), frontend
+
+
+def test_a_keras_model_built_after_others_in_the_same_process_has_the_same_layer_names():
+    """Ray workers run many cells in one process; Keras numbers layer names per process, and the names
+    are in the .tflite and the record, so a later cell's model must not be named dense_4."""
+    from condition.frontends.tf.models import build_builtin
+
+    first = [layer.name for layer in build_builtin("mlp", (28, 28), 10, seed=0).layers]
+    build_builtin("cnn", (28, 28), 10, seed=1)
+    assert [layer.name for layer in build_builtin("mlp", (28, 28), 10, seed=0).layers] == first

@@ -15,6 +15,9 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 def build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> Any:
     """A fresh, untrained built-in model; `seed` fixes the initial weights."""
     _, keras, _ = keras_modules()
+    # Layer names come from per-process counters (dense, dense_1, ...): a Ray worker that built models for
+    # earlier cells would name this one dense_4, and the names are in the .tflite and the record. Reset them.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     L = keras.layers
     if name in CONVNETS:

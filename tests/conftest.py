@@ -6,3 +6,26 @@ from condition.datasets import FASHION_MNIST_DIR
 
 needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(),
                                          reason="Fashion-MNIST (Debian package dataset-fashion-mnist) not installed")
+
+
+@pytest.fixture(scope="session")
+def shared_ray():
+    """One local Ray for the in-process compare/search tests of this pytest process (each xdist worker
+    has its own): `ray_session` uses an already-connected Ray as is, so its workers stay warm between
+    tests instead of each test starting Ray and importing the frameworks again. Starting and stopping
+    an embedded Ray is tested by the subprocess tests in test_compare_ray.py."""
+    import logging
+    import shutil
+    import tempfile
+
+    import ray
+
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    temp = tempfile.mkdtemp(prefix="ctr-", dir="/tmp")  # short: Ray's socket paths must stay short
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _temp_dir=temp)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)

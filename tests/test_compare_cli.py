@@ -10,7 +10,7 @@ from condition.cli import main
 
 from conftest import needs_fashion_mnist  # noqa: E402
 
-pytestmark = needs_fashion_mnist
+pytestmark = [needs_fashion_mnist, pytest.mark.usefixtures("shared_ray")]
 
 
 @pytest.mark.slow

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,8 +92,8 @@ def _stop(text: str) -> None:
             time.sleep(0.2)
 
 
-def _ray_dirs() -> set[Path]:
-    return set(Path("/tmp").glob("condition-ray-*"))
+def _ray_dirs(where: Path) -> set[Path]:
+    return set(where.glob("condition-ray-*"))
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -108,18 +110,23 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")  # for the in-process resume
 def test_killed_compare_leaves_nothing_behind_and_resumes(tmp_path, capsys):
     recipe = tmp_path / "tiny.toml"
-    recipe.write_text(TINY.replace('["tf", "torch"]', '["tf"]') + '[[chains]]\nsteps = [{technique = "prune", sparsity = 0.5, structure = "2:4"}]\n')
+    two_four = '[[chains]]\nsteps = [{technique = "prune", sparsity = 0.5, structure = "2:4"}]\n'
+    recipe.write_text(TINY.replace('["tf", "torch"]', '["tf"]') + two_four)
     out = tmp_path / "out"
-    before = _ray_dirs()
+    # A temp folder of its own (short: Ray's socket paths must stay short), so the embedded Ray found
+    # there is this command's, whatever else runs on the machine (other tests in parallel).
+    private_tmp = Path(tempfile.mkdtemp(prefix="ck-", dir="/tmp"))
     cmd = [*CONDITION, "compare", "--recipe", str(recipe), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "RAY_ADDRESS": ""})
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "RAY_ADDRESS": "", "TMPDIR": str(private_tmp)})
     deadline = time.monotonic() + 600
     ray_dir = None
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            ray_dir = ray_dir or next(iter(_ray_dirs() - before), None)
+            ray_dir = ray_dir or next(iter(_ray_dirs(private_tmp)), None)
             if any(r.status == "ok" for r in _records(out).values()):
                 break
             time.sleep(0.5)
@@ -135,6 +142,7 @@ def test_killed_compare_leaves_nothing_behind_and_resumes(tmp_path, capsys):
     assert 1 <= len(finished) < 3
     assert _debris(out) == []  # no partial run folder, no half-installed one
     assert ray_dir is not None and not ray_dir.exists() and _processes_mentioning(ray_dir.name) == []
+    shutil.rmtree(private_tmp, ignore_errors=True)
     assert (out / "logs" / "ray").is_dir()  # the embedded Ray's logs were kept
     stamps = {k: (out / k / RECORD_NAME).stat().st_mtime_ns for k in finished}
 

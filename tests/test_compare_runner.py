@@ -15,7 +15,7 @@ from condition.compare.runner import is_done, run_cells
 
 from conftest import needs_fashion_mnist  # noqa: E402
 
-pytestmark = needs_fashion_mnist
+pytestmark = [needs_fashion_mnist, pytest.mark.usefixtures("shared_ray")]
 
 
 class Collect:

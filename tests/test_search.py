@@ -27,7 +27,8 @@ PARAMS = [
     SEED_POINT,
     {"structure": "unstructured", "sparsity": 0.871, "schedule": "polynomial", "fine_tune_epochs": 1, "clusters": 0,
      "quantize": "post-training-quant"},
-    {"structure": "2:4", "sparsity": 0.5, "schedule": "constant", "fine_tune_epochs": 2, "clusters": 32, "quantize": "qat", "qat_epochs": 2},
+    {"structure": "2:4", "sparsity": 0.5, "schedule": "constant", "fine_tune_epochs": 2, "clusters": 32, "quantize": "qat",
+     "qat_epochs": 2},
 ]
 
 
@@ -113,6 +114,7 @@ def test_resuming_into_a_folder_of_another_search_is_refused(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_four_trial_search_on_tiny_data_then_report_then_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = Path("search")  # relative, as a user types it: trials run in Tune's own working folders

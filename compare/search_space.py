@@ -154,6 +154,16 @@ def baseline_config(params: dict[str, Any], base: RunConfig) -> RunConfig:
     return dataclasses.replace(base, chain=build_steps([("post-training-quant", {})]), epochs=total_epochs(params, base.epochs))
 
 
+def longest_baseline_config(space: str, base: RunConfig) -> RunConfig:
+    """The same-epochs baseline of the space's longest trials (most fine-tuning, clustering, the
+    most QAT epochs): the float cache keeps each epoch of its training, so every shorter baseline
+    of the search loads its float model from there instead of training it."""
+    values = SPACES[space]
+    longest = dict(SEED_POINTS[space][0], fine_tune_epochs=values["fine_tune_epochs"][2], clusters=max(values["clusters"][1]),
+                   quantize="qat", qat_epochs=values["qat_epochs"][2])
+    return baseline_config(longest, base)
+
+
 def reference_config(base: RunConfig) -> RunConfig:
     """The dense int8 model of the search's own float model (trains the float model trials start from)."""
     return dataclasses.replace(base, chain=build_steps([("post-training-quant", {})]))

@@ -5,6 +5,8 @@ Each entry is a folder `<cache_dir>/<hash of identity>/` holding what the fronte
 and `identity.json`; it appears whole through one rename (`atomic_folder`), so no lock is needed:
 two processes that train the same model at once both succeed and the first stored entry stays.
 A frontend supplies only how to save and load its model (Keras `model.save`, torch `state_dict`).
+Both frontends also `store` each epoch of a training as the entry of that many epochs (the same
+bytes as a training that stops there), so a search's same-epochs baselines train one float model.
 
     model, hit = cached(out / "tf" / ".float-cache", identity, train, save, load)
 """
@@ -33,8 +35,7 @@ def cached(
 ) -> tuple[M, bool]:
     """(model, came_from_cache): `load(folder)` the entry for `identity`, or `train()` and store it
     with `save(model, folder)`. A damaged entry is retrained and replaced, never fatal."""
-    identity = {**identity, "compute_threads": COMPUTE_THREADS}  # trained weights depend on it
-    folder = Path(cache_dir) / config_hash(identity)
+    folder = entry(cache_dir, identity)
     if folder.is_dir():
         try:
             return load(folder), True
@@ -42,10 +43,26 @@ def cached(
             log.warning("float cache %s unreadable (%s); retraining", folder, exc)
             shutil.rmtree(folder, ignore_errors=True)
     model = train()
+    store(cache_dir, identity, model, save)
+    return model, False
+
+
+def entry(cache_dir: str | Path, identity: dict[str, Any]) -> Path:
+    """The folder of `identity`'s entry (it may not exist)."""
+    return Path(cache_dir) / config_hash({**identity, "compute_threads": COMPUTE_THREADS})  # trained weights depend on it
+
+
+def store(cache_dir: str | Path, identity: dict[str, Any], model: Any, save: Callable[[Any, Path], None]) -> None:
+    """Write `model` as the entry of `identity` unless one is there. Training also stores its
+    epoch snapshots this way: the model after epoch e of an E-epoch training, finished as an
+    e-epoch training finishes, is the e-epoch model (same order of batches, same optimizer
+    state; tests/test_float_snapshots.py checks the bytes), so a later run for e epochs loads it."""
+    folder = entry(cache_dir, identity)
+    if folder.is_dir():
+        return
     with atomic_folder(folder, existing="keep") as work:
         save(model, work)
-        write_json_atomic(work / IDENTITY_FILE, identity)
-    return model, False
+        write_json_atomic(work / IDENTITY_FILE, {**identity, "compute_threads": COMPUTE_THREADS})
 
 
 def file_identity(path: str) -> dict[str, Any]:

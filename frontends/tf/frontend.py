@@ -62,8 +62,8 @@ class TensorFlowFrontend:
             "epochs": config.epochs, "seed": config.seed, "train_limit": config.train_limit,
         }
 
-        def fit_float() -> Any:
-            train.fit(model, data, config.epochs, "train float")
+        def fit_float(snapshot: Any) -> Any:  # each epoch's model is cached too (train.epoch_snapshots)
+            train.fit(model, data, config.epochs, "train float", callbacks=[train.epoch_snapshots(data, config.epochs, snapshot)])
             return model
 
         trained, cached = train.cached_float_model(Path(config.out) / "tf" / ".float-cache", identity, fit_float)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from condition.float_cache import cached, file_identity
+from condition.float_cache import cached, file_identity, store
 from condition.frontends.tf import keras_modules
 from condition.run import Progress, no_progress
 
@@ -175,8 +175,11 @@ model_file_identity = file_identity  # the name frontend.py keys user model and 
 MODEL_FILE = "model.keras"
 
 
-def cached_float_model(cache_root: Path, identity: dict[str, Any], train: Callable[[], Any]) -> tuple[Any, bool]:
+def cached_float_model(cache_root: Path, identity: dict[str, Any],
+                       train: Callable[[Callable[[int, Any], None]], Any]) -> tuple[Any, bool]:
     """Load the trained float model for `identity`, or train it and store it atomically.
+    `train(snapshot)` trains; `snapshot(e, model)` stores the model after epoch e as the entry of
+    the same identity with e epochs (see `epoch_snapshots`).
 
     Returns (model, came_from_cache).
     """
@@ -188,4 +191,31 @@ def cached_float_model(cache_root: Path, identity: dict[str, Any], train: Callab
     def load(folder: Path) -> Any:
         return keras.models.load_model(folder / MODEL_FILE, compile=False)
 
-    return cached(cache_root, identity, train, save, load)
+    def snapshot(epochs: int, model: Any) -> None:
+        store(cache_root, {**identity, "epochs": epochs}, model, save)
+
+    return cached(cache_root, identity, lambda: train(snapshot), save, load)
+
+
+def epoch_snapshots(data: TrainData, epochs: int, snapshot: Callable[[int, Any], None]) -> Any:
+    """A Keras callback giving `snapshot(e, model)` the model after each epoch e < `epochs`,
+    finished as `fit` finishes an e-epoch training (BatchNorm statistics re-estimated). The
+    training model itself is handed over and every variable restored afterwards, so training goes
+    on exactly as without it: epoch e of an E-epoch fit is the end of an e-epoch fit (the same
+    seeded batch order, the same optimizer state), checked in tests/test_float_snapshots.py."""
+    _, keras, _ = keras_modules()
+
+    class EpochSnapshots(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if epoch + 1 >= epochs:
+                return
+            variables = self.model.variables
+            saved = [v.numpy() for v in variables]
+            try:
+                recalibrate_batchnorm(self.model, data)
+                snapshot(epoch + 1, self.model)
+            finally:
+                for v, value in zip(variables, saved):
+                    v.assign(value)
+
+    return EpochSnapshots()

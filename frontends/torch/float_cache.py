@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from condition.datasets import Dataset
-from condition.float_cache import cached
+from condition.float_cache import cached, store
 from condition.frontends.torch.models import build_model, model_fingerprint
-from condition.frontends.torch.train import train
+from condition.frontends.torch.train import snapshot, train
 from condition.models import ModelSpec
 
 CACHE_DIR = ".float-cache"
@@ -48,5 +48,10 @@ def trained_float_model(
         loaded.load_state_dict(torch.load(folder / FILE, weights_only=True))
         return loaded
 
-    return cached(Path(out) / "torch" / CACHE_DIR, identity(spec, dataset, data, epochs, seed, train_limit),
-                  lambda: train(model, data, epochs, seed, progress=progress), save, load)
+    root = Path(out) / "torch" / CACHE_DIR
+
+    def after_epoch(done: int) -> None:  # each epoch's model is cached too (train.snapshot)
+        store(root, identity(spec, dataset, data, done, seed, train_limit), snapshot(model, data, seed), save)
+
+    return cached(root, identity(spec, dataset, data, epochs, seed, train_limit),
+                  lambda: train(model, data, epochs, seed, progress=progress, after_epoch=after_epoch), save, load)

@@ -50,8 +50,10 @@ def train(
     seed: int,
     after_step: Iterable[StepHook] = (),
     progress: Callable[[float], None] | None = None,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> nn.Module:
-    """Adam, cross-entropy, shuffled mini-batches; trains `model` in place and returns it."""
+    """Adam, cross-entropy, shuffled mini-batches; trains `model` in place and returns it.
+    `after_epoch(e)` runs after each epoch e < `epochs` (e.g. `snapshot`)."""
     if epochs <= 0:
         return model
     hooks = list(after_step)
@@ -62,7 +64,9 @@ def train(
     total = epochs * steps_per_epoch(data)
     step = 0
     _set_train(model, True)
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if epoch and after_epoch is not None:
+            after_epoch(epoch)
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), BATCH_SIZE):
             idx = order[start:start + BATCH_SIZE]
@@ -79,6 +83,23 @@ def train(
     recalibrate_batchnorm(model, data, seed)
     _set_train(model, False)
     return model
+
+
+def snapshot(model: nn.Module, data: Dataset, seed: int) -> nn.Module:
+    """A copy of `model` in the middle of `train`, finished as `train` finishes (BatchNorm
+    statistics re-estimated, eval mode); the global RNG is left as it was, so training goes on
+    exactly as without the copy: after epoch e of an E-epoch training it is the e-epoch model (the
+    same seeded batch order, the same optimizer state), checked in tests/test_float_snapshots.py."""
+    import copy
+
+    state = torch.get_rng_state()
+    try:
+        finished = copy.deepcopy(model)
+        recalibrate_batchnorm(finished, data, seed)
+        _set_train(finished, False)
+    finally:
+        torch.set_rng_state(state)
+    return finished
 
 
 # ---- BatchNorm statistics, treated as on the tf side (frontends/tf/train.py) ------------------

@@ -5,13 +5,16 @@
 # load, the wall time and the check against ≤ 0.15× dense cycles and ≤ 24 KiB encoded weights; "dense"
 # is the dense reference, the search's own dense int8 run, and the check against each trial's
 # same-epochs baseline is printed beside it).
-# Re-running resumes the search in $OUT (finished trials are not redone).
+# Each run starts from an empty $OUT, so the 30 minutes cover the whole search and every figure comes
+# from the current code (a run folder's configuration hash does not cover the code version);
+# RESUME=1 resumes the search in $OUT instead (finished trials are not redone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/runs/search}"
+if [ "${RESUME:-0}" != 1 ]; then rm -rf "$OUT" "$OUT.log" "$OUT.summary"; fi
 BUDGET="${BUDGET:-1680}"   # 28 min of trials; the references, Ray start and the report fit in the rest
 TRIALS="${TRIALS:-40}"     # per frontend; the budget usually ends the search first
-mkdir -p bench/results
+mkdir -p bench/results "$(dirname "$OUT")"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s)
 .venv/bin/condition search --frontend both --max-accuracy-drop 1 --trials "$TRIALS" --time-budget "$BUDGET" \

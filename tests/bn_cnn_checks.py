@@ -19,7 +19,7 @@ def check_prune_scope(layers, notes, scope: str) -> None:
     """PruneConfig(0.9, scope=scope): the policy leaves out the stem, the depthwise conv and the classifier."""
     pruned = [n for n in LAYERS if layers[n].conditioned == ["prune"]]
     assert pruned == ["pw", "head"]
-    assert layers["stem"].left_out == {"prune": "9 weights per output channel (fewer than 32)"}
+    assert layers["stem"].left_out == {"prune": "image stem (1 input channels)"}
     assert layers["dw"].left_out == {"prune": "depthwise"}
     assert layers["fc"].left_out == {"prune": "the classifier (last weighted layer)"}
     assert layers["stem"].sparsity < 0.1 and layers["dw"].sparsity < 0.1 and layers["fc"].sparsity < 0.1

@@ -7,6 +7,7 @@ import pytest
 from condition.backend.metrics import LayerWeights, _weight_stats
 from condition.clustering import cluster_indices, cluster_means
 from condition.errors import ConfigError
+from condition.models import convnet_spec
 from condition.techniques import CentroidInit, ClusterConfig, LayerInfo, PruneConfig, Scope, conditioning, plan_note
 
 STEM = LayerInfo("stem", "conv", 3 * 3 * 1 * 64, 64, 1)  # an image stem: 9 weights per output channel
@@ -21,7 +22,13 @@ def test_prune_policy_unstructured():
     config = PruneConfig(0.9)
     assert config.scope is Scope.LAYER  # the default never empties a layer
     assert [config.left_out(layer) for layer in (STEM, DW, PW, NARROW, FC)] == [
-        "9 weights per output channel (fewer than 32)", "depthwise", None, "8 weights per output channel (fewer than 32)", None]
+        "image stem (1 input channels)", "depthwise", None, "8 weights per output channel (fewer than 16)", None]
+    assert config.left_out(LayerInfo("stem", "conv", 3 * 3 * 3 * 64, 64, 3)) == "image stem (3 input channels)"  # 27 per output
+    assert config.left_out(LayerInfo("conv", "conv", 3 * 3 * 4 * 16, 16, 4)) is None  # 36 per output, 576 in all
+    assert config.left_out(LayerInfo("head", "conv", 16 * 128, 128, 16)) is None  # 16 per output: the threshold itself
+    assert config.left_out(LayerInfo("head", "conv", 15 * 128, 128, 15)) == "15 weights per output channel (fewer than 16)"
+    assert config.left_out(LayerInfo("project", "conv", 16 * 8, 8, 16)) == "128 weights (fewer than 256)"
+    assert config.left_out(LayerInfo("project", "conv", 16 * 16, 16, 16)) is None  # 256: the floor itself
     assert config.left_out(LayerInfo("up", "transpose_conv", 100, 4, 25)) == "transpose_conv layer (only Conv and Dense are pruned)"
     assert config.left_out(LayerInfo("fc", "fc", 640, 10, 64, last=True)) == "the classifier (last weighted layer)"
     assert PruneConfig(0.5, structure="2:4").left_out(LayerInfo("fc", "fc", 640, 10, 64, last=True)) is not None
@@ -47,10 +54,44 @@ def test_cluster_policy_and_the_record_lines():
     config = ClusterConfig(clusters=16)
     assert [config.left_out(layer) for layer in (STEM, DW, PW, FC)] == [None] * 4
     assert config.left_out(TINY) == "10 weights, not more than 16 clusters"
-    assert conditioning((PruneConfig(0.9), config), STEM) == (["cluster"], {"prune": "9 weights per output channel (fewer than 32)"})
+    assert conditioning((PruneConfig(0.9), config), STEM) == (["cluster"], {"prune": "image stem (1 input channels)"})
     assert plan_note(PruneConfig(0.9), [STEM, DW, PW, FC, LayerInfo("block2_dw", "depthwise", 576, 64, 1)]) == (
-        "prune 90 %: 2 of 5 layers; left out: stem (9 weights per output channel (fewer than 32)); "
+        "prune 90 %: 2 of 5 layers; left out: stem (image stem (1 input channels)); "
         "block1_dw, block2_dw (depthwise)")
+
+
+def _builtin_layers(model: str, channels: int) -> list[LayerInfo]:
+    """The weighted layers of a built-in BatchNorm CNN as both frontends describe them (kernels of
+    convnet_spec, 28x28 images of `channels` channels, 10 classes)."""
+    spec = convnet_spec(model, (28, 28, channels), 10)
+    layers, width = [], channels
+    for conv in spec.convs():
+        if conv.kind == "depthwise":
+            layers.append(LayerInfo(conv.name, "depthwise", conv.kernel ** 2 * width, width, 1))
+        else:
+            layers.append(LayerInfo(conv.name, "conv", conv.kernel ** 2 * width * conv.filters, conv.filters, width))
+            width = conv.filters
+    return layers + [LayerInfo("fc", "fc", width * 10, 10, width, last=True)]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_prune_policy_on_the_builtin_cnns(channels):
+    """mobilenet-v2 at 0.9 reaches 0.5x the dense encoded weights only with its 16-input 1x1 convs
+    (the head and block3_expand hold most of its weights); the 16->8 bottleneck (128 weights) and
+    the 8-input expand conv stay dense. DS-CNN: the four 64x64 pointwise convs."""
+    config = PruneConfig(0.9)
+    mobilenet = _builtin_layers("mobilenet-v2", channels)
+    assert [layer.name for layer in mobilenet if config.left_out(layer) is None] == [
+        "block2_project", "block3_expand", "block3_project", "head"]
+    reasons = {layer.name: config.left_out(layer) for layer in mobilenet}
+    assert reasons["stem"] == f"image stem ({channels} input channels)"
+    assert reasons["block1_project"] == "128 weights (fewer than 256)"
+    assert reasons["block2_expand"] == "8 weights per output channel (fewer than 16)"
+    assert reasons["fc"] == "the classifier (last weighted layer)"
+    pruned = sum(layer.params for layer in mobilenet if reasons[layer.name] is None)
+    assert pruned / sum(layer.params for layer in mobilenet) > 0.6
+    ds_cnn = _builtin_layers("ds-cnn", channels)
+    assert [layer.name for layer in ds_cnn if config.left_out(layer) is None] == [f"block{i}_pw" for i in range(1, 5)]
 
 
 @pytest.mark.parametrize("init", list(CentroidInit))

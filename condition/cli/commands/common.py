@@ -10,8 +10,8 @@ import click
 
 from condition.backend.target import MEMORY_MODES, Accelerator, Target
 from condition.models import BUILTIN_MODELS
-from condition.techniques import (MIN_PRUNE_FAN_IN, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope, Structure, chain_order,
-                                  chain_slug, check_chain, config_type)
+from condition.techniques import (IMAGE_CHANNELS, MIN_PRUNE_FAN_IN, MIN_PRUNE_PARAMS, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope,
+                                  Structure, chain_order, chain_slug, check_chain, config_type)
 
 TECHNIQUE_CHOICE = click.Choice(TECHNIQUE_NAMES)
 
@@ -84,8 +84,9 @@ def technique_options(f: Callable) -> Callable:
         click.option("--scope", default=Scope.LAYER.value, show_default=True, type=click.Choice([s.value for s in Scope]),
                      help="prune: layer = each pruned layer to --sparsity (never empties one); global = one |w| ranking "
                           "across them (the seed's; can empty a small layer). Pruned: Conv and Dense with at least "
-                          f"{MIN_PRUNE_FAN_IN} weights per output channel (2:4: input channels a multiple of 4); "
-                          "never depthwise, never the classifier (last layer)."),
+                          f"{MIN_PRUNE_FAN_IN} weights per output channel and {MIN_PRUNE_PARAMS} in all (2:4: input "
+                          "channels a multiple of 4); never depthwise, never the classifier (last layer), never an "
+                          f"image stem (a conv reading 1-{IMAGE_CHANNELS} channels). The record names each layer left out and why."),
         click.option("--clusters", default=16, show_default=True, type=int,
                      help="cluster: shared weight values per Conv, depthwise and Dense layer (≥ 2); "
                           "BatchNorm is folded into the conv first."),

@@ -77,32 +77,38 @@ def _qat_quantizer_class() -> type:
     BatchNorm. The conv is then annotated alone, with its own output quantized; prepare_qat_pt2e's
     conv-BN fusion puts the BatchNorm scaling behind that quantize, and convert_pt2e's fold no
     longer matches: the BatchNorms and the scaling (add, sqrt, div, view, batch_norm per conv)
-    stayed in the graph and on the CPU (DS-CNN: 54 CPU ops). Moving the get_attr nodes (no inputs,
-    so order-free) up to the inputs restores the chains; PT2E then folds BatchNorm as designed.
-    Post-training quantization folds BatchNorm before annotating (prepare_pt2e) and needs none of it.
+    stayed in the graph and on the CPU (DS-CNN: 54 CPU ops). While annotating, the get_attr nodes
+    (no inputs, so order-free) wait at the top of the graph; then each goes back right before its
+    first user, where the re-trace put it (the record's layer order, and its last layer, the
+    classifier, follow the graph). PT2E then folds BatchNorm as designed. Post-training
+    quantization folds BatchNorm before annotating (prepare_pt2e) and needs none of it.
     """
     from executorch.backends.arm.quantizer import EthosUQuantizer
 
     class EthosUQatQuantizer(EthosUQuantizer):
-        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            model = super().transform_for_annotation(model)
-            hoist_constants(model)
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            _move_constants(model, to_top=True)
+            model = super().annotate(model)
+            _move_constants(model, to_top=False)
             return model
 
     return EthosUQatQuantizer
 
 
-def hoist_constants(graph_module: torch.fx.GraphModule) -> None:
-    """Move every get_attr node right after the graph's inputs, in their order (in place)."""
+def _move_constants(graph_module: torch.fx.GraphModule, to_top: bool) -> None:
+    """Every get_attr node right after the graph's inputs (`to_top`), or right before its first user."""
     graph = graph_module.graph
+    position = {node: i for i, node in enumerate(graph.nodes)}
     placeholders = list(graph.find_nodes(op="placeholder"))
-    constants = [n for n in graph.nodes if n.op == "get_attr"]
-    if not placeholders or not constants:
+    if to_top and not placeholders:
         return
-    anchor = placeholders[-1]
-    for node in constants:
-        anchor.append(node)
-        anchor = node
+    anchor = placeholders[-1] if placeholders else None
+    for node in [n for n in graph.nodes if n.op == "get_attr"]:
+        if to_top:
+            anchor.append(node)
+            anchor = node
+        elif node.users:
+            min(node.users, key=position.__getitem__).prepend(node)
     graph.lint()
     graph_module.recompile()
 

@@ -74,3 +74,33 @@ def test_batchnorm_chain_prune_cluster_qat_keeps_zeros_and_shared_values(data):
     for n in ("pw", "head"):
         assert layers[n].conditioned == ["prune", "cluster"] and layers[n].sparsity >= 0.79, n
     assert layers["fc"].conditioned == ["cluster"]
+
+
+# ---- QAT on the built-in DS-CNN: BatchNorm folded at convert, every op delegated ----------------
+
+@pytest.mark.slow  # about a minute of CPU: prepare_qat_pt2e and convert_pt2e trace their conv-BN patterns each time
+def test_qat_on_ds_cnn_folds_batchnorm_keeps_the_zeros_and_lowers_every_op_to_the_npu(data):
+    """prepare_qat_pt2e simulates the conv-BN fold and convert must fold it for real. It did not on
+    DS-CNN (the quantizer annotated each conv apart from its BatchNorm): 54 ops stayed on the CPU.
+    Pruned first, so the masks must survive QAT's renamed weights too. One QAT (its prepare and
+    convert cost most of the time), lowered for U85 and U55; untrained: placement, not accuracy."""
+    import tempfile
+    from pathlib import Path
+
+    from condition.frontends.torch.export import example_input, lower
+    from condition.frontends.torch.models import build_model
+    from condition.models import ModelSpec
+
+    model, done = build_model(ModelSpec("builtin", "ds-cnn"), data.input_shape, 10, seed=0), ()
+    for step in (PruneConfig(0.8), QatConfig()):
+        model = REGISTRY.apply(model, step, StepContext(data, Target(), 0, done))
+        done = (*done, step)
+    assert not [n for n in model.graph.nodes if "batch_norm" in str(n.target)]
+    for accelerator in ("ethos-u85-128", "ethos-u55-128"):
+        with tempfile.TemporaryDirectory() as out:
+            placement = lower(model, example_input((1, 28, 28)), Target.default_for(accelerator), Path(out)).placement
+        assert placement.cpu_ops == [] and placement.delegates == 1 and placement.ops_on_npu > 0, accelerator
+    layers = {layer.name: layer for layer in int8_weight_stats(model, done).layers}
+    assert list(layers)[-1] == "fc" and "prune" in layers["fc"].left_out  # the classifier is still the last layer
+    pruned = [name for name, layer in layers.items() if layer.conditioned == ["prune"]]
+    assert "block4_pw" in pruned and all(layers[n].sparsity >= 0.79 for n in pruned), pruned

@@ -294,7 +294,8 @@ def evaluate_trial(frontend: str, params: dict[str, Any], ctx: TrialContext) -> 
         witness = hopeless(params, frontend, required, finished)
         if witness is not None:
             return TrialOutcome(status="stopped", seconds=time.perf_counter() - start, **common,
-                                note=f"not run: {describe(witness.params)} reached only {witness.accuracy:.4f} < {required:.4f} − {STOP_MARGIN}")
+                                note=f"not run: {describe(witness.params)} reached only {witness.accuracy:.4f}"
+                                     f" < {required:.4f} − {STOP_MARGIN}")
     record = ensure_run(config, ctx, ctx.caches.get(frontend))
     cycles, weights, source = objectives(record)
     acc = int8_accuracy(record)
@@ -527,7 +528,7 @@ def _tune(spec: SearchSpec, ctx: TrialContext, session: Any, remaining: dict[str
         trainable,
         tune_config=tune.TuneConfig(search_alg=per_frontend_search(searchers, remaining), num_samples=sum(remaining.values()),
                                     max_concurrent_trials=max(1, session.cpus // ctx.threads), time_budget_s=budget),
-        run_config=tune.RunConfig(name=time.strftime("search-%Y%m%d-%H%M%S"), storage_path=str((spec.out / "logs" / "tune").resolve()), verbose=0,
-                                  callbacks=[Progress()], log_to_file=False),
+        run_config=tune.RunConfig(name=time.strftime("search-%Y%m%d-%H%M%S"), storage_path=str((spec.out / "logs" / "tune").resolve()),
+                                  verbose=0, callbacks=[Progress()], log_to_file=False),
     )
     tuner.fit()

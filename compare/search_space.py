@@ -21,7 +21,7 @@ The space depends on the Target's NPU (`space_for`):
 
 Seed points, evaluated first on each frontend (`SEED_POINTS`): the space's structure at sparsity
 0.95 with 8 clusters, 0.97 with 8 and 0.96 with 4, each with 3 fine-tuning epochs and 1 QAT epoch
-(the first is DESIGN.md's hand-picked best).
+(the first is the hand-picked best found by hand on the seed MLP).
 
     params = {"structure": "2:4", "sparsity": 0.95, "schedule": "constant", "fine_tune_epochs": 3,
               "clusters": 8, "quantize": "qat", "qat_epochs": 1}
@@ -51,8 +51,8 @@ SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
     "unstructured": {"structure": ("categorical", ("unstructured",)), "sparsity": ("float", 0.5, 0.98, 0.01),
                      "schedule": ("categorical", ("constant", "polynomial")), **_COMMON},
 }
-# Evaluated first, in this order, so every search starts from known good points (the hand-picked best of
-# DESIGN.md, then the same chain with more zeros and with fewer clusters); TPE proposes from then on.
+# Evaluated first, in this order, so every search starts from known good points (the best found by hand on
+# the seed MLP, then the same chain with more zeros and with fewer clusters); TPE proposes from then on.
 SEED_POINTS: dict[str, list[dict[str, Any]]] = {
     structure: [dict(structure=structure, sparsity=sparsity, schedule="constant", fine_tune_epochs=3, clusters=clusters,
                      quantize="qat", qat_epochs=1) for sparsity, clusters in ((0.95, 8), (0.97, 8), (0.96, 4))]
@@ -125,7 +125,8 @@ def chain_steps(params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(technique, options) of a trial, in chain order."""
     p = normalise(params)
     steps: list[tuple[str, dict[str, Any]]] = [
-        ("prune", {"sparsity": p["sparsity"], "structure": p["structure"], "schedule": p["schedule"], "fine_tune_epochs": p["fine_tune_epochs"]})]
+        ("prune", {"sparsity": p["sparsity"], "structure": p["structure"], "schedule": p["schedule"],
+                   "fine_tune_epochs": p["fine_tune_epochs"]})]
     if p["clusters"]:
         steps.append(("cluster", {"clusters": p["clusters"], "fine_tune_epochs": p["fine_tune_epochs"]}))
     steps.append(("qat", {"fine_tune_epochs": p["qat_epochs"]}) if p["quantize"] == "qat" else ("post-training-quant", {}))

@@ -40,12 +40,14 @@ def _ratio(value: int | None, of: int | None) -> str:
 
 
 @click.command("search")
-@click.option("--frontend", type=click.Choice(["tf", "torch", "both"]), default="both", show_default=True, help="Which frontends to search.")
+@click.option("--frontend", type=click.Choice(["tf", "torch", "both"]), default="both", show_default=True,
+              help="Which frontends to search.")
 @target_options
 @click.option("--model", default="mlp", show_default=True, help="Built-in name or your model file.")
 @click.option("--dataset", default="fashion-mnist", show_default=True, help="fashion-mnist, an IDX folder or an .npz.")
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0), help="Float training epochs before any technique.")
-@click.option("--trials", default=20, show_default=True, type=click.IntRange(min=1), help="Trials per frontend (resumed searches count earlier ones).")
+@click.option("--trials", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Trials per frontend (resumed searches count earlier ones).")
 @click.option("--time-budget", default=None, type=click.FloatRange(min=1), metavar="SECONDS",
               help="Stop starting trials after this long (the running ones are stopped too).")
 @click.option("--max-accuracy-drop", default=1.0, show_default=True, type=click.FloatRange(0, 100), metavar="POINTS",
@@ -56,7 +58,8 @@ def _ratio(value: int | None, of: int | None) -> str:
 @click.option("--fvp", "fvp", default=None, is_flag=False, flag_value="auto", metavar="PATH",
               help="Measure cycles on a Corstone FVP (binary or folder) instead of Vela's estimate.")
 @address_option
-@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False), help="Trials, baselines and the report go here.")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
+              help="Trials, baselines and the report go here.")
 def search(**opts: Any) -> None:
     """Search prune → cluster → qat / post-training-quant chains and their options for the fewest
     total cycles and encoded weight bytes whose int8 accuracy stays within --max-accuracy-drop

@@ -107,6 +107,26 @@ def test_kmeans_shares_k_values_and_pins_zeros(init):
     assert (again == assign).all()  # seeded: the same clusters every time
 
 
+def test_sparsity_preserving_kmeans_makes_zero_one_of_the_k_values_as_tfmot_does():
+    """tfmot's sparsity-preserving clustering: one centroid fixed at 0, k-1 for the rest; a
+    non-zero weight nearer to 0 than to any other centroid becomes 0 (also in a dense layer)."""
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(10, 256))
+    assign = cluster_indices(dense, 8, CentroidInit.KMEANS_PLUS_PLUS, preserve_zeros=True, rng=np.random.default_rng(1))
+    shared = cluster_means(dense, assign, 8)
+    values = np.unique(shared)
+    assert 0.0 in values and len(values) == 8 and assign.max() == 6
+    low, high = values[values < 0].max() / 2, values[values > 0].min() / 2  # halfway to the next value on each side
+    zero = assign == -1
+    assert zero.any() and np.all((dense[zero] >= low) & (dense[zero] <= high))  # the weights nearest to 0 join it
+    assert not np.any((dense[~zero] > low) & (dense[~zero] < high))
+    pruned = np.where(np.abs(dense) > 1.0, dense, 0.0)  # survivors far from 0: none joins the zeros
+    assign = cluster_indices(pruned, 8, CentroidInit.KMEANS_PLUS_PLUS, preserve_zeros=True, rng=np.random.default_rng(1))
+    assert ((assign == -1) == (pruned == 0)).all()
+    negative = int(round(7 * (pruned < 0).sum() / (pruned != 0).sum()))  # tfmot's split of the k-1 by sign
+    assert len(np.unique(assign[pruned < 0])) == negative and len(np.unique(assign[pruned > 0])) == 7 - negative
+
+
 def test_records_without_the_new_layer_fields_still_load():
     old = {"layers": [{"name": "fc1", "shape": [512, 784], "params": 401408, "zeros": 0, "unique_values": 255}]}
     layer = _weight_stats(old).layers[0]

@@ -105,6 +105,33 @@ def test_cluster_shares_values_keeps_zeros_and_copies(init):
         assert torch.equal(p, before[n])
 
 
+def test_shared_values_are_tfmots_straight_through_clustering():
+    """Forward: each weight's nearest centroid (the zero one fixed at 0, masked weights at 0);
+    backward: the gradient straight to the latent weight, summed per cluster for the centroid."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    w = torch.randn(64, 32)
+    w[w.abs() < 0.8] = 0  # pruned
+    values = cluster.shared_values(w, ClusterConfig(clusters=8), np.random.default_rng(0))
+    centroids = (values.centroids * values.keep).detach()
+    assert values.zero is not None and centroids[values.zero] == 0 and bool((values.mask[w == 0] == 0).all())
+    x = torch.randn(10_000) * 2
+    assert torch.equal(values.nearest(x), (x[:, None] - centroids).abs().argmin(1))  # 1-D nearest = argmin
+    latent = w.clone().requires_grad_()
+    out = values(latent)
+    assert torch.unique(out).numel() <= 8 and bool((out[w == 0] == 0).all())
+    (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+    grad = torch.arange(out.numel(), dtype=torch.float32).view_as(out)
+    assert torch.equal(latent.grad, grad * values.mask)  # straight through (masked weights get none)
+    index = values.nearest(w * values.mask)
+    expected = torch.zeros(8).index_add_(0, index.view(-1), grad.view(-1))
+    expected[values.zero] = 0
+    assert torch.allclose(values.centroids.grad, expected)
+    assignments = values.assignments(w)
+    assert bool((assignments[out == 0] == -1).all()) and int(assignments.max()) <= 6
+
+
 def test_prune_polynomial_ends_at_target_after_fine_tuning():
     from torch_test_models import tiny
 

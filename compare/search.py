@@ -8,9 +8,9 @@ How a search runs (all on Ray, compare/cluster.py):
    through the compare runner; it trains the float model every trial starts from (its float-cache
    entry is handed to each trial's task, so a cluster needs no shared file system). Its figures are
    the "dense reference" every trial is shown against (and ranked by), beside the trial's
-   same-epochs baseline (the accuracy constraint's). Beside the references, the baseline of the
-   space's longest trials: the float cache keeps every epoch of its training, so each shorter
-   baseline's task is handed its float model (float_cache_units) instead of training it.
+   same-epochs baseline (the accuracy constraint's). Beside the references, the seed points'
+   baseline: the float cache keeps every epoch of its training, so each shorter baseline's task is
+   handed its float model (float_cache_units) instead of training it.
 2. Tune: one Optuna study per frontend (`PerFrontendSearch`) over the space of the Target's NPU
    (search_space.space_for), trials alternating between frontends; each study evaluates the seed
    points first (search_space.SEED_POINTS, which are TPE's start-up phase), then TPE proposes.
@@ -46,7 +46,7 @@ from condition.backend.atomic import write_json_atomic
 from condition.backend.metrics import MetricsRecord
 from condition.compare.matrix import Cell
 from condition.compare.search_space import (SEED_POINTS, baseline_config, define_space, describe, distributions, in_space,
-                                            longest_baseline_config, normalise, reference_config, space_for, trial_config)
+                                            normalise, reference_config, seed_baseline_config, space_for, trial_config)
 from condition.errors import ArtifactError, ConfigError
 from condition.run import RunConfig
 
@@ -305,8 +305,8 @@ def evaluate_trial(frontend: str, params: dict[str, Any], ctx: TrialContext) -> 
 
 
 def float_cache_units(out: Path, frontend: str, epochs: int) -> dict[str, bytes] | None:
-    """The float-cache entries in OUT of `frontend` trained for `epochs` (epoch snapshots of the
-    longest baseline's training, condition/float_cache.py), packed for a baseline's task."""
+    """The float-cache entries in OUT of `frontend` trained for `epochs` (e.g. epoch snapshots of a
+    longer baseline's training, condition/float_cache.py), packed for a baseline's task."""
     from condition.compare.transfer import pack
 
     rels = []
@@ -492,8 +492,9 @@ def run_search(spec: SearchSpec, address: str | None = None, events: SearchEvent
         where = f"Ray at {session.address}" if session.address else f"embedded Ray, {session.cpus} CPUs"
         events.begin(total, sum(done.values()), where)
         cells = [Cell(reference_config(b), "dense int8 (reference)") for b in spec.bases]
-        longest = [Cell(longest_baseline_config(space_for(b.target), b), "dense int8 (longest same-epochs baseline)") for b in spec.bases]
-        run_cells(cells + longest, events=reference_events, threads=1)  # trials run single-threaded too: one thread setting
+        seeds = [Cell(seed_baseline_config(space_for(b.target), b), "dense int8 (the seed points' same-epochs baseline)")
+                 for b in spec.bases]
+        run_cells(cells + seeds, events=reference_events, threads=1)  # trials run single-threaded too: one thread setting
         lanes = LaneCache(spec.out)
         ctx = TrialContext(spec, threads=1, caches={c.config.frontend: lanes.units(lane_key(c)) for c in cells})
         budget = None if spec.time_budget_s is None else max(1.0, spec.time_budget_s - (time.monotonic() - started))

@@ -155,14 +155,11 @@ def baseline_config(params: dict[str, Any], base: RunConfig) -> RunConfig:
     return dataclasses.replace(base, chain=build_steps([("post-training-quant", {})]), epochs=total_epochs(params, base.epochs))
 
 
-def longest_baseline_config(space: str, base: RunConfig) -> RunConfig:
-    """The same-epochs baseline of the space's longest trials (most fine-tuning, clustering, the
-    most QAT epochs): the float cache keeps each epoch of its training, so every shorter baseline
-    of the search loads its float model from there instead of training it."""
-    values = SPACES[space]
-    longest = dict(SEED_POINTS[space][0], fine_tune_epochs=values["fine_tune_epochs"][2], clusters=max(values["clusters"][1]),
-                   quantize="qat", qat_epochs=values["qat_epochs"][2])
-    return baseline_config(longest, base)
+def seed_baseline_config(space: str, base: RunConfig) -> RunConfig:
+    """The same-epochs baseline of the longest seed point, the one the first trials need: the float
+    cache keeps each epoch of its training, so every shorter baseline of the search loads its float
+    model from there instead of training it (a longer one trains once, and keeps its epochs too)."""
+    return baseline_config(max(SEED_POINTS[space], key=lambda p: total_epochs(p, base.epochs)), base)
 
 
 def reference_config(base: RunConfig) -> RunConfig:

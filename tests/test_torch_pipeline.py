@@ -130,7 +130,9 @@ def test_pt2_model_round_trip(out, tmp_path):
     batch = torch.export.Dim("batch", min=1, max=1024)
     torch.export.save(torch.export.export(tiny(), (torch.zeros(2, 1, 28, 28),), dynamic_shapes=({0: batch},)), str(path))
     rec = _run(out, PruneConfig(sparsity=0.8), model=str(path))
-    assert rec.weights.sparsity >= 0.79 and rec.vela.encoded_weight_bytes > 0
+    fc1, fc2 = rec.weights.layers  # the classifier fc2 stays dense (320 of 25,408 weights): 0.79 over both
+    assert fc1.conditioned == ["prune"] and fc1.sparsity == pytest.approx(0.8, abs=0.01) and fc2.sparsity < 0.1
+    assert rec.vela.encoded_weight_bytes > 0
 
 
 def test_fixed_batch_pt2_is_refused_with_the_fix(tmp_path, capsys):

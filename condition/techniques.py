@@ -133,6 +133,15 @@ class PruneConfig:
             part = f"prune {s * 100:g} %"
         return part + (" global" if self.scope is Scope.GLOBAL else "") + (" (poly)" if self.schedule is Schedule.POLYNOMIAL else "")
 
+    @property
+    def keeps_every_channel(self) -> bool:
+        """Each pruned layer keeps at least one weight per output channel (condition/pruning.py), at
+        the same layer sparsity: scope layer, unstructured, pruned at once (the constant schedule,
+        or no fine-tuning). tfmot's polynomial ramp ranks each layer as a whole (the torch side
+        ramps the same way), and scope global is the seed's one ranking."""
+        return (self.scope is Scope.LAYER and self.structure is Structure.UNSTRUCTURED
+                and (self.schedule is Schedule.CONSTANT or self.fine_tune_epochs == 0))
+
     def left_out(self, layer: LayerInfo) -> str | None:
         """Why `layer` is not pruned, or None when it is. The policy (both frontends, both scopes):
 

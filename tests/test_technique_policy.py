@@ -8,6 +8,7 @@ from condition.backend.metrics import LayerWeights, _weight_stats
 from condition.clustering import cluster_indices, cluster_means
 from condition.errors import ConfigError
 from condition.models import convnet_spec
+from condition.pruning import kept_count, layer_mask
 from condition.techniques import CentroidInit, ClusterConfig, LayerInfo, PruneConfig, Scope, conditioning, plan_note
 
 STEM = LayerInfo("stem", "conv", 3 * 3 * 1 * 64, 64, 1)  # an image stem: 9 weights per output channel
@@ -92,6 +93,22 @@ def test_prune_policy_on_the_builtin_cnns(channels):
     assert pruned / sum(layer.params for layer in mobilenet) > 0.6
     ds_cnn = _builtin_layers("ds-cnn", channels)
     assert [layer.name for layer in ds_cnn if config.left_out(layer) is None] == [f"block{i}_pw" for i in range(1, 5)]
+
+
+def test_layer_mask_keeps_a_weight_in_every_output_channel_at_the_same_sparsity():
+    rng = np.random.default_rng(0)
+    scores = np.abs(rng.normal(size=(128, 16)))  # mobilenet-v2's head: 16 weights per output channel
+    scores[:20] *= 1e-3  # quiet channels: one ranking over the layer empties them
+    plain, every = layer_mask(scores, 0.9), layer_mask(scores, 0.9, every_channel=True)
+    assert plain.sum() == every.sum() == kept_count(scores.size, 0.9) == 205
+    assert (plain[:20].sum(axis=1) == 0).all() and (every.sum(axis=1) >= 1).all()
+    emptied = int((plain.sum(axis=1) == 0).sum())  # the 20 quiet ones and 18 more
+    assert every[:20].sum() == 20 and (every * plain).sum() == 205 - emptied  # each channel's best, then the same ranking
+    fewer = layer_mask(scores, 0.95, every_channel=True)  # 102 kept for 128 channels: the loudest 102
+    assert fewer.sum() == 102 and (fewer.sum(axis=1) <= 1).all() and fewer[:20].sum() == 0
+    assert PruneConfig(0.9).keeps_every_channel and PruneConfig(0.9, fine_tune_epochs=0, schedule="polynomial").keeps_every_channel
+    assert not PruneConfig(0.9, schedule="polynomial").keeps_every_channel  # tfmot's ramp ranks the layer as a whole
+    assert not PruneConfig(0.9, scope="global").keeps_every_channel and not PruneConfig(0.9, structure="2:4").keeps_every_channel
 
 
 @pytest.mark.parametrize("init", list(CentroidInit))

@@ -12,6 +12,7 @@ from condition.frontend import StepContext
 from condition.frontends.tf import keras_modules
 from condition.frontends.tf.frontend import FRONTEND
 from condition.frontends.tf.train import TrainData
+from condition.pruning import kept_count
 from condition.techniques import ClusterConfig, PruneConfig, QatConfig
 
 from bn_cnn_checks import LAYERS, check_cluster, check_prune_scope, check_two_four
@@ -59,6 +60,24 @@ def test_prune_scope_policy_and_per_layer_sparsity(data, tmp_path, scope):
     notes = []
     layers = _chain(data, tmp_path, PruneConfig(0.9, scope=scope), notes=notes)
     check_prune_scope(layers, notes, scope)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "polynomial"])
+def test_prune_keeps_a_weight_in_every_output_channel(data, schedule):
+    """Quiet output channels (the head's first 8 scaled by 1e-3) are emptied by one |w| ranking over
+    the layer (tfmot's polynomial ramp); pruned at once each channel keeps its largest weight (the
+    same as torch: condition.pruning.layer_mask) and the layer stays at the request."""
+    model = bn_cnn()
+    kernel = model.get_layer("head").kernel
+    kernel.assign(kernel.numpy() * np.where(np.arange(64) < 8, 1e-3, 1.0).astype(np.float32))
+    pruned = FRONTEND.registry.apply(model, PruneConfig(0.9, schedule=schedule), StepContext(data, Target(), 0, ()))
+    head = pruned.get_layer("head").kernel.numpy().reshape(-1, 64)  # (32 inputs, 64 outputs)
+    assert int((head == 0).sum()) == head.size - kept_count(head.size, 0.9)
+    kept = (head != 0).sum(axis=0)
+    if schedule == "constant":
+        assert (kept >= 1).all() and (kept[:8] == 1).all(), kept
+    else:
+        assert (kept[:8] == 0).all(), kept
 
 
 def test_two_four_layers_carry_the_pattern_and_depthwise_does_not(data, tmp_path):

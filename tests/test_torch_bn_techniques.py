@@ -13,6 +13,7 @@ from condition.frontend import StepContext  # noqa: E402
 from condition.frontends.torch import REGISTRY  # noqa: E402
 from condition.frontends.torch import frontend  # noqa: E402,F401  (registers the techniques)
 from condition.frontends.torch.weights import int8_weight_stats  # noqa: E402
+from condition.pruning import kept_count  # noqa: E402
 from condition.techniques import ClusterConfig, PostTrainingQuantConfig, PruneConfig, QatConfig  # noqa: E402
 
 from bn_cnn_checks import LAYERS, check_cluster, check_prune_scope, check_two_four  # noqa: E402
@@ -51,6 +52,26 @@ def test_prune_scope_policy_and_per_layer_sparsity(data, scope):
     notes = []
     layers = _chain(data, PruneConfig(0.9, scope=scope), notes=notes)
     check_prune_scope(layers, notes, scope)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "polynomial"])
+def test_prune_keeps_a_weight_in_every_output_channel(data, schedule):
+    """Quiet output channels (the head's first 8 scaled by 1e-3) are emptied by one |w| ranking over
+    the layer (the polynomial ramp, as tfmot's); pruned at once each channel keeps its largest
+    weight (the same as tf: condition.pruning.layer_mask) and the layer stays at the request."""
+    from torch_test_models import bn_cnn
+
+    model = bn_cnn()
+    with torch.no_grad():
+        model.head.weight[:8] *= 1e-3
+    pruned = REGISTRY.apply(model, PruneConfig(0.9, schedule=schedule), StepContext(data, Target(), 0, ()))
+    head = pruned.head.weight.detach().flatten(1)  # (64 outputs, 32 inputs)
+    assert int((head == 0).sum()) == head.numel() - kept_count(head.numel(), 0.9)
+    kept = (head != 0).sum(dim=1)
+    if schedule == "constant":
+        assert bool((kept >= 1).all()) and bool((kept[:8] == 1).all()), kept
+    else:
+        assert bool((kept[:8] == 0).all()), kept
 
 
 def test_two_four_layers_carry_the_pattern_and_depthwise_does_not(data):

@@ -1,9 +1,12 @@
 """Magnitude pruning with tfmot: wrap → fit with UpdatePruningStep → strip, on a fresh clone.
 
 Which layers: `PruneConfig.left_out` (the policy both frontends share). Scope `layer` (default)
-prunes each chosen layer to the sparsity (tfmot's own way); `global` ranks the chosen layers'
-weights together once, as the torch side (the seed's global L1) does, and prunes each layer to
-the share that ranking gives it (tfmot keeps at least one weight in a layer).
+prunes each chosen layer to the sparsity (tfmot's own way); pruned at once
+(`PruneConfig.keeps_every_channel`: the constant schedule) each output channel keeps its largest
+weight first (`condition.pruning.layer_mask`, the same on torch), pruned one-shot and retrained
+with that mask frozen, so no channel is emptied. `global` ranks the chosen layers' weights
+together once, as the torch side (the seed's global L1) does, and prunes each layer to the share
+that ranking gives it (tfmot keeps at least one weight in a layer).
 
 `2:4` keeps two of every four consecutive input-channel weights (tfmot's `sparsity_m_by_n`), the
 pattern whose zeros U85's MAC array skips. A `--sparsity` above 0.5 then prunes further *inside*
@@ -23,6 +26,7 @@ from condition.frontends.tf import REGISTRY, keras_modules
 from condition.frontends.tf.layers import kernel_of, layer_infos
 from condition.frontends.tf.models import clone
 from condition.frontends.tf.train import TrainData, fit
+from condition.pruning import layer_mask
 from condition.techniques import PruneConfig, Schedule, Scope, Structure, plan_note
 
 STEP = PruneConfig.name
@@ -104,8 +108,19 @@ def _one_shot(model: Any, config: PruneConfig, per_layer: dict[str, float]) -> A
         pattern = _pattern(kernel, config)
         if pattern is not None:
             kernel = kernel * pattern
-        variable.assign(kernel * magnitude_mask(kernel, max(sparsity, 0.5 if pattern is not None else 0.0)))
+        if config.keeps_every_channel:
+            variable.assign(kernel * every_channel_mask(kernel, sparsity))
+        else:
+            variable.assign(kernel * magnitude_mask(kernel, max(sparsity, 0.5 if pattern is not None else 0.0)))
     return pruned
+
+
+def every_channel_mask(kernel: np.ndarray, sparsity: float) -> np.ndarray:
+    """`condition.pruning.layer_mask` with every output channel kept: a Keras kernel's output
+    channels are its last axis ((in, out) or (kh, kw, in, out))."""
+    out = kernel.shape[-1]
+    mask = layer_mask(np.abs(kernel).reshape(-1, out).T, sparsity, every_channel=True)
+    return mask.T.reshape(kernel.shape).astype(kernel.dtype)
 
 
 def two_four_mask(kernel: np.ndarray, axis: int) -> np.ndarray:
@@ -142,6 +157,11 @@ def apply(model: Any, config: PruneConfig, ctx: StepContext) -> Any:
         return _one_shot(model, config, per_layer)
     steps = config.fine_tune_epochs * -(-len(data.x_train) // data.batch_size)
     epochs = config.fine_tune_epochs
+    _, _, tfmot = keras_modules()
+    if config.keeps_every_channel:  # one-shot with every channel kept, then that mask frozen (as for 2:4 below)
+        frozen = {n: {"pruning_schedule": tfmot.sparsity.keras.ConstantSparsity(s, begin_step=1, end_step=1, frequency=1)}
+                  for n, s in per_layer.items()}
+        return _wrap_fit_strip(_one_shot(model, config, per_layer), data, epochs, frozen)
     if config.structure is Structure.UNSTRUCTURED:
         return _wrap_fit_strip(model, data, epochs, {n: {"pruning_schedule": _schedule(config, s, steps)} for n, s in per_layer.items()})
     if config.sparsity <= 0.5:
@@ -152,7 +172,6 @@ def apply(model: Any, config: PruneConfig, ctx: StepContext) -> Any:
     # one-shot pattern) and never again, so retraining cannot regrow a third weight in a group of
     # four and break the pattern U85 needs.
     inside = _one_shot(model, config, per_layer)
-    _, _, tfmot = keras_modules()
     frozen = {n: {"pruning_schedule": tfmot.sparsity.keras.ConstantSparsity(max(s, 0.5), begin_step=1, end_step=1, frequency=1)}
               for n, s in per_layer.items()}
     return _wrap_fit_strip(inside, data, epochs, frozen)

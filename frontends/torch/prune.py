@@ -4,9 +4,11 @@ zeros), then retraining with the zeros held fixed.
     pruned = apply(model, PruneConfig(sparsity=0.95), ctx)
 
 Which layers: `PruneConfig.left_out` (the policy both frontends share). Scope `layer` (default)
-prunes each chosen layer to the sparsity by its own |w| ranking, as tfmot does; `global` ranks
-the chosen layers' weights together (the seed's `prune.global_unstructured` with L1Unstructured),
-which can empty a small layer. With 2:4 and sparsity above 0.5 the 2:4 pattern is kept and
+prunes each chosen layer to the sparsity by its own |w| ranking, as tfmot does; pruned at once
+(`PruneConfig.keeps_every_channel`) each output channel keeps its largest weight first, so no
+channel is emptied (`condition.pruning.layer_mask`, the same on tf). `global` ranks the chosen
+layers' weights together (the seed's `prune.global_unstructured` with L1Unstructured), which can
+empty a small layer. With 2:4 and sparsity above 0.5 the 2:4 pattern is kept and
 further weights are pruned inside it. The polynomial schedule ramps sparsity from 0 to the
 target (cubic, as tfmot's PolynomialDecay) over the first 80 % of fine-tuning, then holds it.
 """
@@ -20,6 +22,7 @@ from condition.frontend import StepContext
 from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import constraints as cons
 from condition.frontends.torch.train import steps_per_epoch, train
+from condition.pruning import layer_mask
 from condition.techniques import PruneConfig, Schedule, Scope, Structure, plan_note
 
 RAMP_FRACTION = 0.8  # polynomial schedule: reach the target after this share of fine-tuning steps
@@ -63,8 +66,12 @@ def two_four_mask(w: torch.Tensor) -> torch.Tensor:
 
 
 def masks_for(weights: dict[str, torch.Tensor], sparsity: float, structure: Structure,
-              scope: Scope = Scope.LAYER) -> dict[str, torch.Tensor]:
-    """Masks for the chosen layers' weights: per layer (each at `sparsity`) or one global ranking."""
+              scope: Scope = Scope.LAYER, every_channel: bool = False) -> dict[str, torch.Tensor]:
+    """Masks for the chosen layers' weights: per layer (each at `sparsity`; with `every_channel`
+    each output channel keeps at least one weight, unstructured only) or one global ranking."""
+    if scope is Scope.LAYER and every_channel and structure is Structure.UNSTRUCTURED:
+        return {n: torch.from_numpy(layer_mask(w.abs().flatten(1).double().cpu().numpy(), sparsity, every_channel=True))
+                .to(dtype=w.dtype, device=w.device).view_as(w) for n, w in weights.items()}
     if scope is Scope.LAYER:
         return {n: masks_for({n: w}, sparsity, structure, Scope.GLOBAL)[n] for n, w in weights.items()}
     if structure is Structure.TWO_FOUR:
@@ -95,7 +102,8 @@ def apply(model: nn.Module, config: PruneConfig, ctx: StepContext) -> nn.Module:
     def prune_to(sparsity: float) -> cons.MaskConstraint:
         params = cons.weight_params(model)
         weights = {n: params[n].detach() for n in names}
-        mask = cons.MaskConstraint(masks_for(weights, sparsity, config.structure, config.scope) if weights else {})
+        masks = masks_for(weights, sparsity, config.structure, config.scope, config.keeps_every_channel) if weights else {}
+        mask = cons.MaskConstraint(masks)
         mask.apply(model)
         return mask
 

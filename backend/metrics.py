@@ -169,6 +169,7 @@ class MetricsRecord:
     step_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # figures that cannot be right (backend/plausibility.py)
     config_hash: str = ""
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION

@@ -125,8 +125,8 @@ for m in models:
                         continue
                     lab = label_of(s.record)
                     by.setdefault(fw, {})[lab] = s
-                    if s.status != "ok":
-                        print(f"| {r.label} | {fw} | FAILED: {(s.error or '')[:160]} |" + " |" * 11)
+                    if s.status != "ok":  # failed, or flagged: figures that cannot be right (near chance, emptied layer)
+                        print(f"| {r.label} | {fw} | {s.status.upper()}: {(s.error or '')[:160]} |" + " |" * 11)
                         continue
                     base = r.vs_baseline.get(fw, {})
                     cl = [l.unique_values for l in s.record.weights.layers if "cluster" in l.conditioned] if s.record.weights else []
@@ -146,7 +146,7 @@ for m in models:
                 """The sides of `labels` if all ran ok; else None after adding the check as not run / failed."""
                 got = [by.get(fw, {}).get(l) for l in labels]
                 missing = [l for l, s in zip(labels, got) if s is None]
-                failed = [f"{l}: failed ({(s.error or '')[:120]})" for l, s in zip(labels, got) if s is not None and s.status != "ok"]
+                failed = [f"{l}: {s.status} ({(s.error or '')[:120]})" for l, s in zip(labels, got) if s is not None and s.status != "ok"]
                 if failed:
                     checks.append((name, fw, False, "; ".join(failed)))
                 elif missing:
@@ -158,7 +158,7 @@ for m in models:
             for fw in sec.frontends:
                 c = by.get(fw, {})
                 cpu = [(lab, s.record.vela.cpu_ops if s.record.vela else []) for lab, s in c.items() if s.status == "ok" and s.ops_on_cpu]
-                bad = [f"{lab}: failed ({(s.error or '')[:120]})" for lab, s in c.items() if s.status != "ok"]
+                bad = [f"{lab}: {s.status} ({(s.error or '')[:120]})" for lab, s in c.items() if s.status != "ok"]
                 missing = [l for l in expected if l not in c]
                 figs = [f"{lab}: {len(ops)} on CPU ({', '.join(sorted(set(ops)))})" for lab, ops in cpu] + bad
                 checks.append(("all ops on the NPU, every run", fw, False if figs else (None if missing else True),

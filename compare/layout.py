@@ -63,8 +63,8 @@ def _status_value(side: Side, strong: bool = False) -> Value | None:
     """A side without figures; `strong` marks the one cell per panel that draws the eye."""
     if side.status == "ok":
         return None
-    if side.status == "failed":
-        return Value("failed", side.error or "", "failed" if strong else "failed-dim")
+    if side.status in ("failed", "flagged"):
+        return Value(side.status, side.error or "", "failed" if strong else "failed-dim")
     return Value(side.status if side.status != "absent" else "–", "", "muted")
 
 
@@ -131,7 +131,7 @@ def empty_notice(section: Section) -> str:
         return ""
     if statuses == {"not run"}:
         return "No cell of this section has run yet."
-    return "Every cell of this section failed (errors under Failed cells); there are no figures to compare."
+    return "Every cell of this section failed or was flagged (reasons under Failed cells); there are no figures to compare."
 
 
 def _pair(label: str, fws: list[str], both: bool, compare: str | None) -> tuple[list[tuple[str, int]], list[str]]:
@@ -273,14 +273,16 @@ def header_items(comparison: Comparison) -> list[tuple[str, str]]:
              "condition")
     tools = ", ".join(f"{n} {'/'.join(sorted(versions[n]))}" for n in shown if n in versions)
     limits = sorted({(e.train_limit, e.eval_limit) for e in entries}, key=str)
-    counts = {s: sum(1 for e in entries if e.status == s) for s in ("ok", "failed", "not run")}
+    counts = {s: sum(1 for e in entries if e.status == s) for s in ("ok", "failed", "flagged", "not run")}
     items = [
         ("Target", "; ".join(targets)),
         ("Model · data set", ", ".join(sorted({f"{e.model} · {e.dataset}" for e in entries}))),
         ("Seed · epochs", ", ".join(sorted({f"seed {e.seed} · {e.epochs} epoch{'s' if e.epochs != 1 else ''}" for e in entries}))),
         ("Subsets", ", ".join(f"train {_limit(t)} · test {_limit(v)}" for t, v in limits)),
         ("Tools", tools or "–"),
-        ("Cells", f"{counts['ok']} ok, {counts['failed']} failed, {counts['not run']} not run"),
+        ("Cells", f"{counts['ok']} ok, {counts['failed']} failed, "
+                  + (f"{counts['flagged']} flagged (figures that cannot be right), " if counts["flagged"] else "")
+                  + f"{counts['not run']} not run"),
         ("Recipe", comparison.recipe or "–"),
     ]
     return items
@@ -288,6 +290,19 @@ def header_items(comparison: Comparison) -> list[tuple[str, str]]:
 
 def _limit(n: int | None) -> str:
     return "all images" if n is None else f"first {n:,} images"
+
+
+def _why(e) -> str:
+    """A failed cell's error, or what is flagged in a cell whose figures cannot be right."""
+    if e.record is None:
+        return ""
+    if e.status == "flagged":
+        return "flagged: " + "; ".join(e.record.problems)
+    return (e.record.error or "") if e.status == "failed" else ""
+
+
+def unusable_title(rows: list[list[str]]) -> str:
+    return "Failed and flagged cells" if any(r[2] == "flagged" for r in rows) else "Failed cells"
 
 
 def cell_rows(comparison: Comparison) -> list[list[str]]:
@@ -298,6 +313,6 @@ def cell_rows(comparison: Comparison) -> list[list[str]]:
         seconds = r.step_seconds.get("total") if r is not None and e.status != "not run" else None
         where = e.run_dir.relative_to(comparison.out) if e.run_dir.is_relative_to(comparison.out) else e.run_dir
         rows.append([e.frontend, e.label, e.status, "–" if seconds is None else f"{seconds:,.1f}", str(where),
-                     (r.error or "") if r is not None and e.status == "failed" else ""])
+                     _why(e)])
     return rows
 

@@ -7,7 +7,7 @@ import html
 
 from condition.compare.advice import all_advice
 from condition.compare.layers import layer_panels
-from condition.compare.layout import Panel, Value, cell_rows, empty_notice, header_items, panels
+from condition.compare.layout import Panel, Value, cell_rows, empty_notice, header_items, panels, unusable_title
 from condition.compare.plots import Figure
 from condition.compare.records import Comparison
 from condition.compare.report_md import ADVICE_READING, READING, layer_summary
@@ -196,16 +196,16 @@ def render_html(comparison: Comparison, sections: list[Section], figures: dict[i
     body = [section_html(s, figures.get(i, [])) for i, s in enumerate(sections)]
     body.append(advice_html(comparison, sections))
     rows = cell_rows(comparison)
-    failed = [r for r in rows if r[2] == "failed"]
+    failed = [r for r in rows if r[2] in ("failed", "flagged")]
     if failed:
         items = "".join(f"<tr><td>{_e(r[0])}</td><td class='text'>{_e(r[1])}</td><td class='failed text'>{_e(r[5])}</td>"
                         f"<td class='text'><code>{_e(r[4])}</code></td></tr>" for r in failed)
-        body.append('<section class="card"><h3>Failed cells</h3><p class="caption">Recorded with their error; '
+        body.append(f'<section class="card"><h3>{unusable_title(failed)}</h3><p class="caption">Recorded with their error; '
                     'the other cells ran. Re-running <code>condition compare</code> retries them.</p><div class="scroll"><table>'
                     '<thead><tr><th>frontend</th><th class="text">technique</th><th class="text">error</th>'
                     f'<th class="text">run folder</th></tr></thead><tbody>{items}</tbody></table></div></section>')
     cells = "".join(f"<tr><td>{_e(r[0])}</td><td class='text'>{_e(r[1])}</td>"
-                    f"<td class='{'failed' if r[2] == 'failed' else ''}'>{_e(r[2])}</td>"
+                    f"<td class='{'failed' if r[2] in ('failed', 'flagged') else ''}'>{_e(r[2])}</td>"
                     f"<td>{_e(r[3])}</td><td class='text'><code>{_e(r[4])}</code></td></tr>" for r in rows)
     body.append(f'<details><summary>All {len(rows)} cells (status, wall time, run folder)</summary><div class="card scroll"><table>'
                 '<thead><tr><th>frontend</th><th class="text">technique</th><th>status</th><th>seconds</th>'

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from condition.compare.advice import AdviceTable, all_advice
 from condition.compare.layers import layer_panels
-from condition.compare.layout import Panel, cell_rows, empty_notice, header_items, panels
+from condition.compare.layout import Panel, cell_rows, empty_notice, header_items, panels, unusable_title
 from condition.compare.plots import Figure
 from condition.compare.records import Comparison
 from condition.compare.table import Section
@@ -112,9 +112,9 @@ def render_md(comparison: Comparison, sections: list[Section], figures: dict[int
     for i, section in enumerate(sections):
         lines.append(section_md(section, figures.get(i, []), plot_dir))
     lines += advice_md(comparison, sections)
-    failed = [r for r in cell_rows(comparison) if r[2] == "failed"]
+    failed = [r for r in cell_rows(comparison) if r[2] in ("failed", "flagged")]
     if failed:
-        lines += ["## Failed cells", "", "| frontend | technique | error | run folder |", "|---|---|---|---|"]
+        lines += [f"## {unusable_title(failed)}", "", "| frontend | technique | error | run folder |", "|---|---|---|---|"]
         lines += [f"| {r[0]} | {_esc(r[1])} | {_esc(r[5])} | `{r[4]}` |" for r in failed]
         lines.append("")
     lines += ["## Cells", "", "| frontend | technique | status | seconds | run folder |", "|---|---|---|---:|---|"]

@@ -23,7 +23,7 @@ BEST_ACCURACY_TOLERANCE = 0.01
 class Side:
     """One framework's figures for one technique; None where a figure does not exist."""
 
-    status: str  # ok | failed | not run | absent (not in the matrix)
+    status: str  # ok | failed | flagged (figures that cannot be right) | not run | absent (not in the matrix)
     error: str | None = None
     accuracy: float | None = None  # int8 functional accuracy (float accuracy on the float row)
     accuracy_kind: str = ""
@@ -88,7 +88,8 @@ def side_from_entry(entry: Entry) -> Side:
         return Side(status="not run", run_dir=str(entry.run_dir))
     seconds = r.step_seconds.get("total")
     if status != "ok":
-        return Side(status=status, error=r.error, run_dir=str(entry.run_dir), seconds=seconds, record=r)
+        error = "; ".join(r.problems) if status == "flagged" else r.error
+        return Side(status=status, error=error, run_dir=str(entry.run_dir), seconds=seconds, record=r)
     is_float = not r.techniques
     acc = r.accuracy_of("float") if is_float else (r.accuracy_of("int8") or r.accuracy_of("fake_quant"))
     flt = r.accuracy_of("float")

@@ -83,6 +83,8 @@ def format_summary(record: MetricsRecord, run_dir: Path | None = None) -> str:
     lines += [f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
     for note in record.notes:
         lines.append(f"note: {note}")
+    for problem in record.problems:
+        lines.append(f"FLAGGED: {problem}")
     if run_dir is not None:
         lines.append(f"run folder: {run_dir}")
     return "\n".join(lines)

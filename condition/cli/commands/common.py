@@ -166,3 +166,7 @@ def execute(config, as_json: bool) -> None:
         click.echo(json.dumps(record.to_dict(), indent=2))
     else:
         click.echo(format_summary(record, config.run_dir()))
+    if record.problems:  # a figure that cannot be right is not a result: say so and fail
+        for problem in record.problems:
+            click.echo(f"condition: result flagged: {problem}", err=True)
+        raise SystemExit(3)

@@ -47,7 +47,8 @@ RULES: dict[str, str] = {
     "sweep": "the same model compiled for every MAC size of the family; cycles that barely fall with more MACs point at "
              "weights or memory (shown as evidence; the breakdown decides)",
     "prune": "weight traffic scales with the non-zero weights: a layer's cycles fall to max(NPU compute, feature-map "
-             "traffic, weight cycles × (1 − sparsity)); encoded weights × (1 − sparsity)",
+             "traffic, weight cycles × (1 − sparsity)); encoded weights × (1 − sparsity); layers the pruning policy keeps dense "
+             "(image stem, depthwise, classifier, small layers: named per layer when the model's record is known) unchanged",
     "2:4": f"U85 only, Conv/FC layers whose input channels are a multiple of 4 (not depthwise): NPU compute × {TWO_FOUR_FACTOR} "
            f"(the MAC array skips the zeros), weight cycles and encoded weights × {TWO_FOUR_WEIGHT_FACTOR:.3g} (the sparse format "
            "keeps 2 values of 8 bits and 2 positions of 2 bits per 4 weights); other layers unchanged",
@@ -81,6 +82,7 @@ class LayerAdvice:
     more_macs_ratio: float | None  # op cycles at the next larger MAC size / at the Target
     evidence: str
     source: str = "estimate"
+    prune_left_out: str | None = None  # why the pruning policy keeps this layer dense; "" = pruned; None = unknown
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,17 @@ def _evidence(layer: VelaLayer, bound: str, ratio: float | None, step: str) -> s
     return text
 
 
+def policy_of(name: str, left_out: dict[str, str] | None) -> str | None:
+    """The policy's word on a Vela layer: by its name, else by the longest weighted layer's name it
+    starts with (a fused activation's output, e.g. block1_pw_relu for block1_pw); None = unknown."""
+    if not left_out:
+        return None
+    if name in left_out:
+        return left_out[name]
+    prefixes = [n for n in left_out if name.startswith(n + "_") or name.startswith(n + "/")]
+    return left_out[max(prefixes, key=len)] if prefixes else None
+
+
 # ---- the techniques --------------------------------------------------------------------------
 
 def _cluster_factor(clusters: int) -> float:
@@ -222,8 +235,8 @@ def layer_bound(layer: LayerAdvice, technique: str, sparsity: float, clusters: i
     compute, weight, fmap, op = layer.npu_cycles, layer.weight_cycles, layer.feature_map_cycles, layer.op_cycles
     wbytes = layer.weight_bytes
     eligible = bool(layer.two_four_eligible)
-    if technique == "prune":
-        mac_f, weight_f = 1.0, 1.0 - sparsity
+    if technique == "prune":  # a layer the pruning policy keeps dense keeps its weights
+        mac_f, weight_f = 1.0, 1.0 if layer.prune_left_out else 1.0 - sparsity
     elif technique == "2:4":
         mac_f, weight_f = (TWO_FOUR_FACTOR, TWO_FOUR_WEIGHT_FACTOR) if eligible else (1.0, 1.0)
     elif technique == "2:4 + prune":
@@ -260,6 +273,9 @@ def technique_bound(advice_layers: Sequence[LayerAdvice], family: str, technique
         cycles, wbytes, helped = dense["total_cycles"], dense["encoded_weight_bytes"], []
     elif technique.startswith("2:4") and not any(l.two_four_eligible for l in advice_layers):
         note = "no layer can take the 2:4 sparse format"
+    kept = [l.name for l in advice_layers if l.prune_left_out]
+    if technique == "prune" and kept:
+        note = "kept dense by the pruning policy: " + ", ".join(dict.fromkeys(kept))
     if technique == "cluster" and _cluster_factor(clusters) >= 1.0:
         note = f"{clusters} clusters: outside Vela's palette (2–{PALETTE_MAX} values), no gain expected"
     label = {"prune": f"prune {sparsity:.0%}", "2:4": "2:4", "2:4 + prune": f"2:4 + prune {sparsity:.0%}",
@@ -276,9 +292,12 @@ def technique_bound(advice_layers: Sequence[LayerAdvice], family: str, technique
 # ---- the whole model -------------------------------------------------------------------------
 
 def advise(compiles: Sequence[VelaCompile], target: Target, artifact: dict[str, Any] | None = None,
-           sparsity: float = DEFAULT_SPARSITY, clusters: int = DEFAULT_CLUSTERS, versions: dict[str, str] | None = None) -> Advice:
+           sparsity: float = DEFAULT_SPARSITY, clusters: int = DEFAULT_CLUSTERS, versions: dict[str, str] | None = None,
+           prune_left_out: dict[str, str] | None = None) -> Advice:
     """Classify the Target's layers, rank the techniques; `compiles` holds the Target's compile and
-    (for the sweep) the other MAC sizes of its family."""
+    (for the sweep) the other MAC sizes of its family. `prune_left_out`: weighted layer name → why
+    the pruning policy keeps it dense ("" = pruned), so the prune bounds count only what pruning
+    touches; without it every layer is assumed pruned (an artifact with no record)."""
     compiles = [c for c in compiles if c.accelerator.split("-")[1:2] == [target.family]]  # the sweep stays in the family
     by_acc = {c.accelerator: c for c in compiles}
     at = by_acc.get(target.npu)
@@ -302,6 +321,7 @@ def advise(compiles: Sequence[VelaCompile], target: Target, artifact: dict[str, 
             npu_cycles=compute, weight_cycles=weight, feature_map_cycles=fmap, weight_bytes=l.weight_bytes,
             weight_format=l.weight_format, ifm_channels=l.ifm_channels, two_four_eligible=eligible, two_four_reason=reason,
             sweep_cycles=sweep, more_macs_ratio=ratio, evidence=_evidence(l, bound, ratio, step),
+            prune_left_out=policy_of(l.name, prune_left_out) if l.weight_bytes else None,
         ))
     dense = {"total_cycles": at.total_cycles, "npu_cycles": at.npu_cycles,
              "encoded_weight_bytes": at.encoded_weight_bytes, "original_weight_bytes": at.original_weight_bytes}

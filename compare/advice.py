@@ -39,6 +39,7 @@ def write_comparison_advice(comparison: Comparison) -> list[str]:
     from condition.backend.metrics import tool_versions
     from condition.backend.target import Target
     from condition.backend.vela_sweep import compile_family
+    from condition.techniques import prune_policy
 
     problems = []
     for section in build_sections(comparison):
@@ -62,7 +63,9 @@ def write_comparison_advice(comparison: Comparison) -> list[str]:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with tempfile.TemporaryDirectory(dir=path.parent, prefix=".advise-") as tmp:
                     names = [(l.operator, l.name) for l in record.vela.per_layer] if record.vela else None
-                    advice = advise(compile_family(model, target, Path(tmp), names), target, info, versions=tool_versions())
+                    left_out = prune_policy(record.weights.layers, fw) if record.weights else None
+                    advice = advise(compile_family(model, target, Path(tmp), names), target, info, versions=tool_versions(),
+                                    prune_left_out=left_out)
                 advice.write(path)
             except ConditionError as err:
                 problems.append(f"advice for {fw} {section.model}: {err}")

@@ -324,3 +324,18 @@ def check_chain(chain: Sequence[Any]) -> None:
         wanted = [c.name for c in sorted(chain, key=lambda c: c.chain_rank)]
         raise ConfigError("--then", " → ".join(names), "steps out of the collaborative-optimization order",
                           "did you mean " + " → ".join(wanted) + "?")
+
+
+def policy_layer(weights: Any, last: bool, frontend: str) -> LayerInfo:
+    """A recorded exported layer (metrics LayerWeights) as the policies see it, for advice on a model
+    whose prune run has not happened yet. tf records TFLite's OHWI (depthwise 1HWC), torch OIHW."""
+    shape = [int(d) for d in weights.shape]
+    if weights.kind == "depthwise":
+        return LayerInfo(weights.name, "depthwise", weights.params, shape[-1] if frontend == "tf" else shape[0], 1, last)
+    return LayerInfo(weights.name, weights.kind or "other", weights.params, shape[0], shape[-1] if frontend == "tf" else shape[1], last)
+
+
+def prune_policy(layers: Sequence[Any], frontend: str, sparsity: float = 0.95) -> dict[str, str]:
+    """Weighted layer name → why unstructured pruning (layer scope) would keep it dense; "" = pruned."""
+    config = PruneConfig(sparsity)
+    return {l.name: config.left_out(policy_layer(l, i == len(layers) - 1, frontend)) or "" for i, l in enumerate(layers)}

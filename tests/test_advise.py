@@ -289,3 +289,45 @@ def test_compare_writes_advice_for_each_baseline_artifact(compare_out: Path) -> 
     assert write_comparison_advice(comparison) == []
     assert tf_file.stat().st_mtime_ns == before  # done before: not compiled again
     assert Advice.read(advice_file(compare_out, "torch", base.sides["torch"].record.config_hash)).artifact["kind"] == "tosa"
+
+
+def test_the_prune_bound_counts_only_the_layers_the_policy_prunes() -> None:
+    """A DS-CNN-like model: the stem, the depthwise conv and the classifier stay dense when pruned,
+    so the bound must not promise their bytes away (it did: ×0.05 predicted, ×0.30 measured)."""
+    policy = {"tosa_rescale_default": "image stem (1 input channels)", "tosa_rescale_default_1": "depthwise",
+              "tosa_rescale_default_2": "", "tosa_rescale_default_3": "", "tosa_rescale_default_4": "",
+              "tosa_reshape_default_1": "the classifier (last weighted layer)"}
+    blind = advice_for("torch-dwcnn", "ethos-u85-128")
+    aware = advice_for("torch-dwcnn", "ethos-u85-128", prune_left_out=policy)
+    by_name = {l.name: l for l in aware.layers}
+    assert by_name["tosa_rescale_default_1"].prune_left_out == "depthwise" and by_name["tosa_rescale_default_4"].prune_left_out == ""
+    assert by_name["tosa_avg_pool2d_default"].prune_left_out is None  # no weights: the policy has no word on it
+    kept = 288 + 208 + 528
+    pruned = 224 + 2400 + 10304
+    assert aware.technique("prune").encoded_weight_bytes == kept + round(224 * 0.05) + round(2400 * 0.05) + round(10304 * 0.05)
+    assert blind.technique("prune").encoded_weight_bytes == pytest.approx((kept + pruned) * 0.05, abs=4)
+    assert "kept dense by the pruning policy: tosa_rescale_default, tosa_rescale_default_1, tosa_reshape_default_1" \
+        in aware.technique("prune").note
+    assert aware.technique("cluster") == blind.technique("cluster")  # clustering has no such policy
+
+
+def test_the_policy_is_read_from_a_record_of_either_frontend() -> None:
+    from condition.backend.advise import policy_of
+    from condition.backend.metrics import LayerWeights
+    from condition.techniques import prune_policy
+
+    def lw(name: str, kind: str, shape: list[int]) -> LayerWeights:
+        n = 1
+        for d in shape:
+            n *= d
+        return LayerWeights(name, shape, n, 0, 200, kind=kind)
+
+    tf = [lw("stem", "conv", [64, 3, 3, 1]), lw("block1_dw", "depthwise", [1, 3, 3, 64]), lw("block1_pw", "conv", [64, 1, 1, 64]),
+          lw("fc", "fc", [10, 64])]
+    torch = [lw("stem", "conv", [64, 1, 3, 3]), lw("block1_dw", "depthwise", [64, 1, 3, 3]), lw("block1_pw", "conv", [64, 64, 1, 1]),
+             lw("fc", "fc", [10, 64])]
+    expected = {"stem": "image stem (1 input channels)", "block1_dw": "depthwise", "block1_pw": "",
+                "fc": "the classifier (last weighted layer)"}
+    assert prune_policy(tf, "tf") == prune_policy(torch, "torch") == expected
+    assert policy_of("block1_pw_relu", expected) == "" and policy_of("stem_relu", expected).startswith("image stem")
+    assert policy_of("pool", expected) is None and policy_of("stem", None) is None

@@ -53,6 +53,10 @@ def resolve_artifact(path: Path, target: Target) -> tuple[Path, dict[str, Any]]:
         info.update(frontend=record.frontend, model=record.model, run_dir=str(folder), config_hash=record.config_hash)
         if record.vela is not None and record.vela.per_layer:  # the model's layer names, as the run recorded them
             info["layer_names"] = [(l.operator, l.name) for l in record.vela.per_layer]
+        if record.weights is not None and record.frontend in ARTIFACT_KINDS:  # which layers pruning would touch
+            from condition.techniques import prune_policy
+
+            info["prune_left_out"] = prune_policy(record.weights.layers, record.frontend)
     if path.is_dir():
         if record is None:
             raise ArtifactError(str(path), "is a folder without a condition metrics record (give a .tflite, .tosa or .pte)")
@@ -125,9 +129,9 @@ def advise_artifact(path: Path, info: dict[str, Any], target: Target, out: Path,
     name = info.get("model") or path.stem
     folder = out / "advise" / f"{_slug(Path(str(name)).stem if '/' in str(name) else str(name))}-{config_hash(identity)}"
     with atomic_folder(folder) as work:
-        names = info.pop("layer_names", None)
+        names, left_out = info.pop("layer_names", None), info.pop("prune_left_out", None)
         compiles = compile_family(path, target, work / "vela", names)
-        advice = advise(compiles, target, info, sparsity, clusters, tool_versions())
+        advice = advise(compiles, target, info, sparsity, clusters, tool_versions(), left_out)
         advice.write(work / ADVICE_NAME)
     return advice, folder
 

@@ -143,7 +143,8 @@ def test_op_left_on_the_cpu_is_reported_not_fatal(capsys, tmp_path, tiny_npz, ke
     rc = main(["tf", "post-training-quant", "--model", str(keras_files["cpu_op"]), "--dataset", str(tiny_npz),
                "--epochs", "1", "--out", str(out)])
     captured = capsys.readouterr()
-    assert rc == 0, captured.err
+    # the subject is the CPU op; this model barely trains on the tiny data, so it may be flagged near chance (exit 3)
+    assert rc == 0 or (rc == 3 and "near chance" in captured.err), captured.err
     assert "ops on NPU / CPU" in captured.out and "L2Norm" in captured.out
     assert "stay on the CPU" in captured.out
     records = list(out.glob("tf/l2norm/post-training-quant-*/metrics.json"))

@@ -88,10 +88,12 @@ def test_u55_and_user_factory(out):
 def test_cpu_ops_are_reported_not_fatal(out, capsys):
     rc = main(["torch", "post-training-quant", "--model", "torch_test_models:with_cpu_op", "--out", str(out),
                "--train-limit", "500", "--eval-limit", "50", "--json"])
-    assert rc == 0
     import json
 
-    record = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    # the subject is the CPU op; this model barely trains on 500 images, so it may be flagged near chance (exit 3)
+    assert rc == 0 or (rc == 3 and "near chance" in captured.err), captured.err
+    record = json.loads(captured.out)
     assert record["vela"]["cpu_ops"] == ["sort"] and record["vela"]["ops_on_cpu"] == 1
     assert any("left on the CPU" in n for n in record["notes"])
     assert record["accuracy"][-1]["kind"] == "int8"  # the CPU op ran in torch around the TOSA graph

@@ -169,4 +169,4 @@ def execute(config, as_json: bool) -> None:
     if record.problems:  # a figure that cannot be right is not a result: say so and fail
         for problem in record.problems:
             click.echo(f"condition: result flagged: {problem}", err=True)
-        raise SystemExit(3)
+        raise click.exceptions.Exit(3)

@@ -4,6 +4,8 @@ no partial folder and no Ray process, then resumes without redoing the finished 
 from __future__ import annotations
 
 import contextlib
+import csv
+import hashlib
 import json
 import os
 import shutil
@@ -53,32 +55,93 @@ def _debris(out: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_compare_on_a_local_ray_cluster(tmp_path):
+def test_quick_compare_on_a_local_ray_cluster_resumes_and_gives_the_bytes_of_a_run_alone(tmp_path):
+    """`compare --quick` on a cluster started here (2 CPUs: two cells at once), then each frontend's
+    prune cell run alone in a fresh process with the frameworks' default threads: the same
+    configuration hash, byte-identical artifacts (.tflite, Vela's .tflite and CSVs, .pte, TOSA) and
+    the same record but for wall times and the float-cache note. Then the compare again: nothing redone."""
     port = _free_port()
     temp = Path("/tmp") / f"crt-{os.getpid()}"  # Ray's socket paths must stay short
     # Token auth on both sides, set before either process imports ray (as a user of a cluster would).
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
     subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                     f"--temp-dir={temp}", "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    out = tmp_path / "quick"
+    compare = [*CONDITION, "compare", "--quick", "--address", f"127.0.0.1:{port}", "--out", str(out)]
     try:
-        recipe = tmp_path / "tiny.toml"
-        recipe.write_text(TINY)
-        out = tmp_path / "out"
-        done = subprocess.run([*CONDITION, "compare", "--recipe", str(recipe), "--address", f"127.0.0.1:{port}", "--out", str(out)],
-                              env=env, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(compare, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:] + "".join(p.read_text()[-3000:] for p in out.rglob("error.log"))
-        assert f"Ray at 127.0.0.1:{port}" in done.stderr and done.stderr.count(": ok in ") == 4
+        assert f"Ray at 127.0.0.1:{port}" in done.stderr and "12 cells" in done.stderr and "0 already done" in done.stderr
+        assert done.stderr.count(": ok in ") == 12
         records = _records(out)
-        assert len(records) == 4 and {r.status for r in records.values()} == {"ok"}
-        assert {r.frontend for r in records.values()} == {"tf", "torch"}
-        assert all(r.vela is not None and r.vela.encoded_weight_bytes > 0 for r in records.values())
+        assert len(records) == 12 and {r.status for r in records.values()} == {"ok"}
+        assert not any(r.problems for r in records.values())
         assert not (out / "logs" / "ray").exists()  # a cluster's logs stay with the cluster
         assert (out / "logs" / "tf.log").is_file() and (out / "logs" / "torch.log").is_file()  # sent back by the workers
         assert _debris(out) == []
         assert _processes_mentioning(f"{temp}/")  # the command disconnected and left the cluster running
+        for name in ("report.md", "report.html", "results.csv", "results.json", "compare.json"):
+            assert (out / name).is_file(), name
+        rows = list(csv.DictReader((out / "results.csv").open()))
+        cells = [r for r in rows if r["chain"] != "float"]
+        assert len(cells) == 12 and {r["status"] for r in cells} == {"ok"} and {r["frontend"] for r in cells} == {"tf", "torch"}
+        assert all(int(r["vela_npu_cycles"]) > 0 and int(r["vela_encoded_weight_bytes"]) > 0 for r in cells)
+        assert all(0.0 < float(r["accuracy"]) <= 1.0 for r in rows)
+        pruned = [r for r in cells if r["technique"] == "prune 95 %"]
+        assert len(pruned) == 2
+        assert all(float(r["weight_sparsity"]) > 0.9 and float(r["encoded_weight_bytes_vs_baseline"]) < 0.2 for r in pruned)
+        report, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+
+        alone = tmp_path / "alone"
+        shell = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}  # as from a shell: default threads
+        runs = [subprocess.Popen([*CONDITION, fw, "prune", "--sparsity", "0.95", "--train-limit", "2000", "--eval-limit", "300",
+                                  "--out", str(alone)], env=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for fw in ("tf", "torch")]
+        for run in runs:
+            output = run.communicate(timeout=900)[0]
+            assert run.returncode == 0, output[-2000:]
+        for fw, artifact in (("tf", "model_int8.tflite"), ("torch", "model.pte")):
+            a, b = _prune_folder(alone, fw), _prune_folder(out, fw, pruned_to=0.95)
+            assert a.name == b.name  # the same configuration hash
+            digests = _digests(a)
+            assert artifact in digests and any(name.endswith((".tosa", "_vela.tflite")) for name in digests)
+            assert digests == _digests(b), fw
+            assert _comparable(MetricsRecord.read(a)) == _comparable(MetricsRecord.read(b)), fw
+
+        again = subprocess.run(compare, env=env, capture_output=True, text=True, timeout=900)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "12 already done" in again.stderr and ": ok in " not in again.stderr
+        assert (out / "report.md").read_text() == report and (out / "report.html").read_text() == html
     finally:
         _stop(f"{temp}/")
     assert _processes_mentioning(f"{temp}/") == []
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def _prune_folder(out: Path, frontend: str, pruned_to: float | None = None) -> Path:
+    """The unstructured prune cell of `frontend` (at `pruned_to` when the folder holds several)."""
+    folders = [p for p in (out / frontend / "mlp").glob("prune-*") if p.is_dir()]
+    if pruned_to is not None:
+        folders = [p for p in folders if (o := MetricsRecord.read(p).options["prune"])["sparsity"] == pruned_to
+                   and o["structure"] == "unstructured"]
+    (folder,) = folders
+    return folder
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """md5 of every file of a run folder but its logs and record."""
+    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix != ".log" and p.name != RECORD_NAME}
+
+
+def _comparable(record: MetricsRecord) -> dict:
+    d = record.to_dict()
+    for key in ("step_seconds", "created"):
+        d.pop(key)
+    d["notes"] = [n for n in d["notes"] if "float cache" not in n]
+    return d
 
 
 def _stop(text: str) -> None:

@@ -8,6 +8,7 @@ its own tensors.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import struct
@@ -295,18 +296,42 @@ def load_image_folder(root: str | Path, test_split: float | None = None, image_s
 def fashion_mnist_32x32x3() -> Dataset:
     """Fashion-MNIST resized to 32×32 (Pillow's bilinear filter) and repeated to 3 channels: colour-shaped
     images of the size MobileNet-style nets expect, from the Debian files, the same bytes on every run."""
-    base = _fashion_mnist()
-    rgb = lambda x: np.repeat(images.resize_array(x, (32, 32))[..., None], 3, axis=-1)  # noqa: E731
-    return Dataset(FASHION_MNIST_32X32X3, rgb(base.x_train), base.y_train, rgb(base.x_test), base.y_test)
+    _check_fashion_mnist()
+    return _copy(_fashion_mnist_32x32x3_once(FASHION_MNIST_DIR))
 
 
 def _fashion_mnist() -> Dataset:
+    _check_fashion_mnist()
+    return _copy(_fashion_mnist_once(FASHION_MNIST_DIR))
+
+
+def _check_fashion_mnist() -> None:
     if not FASHION_MNIST_DIR.is_dir():
         raise DatasetError(
             str(FASHION_MNIST_DIR),
             "Fashion-MNIST is not installed (run ./setup.sh, or `apt-get install dataset-fashion-mnist`, or pass --dataset PATH)",
         )
-    return load_idx_folder(FASHION_MNIST_DIR, name=DEFAULT_DATASET)
+
+
+# A Ray worker or test process runs many cells on the same installed files: decode (and resize) once.
+@functools.cache
+def _fashion_mnist_once(folder: Path) -> Dataset:
+    return load_idx_folder(folder, name=DEFAULT_DATASET)
+
+
+@functools.cache
+def _fashion_mnist_32x32x3_once(folder: Path) -> Dataset:
+    base = _fashion_mnist_once(folder)
+    rgb = lambda x: np.repeat(images.resize_array(x, (32, 32))[..., None], 3, axis=-1)  # noqa: E731
+    return Dataset(FASHION_MNIST_32X32X3, rgb(base.x_train), base.y_train, rgb(base.x_test), base.y_test)
+
+
+def _copy(ds: Dataset) -> Dataset:
+    """A cached data set for one caller: the images shared read-only (a write raises instead of changing
+    what later cells get; copying 32×32×3 images costs 0.6 s), the labels copied (torch shares them)."""
+    for x in (ds.x_train, ds.x_test):
+        x.setflags(write=False)
+    return replace(ds, y_train=ds.y_train.copy(), y_test=ds.y_test.copy())
 
 
 def resized(ds: Dataset, image_size: str | int | tuple[int, int] | None) -> Dataset:

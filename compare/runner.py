@@ -42,7 +42,7 @@ CANCEL_GRACE_SECONDS = 15.0
 @dataclass(frozen=True)
 class CellOutcome:
     cell: Cell
-    status: str  # "ok", "failed" or "skipped" (an ok record was already there)
+    status: str  # "ok", "failed", "flagged" (ran, but its figures cannot be right) or "skipped" (an ok record was already there)
     seconds: float = 0.0
     error: str | None = None
 

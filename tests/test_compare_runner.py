@@ -101,3 +101,21 @@ def test_a_record_counts_as_done_only_if_ok_and_for_the_same_configuration(first
         path.write_text(original)
     assert is_done(ok_cell.config)
     assert not is_done(expand(Recipe(frontends=("torch",), chains=(make_chain([("qat", {})]),)), Path(tmp_path))[0].config)
+
+
+def test_a_cell_whose_figures_cannot_be_right_is_flagged_by_compare(tmp_path, capsys):
+    """An untrained model (--epochs 0) is at chance: compare says FLAGGED with the reason, exits 1,
+    lists it in the report instead of its figures, and does not run it again (same bytes, same flag)."""
+    from condition.cli import main
+
+    recipe = tmp_path / "untrained.toml"
+    recipe.write_text('frontends = ["tf"]\nepochs = 0\ntrain_limit = 64\neval_limit = 300\n'
+                      '[[chains]]\nsteps = [{technique = "post-training-quant", calibration_images = 20}]\n')
+    out = tmp_path / "out"
+    assert main(["compare", "--recipe", str(recipe), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "FLAGGED after" in err and "near chance" in err and "1 of 1 cells flagged" in err
+    assert "| flagged: float accuracy" in (out / "report.md").read_text()
+    assert main(["compare", "--recipe", str(recipe), "--out", str(out)]) == 1
+    again = capsys.readouterr().err
+    assert "1 already done" in again and "1 of 1 cells flagged" in again

@@ -73,9 +73,10 @@ class CompareProgress:
     def done(self, outcome: Any) -> None:
         self.finished += 1
         self.running.pop(outcome.cell.title, None)
-        how = {"skipped": "done before", "ok": f"ok in {outcome.seconds:,.0f} s", "failed": f"FAILED after {outcome.seconds:,.0f} s"}
+        how = {"skipped": "done before", "ok": f"ok in {outcome.seconds:,.0f} s", "failed": f"FAILED after {outcome.seconds:,.0f} s",
+               "flagged": f"FLAGGED after {outcome.seconds:,.0f} s"}
         line = f"[{self.finished:>{len(str(self.total))}}/{self.total}] {outcome.cell.title}: {how.get(outcome.status, outcome.status)}"
-        if outcome.status == "failed" and outcome.error:
+        if outcome.status in ("failed", "flagged") and outcome.error:
             line += f" — {outcome.error}"
         self._write(line)
         if self.bar is not None:
@@ -161,8 +162,13 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     click.echo(render_text(build_sections(comparison)))
     click.echo(f"\nreport: {files.html}\n        {files.markdown}\n        {files.csv}, {files.json}")
     failed = [o for o in outcomes if o.status == "failed"]
+    flagged = [e for e in comparison.entries if e.status == "flagged"]  # this run's and earlier runs'
     if failed:
         click.echo(f"condition: {len(failed)} of {len(cells)} cells failed (listed in the report; re-run to retry them)", err=True)
+    if flagged:
+        click.echo(f"condition: {len(flagged)} of {len(cells)} cells flagged: their figures cannot be right (listed in the report "
+                   "with the reasons; the same configuration gives the same result, so a re-run does not change them)", err=True)
+    if failed or flagged:
         raise click.exceptions.Exit(1)
 
 

@@ -27,6 +27,8 @@ BATCH = 8  # 20 images = 8 + 8 + 4: the last chunk is padded
 
 
 class Mlp(nn.Module):
+    SHAPE = (1, 28, 28)
+
     def __init__(self) -> None:
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(784, 32), nn.Linear(32, 10)
@@ -38,9 +40,11 @@ class Mlp(nn.Module):
 class BnCnn(nn.Module):
     """conv → BN → ReLU → depthwise → BN → ReLU → average pool → dense."""
 
+    SHAPE = (1, 28, 28)
+
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.bn1 = nn.Conv2d(1, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.conv, self.bn1 = nn.Conv2d(self.SHAPE[0], 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)
         self.dw, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8)
         self.fc = nn.Linear(8, 10)
 
@@ -50,25 +54,33 @@ class BnCnn(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def _data() -> Dataset:
+class RgbCnn(BnCnn):
+    """The same on 3-channel images: the .pte takes them channels-last (no Transpose on the NPU)."""
+
+    SHAPE = (3, 16, 16)
+
+
+def _data(shape: tuple[int, int, int] = (1, 28, 28)) -> Dataset:
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (64 + IMAGES, 28, 28), dtype=np.uint8)
+    c, h, w = shape
+    x = rng.integers(0, 255, (64 + IMAGES, h, w) + ((c,) if c > 1 else ()), dtype=np.uint8)
     y = rng.integers(0, 10, 64 + IMAGES)
     return Dataset("random", x[:64], y[:64], x[64:], y[64:])
 
 
-def _lowered(model: nn.Module, folder) -> export.LoweredProgram:
+def _lowered(model: nn.Module, folder, nchw: bool = False) -> export.LoweredProgram:
     torch.manual_seed(0)
     for m in model.modules():  # BatchNorm statistics that are not the identity
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    data = _data()
+    data = _data(model.SHAPE)
     converted = post_training_quant.apply(model.eval(), PostTrainingQuantConfig(calibration_images=32), StepContext(data, Target(), seed=0))
-    return export.lower(converted, export.example_input((1, 28, 28)), Target(), folder)
+    example = export.example_input(model.SHAPE) if nchw else export.program_input(model.SHAPE)
+    return export.lower(converted, example, Target(), folder)
 
 
-@pytest.fixture(scope="module", params=[Mlp, BnCnn], ids=["mlp", "bn-cnn"])
+@pytest.fixture(scope="module", params=[Mlp, BnCnn, RgbCnn], ids=["mlp", "bn-cnn", "rgb-cnn"])
 def lowered(request, tmp_path_factory) -> export.LoweredProgram:
     torch.manual_seed(0)
     return _lowered(request.param(), tmp_path_factory.mktemp(request.param.__name__))
@@ -78,7 +90,7 @@ def lowered(request, tmp_path_factory) -> export.LoweredProgram:
 def test_batched_graph_gives_the_per_image_logits(lowered, path, monkeypatch):
     """The .pte's TOSA graph patched to 8 images per call, and the converted graph lowered again at
     8 images: the same logits as one image per call on the batch-1 graph, bit for bit."""
-    x, _ = tensors_of(_data())
+    x, _ = tensors_of(_data(lowered.example[0].shape[1:]))
     graphs = []
     evaluate = acc.evaluate
 
@@ -102,7 +114,7 @@ def test_batched_graph_gives_the_per_image_logits(lowered, path, monkeypatch):
 def test_a_batched_result_that_differs_falls_back_to_the_batch1_graph(lowered, monkeypatch, caplog):
     """Batched delegate calls come back off by one: the check on the first images catches it and
     every image is evaluated again on the batch-1 graph."""
-    x, _ = tensors_of(_data())
+    x, _ = tensors_of(_data(lowered.example[0].shape[1:]))
     call, calls = acc._DelegateRunner.__call__, []
 
     def batched_off_by_one(self, module, *args):
@@ -124,3 +136,25 @@ def test_pte_holds_no_path_of_its_build_folder(lowered):
     blob = lowered.pte.read_bytes()
     assert str(lowered.pte.parent).encode() not in blob
     assert b"delegate" in blob  # the intermediate-artifact folder, named relative to the .pte
+
+
+def test_a_channels_last_program_runs_no_transpose_and_computes_what_torch_does(tmp_path):
+    """3-channel images: the .pte's input is NHWC, so Vela places no Transpose before the first conv;
+    the reference model given the images channels-last computes the converted graph's logits, given
+    them in NCHW memory it does not, and the int8 evaluator lays NCHW test tensors out as the program wants."""
+    from condition.backend.vela import find_vela_csvs, parse_per_layer_csv
+
+    lowered = _lowered(RgbCnn(), tmp_path)
+    assert export.channels_last(lowered.example)
+    _, per_layer = find_vela_csvs(lowered.intermediates)
+    assert not [l for l in parse_per_layer_csv(per_layer) if l.operator == "Transpose"]
+    x, _ = tensors_of(_data(RgbCnn.SHAPE))  # NCHW in memory, as the data loader makes them
+    exact = acc.evaluate(acc.batch1_graph(lowered), x.contiguous(memory_format=torch.channels_last), workers=1)
+    with torch.no_grad():
+        reference = lowered.converted(x)
+    assert float((exact - reference).abs().max()) <= 0.005 * float(reference.abs().max())  # measured: 0.0
+    assert not torch.equal(acc.evaluate(acc.batch1_graph(lowered), x, workers=1), exact)  # the layout matters here
+    assert np.array_equal(acc.int8_predictions(lowered, x), reference.argmax(-1).numpy())  # the evaluator lays it out
+    nchw = _lowered(RgbCnn(), tmp_path / "nchw", nchw=True)
+    _, per_layer = find_vela_csvs(nchw.intermediates)
+    assert [l for l in parse_per_layer_csv(per_layer) if l.operator == "Transpose"]  # what it saves

@@ -27,7 +27,7 @@ import torch
 
 from condition.backend.metrics import AccuracyResult
 from condition.errors import StepError, one_line
-from condition.frontends.torch.export import LoweredProgram, lower_for_evaluation, lowered_modules
+from condition.frontends.torch.export import LoweredProgram, channels_last, lower_for_evaluation, lowered_modules
 
 log = logging.getLogger(__name__)
 INT8_EVALUATOR = "tosa-reference-model int8 (delegated TOSA graph, bit-exact NPU arithmetic)"
@@ -191,6 +191,8 @@ def int8_predictions(lowered: LoweredProgram, x: torch.Tensor, progress: Callabl
     `batched`: EVAL_BATCH images per reference-model call (default: from BATCHED_MIN_IMAGES images,
     a second lowering only from LOWERING_MIN_IMAGES); False = the .pte's batch-1 graph, image by image."""
     where = str(lowered.tosa_files[0] if lowered.tosa_files else lowered.pte)
+    if channels_last(lowered.example):  # the program takes NHWC images: give them so (the delegate reads its dim order)
+        x = x.contiguous(memory_format=torch.channels_last)
     try:
         exact = batch1_graph(lowered)
         logits = None

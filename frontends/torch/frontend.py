@@ -67,7 +67,7 @@ class TorchFrontend:
         x, y = test_tensors(data)
         weights = int8_weight_stats(model, ctx.done)
         fake_quant = acc.fake_quant_accuracy(model, x, y)
-        lowered = export.lower(model, export.example_input(input_shape_nchw(data.input_shape)), ctx.target, work)
+        lowered = export.lower(model, export.program_input(input_shape_nchw(data.input_shape)), ctx.target, work)
         placement = lowered.placement
         vela, evaluate = None, None
         if placement.delegates:

@@ -58,7 +58,8 @@ from condition.compare.table import build_sections
 
 out, models = Path(sys.argv[1]), sys.argv[2].split()
 commit = subprocess.run(["git", "log", "-1", "--format=%h %s"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+                       capture_output=True, text=True).stdout.strip()  # this script's own outputs do not count
 TOL_DENSE, TOL_PRUNE, TOL_TF_TORCH = 0.02, 0.03, 0.10
 EXPECTED = {"u85": ["dense", "qat", "prune 0.95", "prune 0.9", "2:4", "cluster 16", "prune → cluster → qat"],
             "u55": ["dense", "prune 0.95", "prune 0.9"]}
@@ -94,8 +95,8 @@ for m in models:
             started = load[6] if len(load) > 6 else ""
             print(f"| {name} | `{cf.read_text().strip()}` | {started} | {int(s) // 60} min {int(s) % 60} s | {status} | "
                   f"{' '.join(load[:3])} → {' '.join(load[3:6])} |")
-print("\nThe machine (2 cores) is shared with other sessions and these runs were niced (`nice -n 19`): wall times "
-      "depend on the others' load.\n")
+print("\nOne line per invocation (a re-run resumes: it runs only the cells whose folders were removed). Wall times "
+      "depend on the machine's load, given before and after each compare.\n")
 
 summary, pending = [], []
 for m in models:

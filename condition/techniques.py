@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Sequence
 
@@ -326,16 +327,23 @@ def check_chain(chain: Sequence[Any]) -> None:
                           "did you mean " + " → ".join(wanted) + "?")
 
 
-def policy_layer(weights: Any, last: bool, frontend: str) -> LayerInfo:
-    """A recorded exported layer (metrics LayerWeights) as the policies see it, for advice on a model
-    whose prune run has not happened yet. tf records TFLite's OHWI (depthwise 1HWC), torch OIHW."""
-    shape = [int(d) for d in weights.shape]
-    if weights.kind == "depthwise":
-        return LayerInfo(weights.name, "depthwise", weights.params, shape[-1] if frontend == "tf" else shape[0], 1, last)
-    return LayerInfo(weights.name, weights.kind or "other", weights.params, shape[0], shape[-1] if frontend == "tf" else shape[1], last)
+def exported_layer(name: str, kind: str, shape: Sequence[int], frontend: str, last: bool = False) -> LayerInfo:
+    """The policies' view of an exported int8 weight of `shape` (read off the artifact, or off a
+    record's LayerWeights). TFLite (tf) stores conv and fully connected weights as
+    [out, (kh, kw,) in] and depthwise as [1, kh, kw, channels]; the torch graph as
+    [out, in(, kh, kw)] (depthwise [channels, 1, kh, kw])."""
+    dims = [int(d) for d in shape]
+    size = math.prod(dims)
+    if frontend == "tf":
+        if kind == "depthwise":
+            return LayerInfo(name, kind, size, dims[-1], 1, last)
+        return LayerInfo(name, kind, size, dims[0], dims[-1], last)
+    return LayerInfo(name, kind, size, dims[0], dims[1], last)
 
 
 def prune_policy(layers: Sequence[Any], frontend: str, sparsity: float = 0.95) -> dict[str, str]:
-    """Weighted layer name → why unstructured pruning (layer scope) would keep it dense; "" = pruned."""
+    """Weighted layer name → why unstructured pruning (layer scope) would keep it dense; "" = pruned.
+    `layers`: a record's LayerWeights, for advice on a model whose prune run has not happened yet."""
     config = PruneConfig(sparsity)
-    return {l.name: config.left_out(policy_layer(l, i == len(layers) - 1, frontend)) or "" for i, l in enumerate(layers)}
+    return {l.name: config.left_out(exported_layer(l.name, l.kind or "other", l.shape, frontend, i == len(layers) - 1)) or ""
+            for i, l in enumerate(layers)}

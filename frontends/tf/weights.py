@@ -13,7 +13,7 @@ import numpy as np
 
 from condition.backend.metrics import LayerWeights, WeightStats
 from condition.backend.tflite_file import INT8, read_tflite
-from condition.techniques import LayerInfo, conditioning
+from condition.techniques import conditioning, exported_layer
 
 # builtin code -> index of the weight tensor among the operator's inputs
 _WEIGHTED_OPS = {3: 1, 4: 1, 9: 1, 67: 1}  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV
@@ -31,14 +31,6 @@ def _distinct_per_channel(values: np.ndarray, axis: int, per_channel: bool) -> i
         return int(len(np.unique(values)))
     moved = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
     return int(max(len(np.unique(row)) for row in moved))
-
-
-def layer_info(name: str, kind: str, values: np.ndarray, last: bool = False) -> LayerInfo:
-    """The policies' view of an exported weight: TFLite stores conv and fully connected weights
-    as [out, (kh, kw,) in] and depthwise as [1, kh, kw, channels]."""
-    if kind == "depthwise":
-        return LayerInfo(name, kind, int(values.size), int(values.shape[-1]), 1, last)
-    return LayerInfo(name, kind, int(values.size), int(values.shape[0]), int(values.shape[-1]), last)
 
 
 def two_four(values: np.ndarray, kind: str) -> bool:
@@ -63,7 +55,7 @@ def weight_stats(tflite: str | Path, chain: Sequence[Any] = ()) -> WeightStats:
         values = tensor.values()
         per_channel = tensor.scales > 1
         kind = _KINDS[op.builtin_code]
-        done, left_out = conditioning(chain, layer_info(tensor.name, kind, values, last=i == len(weighted) - 1))
+        done, left_out = conditioning(chain, exported_layer(tensor.name, kind, values.shape, "tf", last=i == len(weighted) - 1))
         layers.append(LayerWeights(
             name=tensor.name,
             shape=list(tensor.shape),

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from condition.backend.metrics import LayerWeights, WeightStats
-from condition.techniques import LayerInfo, conditioning
+from condition.techniques import conditioning, exported_layer
 
 LAYER_OPS = ("linear", "conv", "addmm", "mm", "matmul", "bmm")
 
@@ -87,7 +87,7 @@ def int8_weight_stats(converted: torch.fx.GraphModule, chain: Sequence[Any] = ()
     for node in weights:
         value = getattr(converted, node.target)
         name, kind, axis = _layer_name(node), _kind(node, value), _channel_axis(node)
-        info = LayerInfo(name, kind, value.numel(), int(value.shape[0]), int(value.shape[1]), last=node is weights[-1])
+        info = exported_layer(name, kind, value.shape, "torch", last=node is weights[-1])
         done, left_out = conditioning(chain, info)
         layers.append(
             LayerWeights(

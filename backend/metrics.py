@@ -188,6 +188,16 @@ class MetricsRecord:
         return None
 
     @property
+    def verdict(self) -> str:
+        """status, or "flagged" for a run that finished but whose figures cannot be right (problems)."""
+        return "flagged" if self.status == "ok" and self.problems else self.status
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run is not a result: its problems when flagged, else its error."""
+        return "; ".join(self.problems) if self.verdict == "flagged" else self.error
+
+    @property
     def technique_label(self) -> str:
         return "+".join(self.techniques) if self.techniques else "float"
 

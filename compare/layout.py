@@ -294,11 +294,9 @@ def _limit(n: int | None) -> str:
 
 def _why(e) -> str:
     """A failed cell's error, or what is flagged in a cell whose figures cannot be right."""
-    if e.record is None:
+    if e.record is None or e.status not in ("failed", "flagged"):
         return ""
-    if e.status == "flagged":
-        return "flagged: " + "; ".join(e.record.problems)
-    return (e.record.error or "") if e.status == "failed" else ""
+    return ("flagged: " if e.status == "flagged" else "") + (e.record.reason or "")
 
 
 def unusable_title(rows: list[list[str]]) -> str:

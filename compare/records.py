@@ -50,9 +50,7 @@ class Entry:
             return "not run"
         if self.record.config_hash and self.config_hash and self.record.config_hash != self.config_hash:
             return "not run"
-        if self.record.status == "ok" and self.record.problems:
-            return "flagged"  # figures that cannot be right: shown as the problem, never as a result
-        return self.record.status
+        return self.record.verdict  # flagged: figures that cannot be right, shown as the problem, never as a result
 
 
 @dataclass(frozen=True)

@@ -200,8 +200,11 @@ def render_html(comparison: Comparison, sections: list[Section], figures: dict[i
     if failed:
         items = "".join(f"<tr><td>{_e(r[0])}</td><td class='text'>{_e(r[1])}</td><td class='failed text'>{_e(r[5])}</td>"
                         f"<td class='text'><code>{_e(r[4])}</code></td></tr>" for r in failed)
+        flagged = (" Flagged cells ran to the end, but their figures cannot be right; the same configuration gives the same"
+                   " result, so a re-run does not retry them." if any(r[2] == "flagged" for r in failed) else "")
         body.append(f'<section class="card"><h3>{unusable_title(failed)}</h3><p class="caption">Recorded with their error; '
-                    'the other cells ran. Re-running <code>condition compare</code> retries them.</p><div class="scroll"><table>'
+                    f'the other cells ran. Re-running <code>condition compare</code> retries the failed ones.{flagged}</p>'
+                    '<div class="scroll"><table>'
                     '<thead><tr><th>frontend</th><th class="text">technique</th><th class="text">error</th>'
                     f'<th class="text">run folder</th></tr></thead><tbody>{items}</tbody></table></div></section>')
     cells = "".join(f"<tr><td>{_e(r[0])}</td><td class='text'>{_e(r[1])}</td>"

@@ -299,8 +299,8 @@ def evaluate_trial(frontend: str, params: dict[str, Any], ctx: TrialContext) -> 
     record = ensure_run(config, ctx, ctx.caches.get(frontend))
     cycles, weights, source = objectives(record)
     acc = int8_accuracy(record)
-    status = "ok" if record.status == "ok" and not record.problems and acc is not None and cycles and weights else "failed"
-    note = record.error or ("flagged: " + "; ".join(record.problems) if record.problems else "")  # figures that cannot be right
+    status = "ok" if record.verdict == "ok" and acc is not None and cycles and weights else "failed"
+    note = ("flagged: " if record.verdict == "flagged" else "") + (record.reason or "")  # flagged: figures that cannot be right
     return TrialOutcome(status=status, run_dir=rel(config), accuracy=acc, cycles=cycles, weights=weights, cycles_source=source,
                         seconds=time.perf_counter() - start, note=note, **common)
 

@@ -88,8 +88,7 @@ def side_from_entry(entry: Entry) -> Side:
         return Side(status="not run", run_dir=str(entry.run_dir))
     seconds = r.step_seconds.get("total")
     if status != "ok":
-        error = "; ".join(r.problems) if status == "flagged" else r.error
-        return Side(status=status, error=error, run_dir=str(entry.run_dir), seconds=seconds, record=r)
+        return Side(status=status, error=r.reason, run_dir=str(entry.run_dir), seconds=seconds, record=r)
     is_float = not r.techniques
     acc = r.accuracy_of("float") if is_float else (r.accuracy_of("int8") or r.accuracy_of("fake_quant"))
     flt = r.accuracy_of("float")

@@ -82,9 +82,7 @@ def run_cell(cell_id: int, config: RunConfig, threads: int, cache: Units | None 
         with _captured_output(private / ".output.log") as log:
             try:
                 record = run_config(local, progress)
-                status, error = record.status, record.error
-                if status == "ok" and record.problems:  # figures that cannot be right: kept, but not a result
-                    status, error = "flagged", "; ".join(record.problems)
+                status, error = record.verdict, record.reason  # flagged: figures that cannot be right, kept, not a result
             except Exception as exc:  # noqa: BLE001 — any failure of one cell is recorded; the others go on
                 status, error = "failed", describe(exc)
                 print(traceback.format_exc(), file=sys.stderr)

@@ -10,13 +10,12 @@ from dataclasses import replace
 
 from condition.backend.layer_names import names_like
 from condition.backend.metrics import MetricsRecord, WeightStats
-from condition.backend.plausibility import problems
 from condition.datasets import load_dataset
 from condition.frontend import StepContext
 from condition.recorder import RunRecorder
 from condition.run import Progress, RunConfig, load_frontend, no_progress
 from condition.threads import COMPUTE_THREADS, pin_thread_env
-from condition.techniques import PostTrainingQuantConfig, config_options
+from condition.techniques import PostTrainingQuantConfig
 
 EXPORT_STEP = "export int8 + vela"
 EVALUATE_STEP = "evaluate int8"
@@ -66,13 +65,11 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             with rec.step(EVALUATE_STEP):
                 accuracy.append(compiled.evaluate(lambda f: progress(EVALUATE_STEP, f)))
         fvp = rec.run_fvp(compiled.fvp_artifact) if config.run_fvp else None
-        stage_weights = [names_like(stage, compiled.weights) for stage in stages]
-        options = {c.name: config_options(c) for c in config.chain}
         return rec.finish(
+            classes=dataset.num_classes,
             accuracy=accuracy,
             weights=compiled.weights,
-            stage_weights=stage_weights,
-            problems=problems(accuracy, compiled.weights, stage_weights, options, dataset.num_classes),
+            stage_weights=[names_like(stage, compiled.weights) for stage in stages],
             vela=compiled.vela,
             fvp=fvp,
             artifacts=[rec.artifact(kind, path) for kind, path in compiled.artifacts],

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from condition.backend.atomic import new_work_folder, publish_folder
 from condition.backend.metrics import Artifact, FvpMeasurement, MetricsRecord, tool_versions
+from condition.backend.plausibility import problems
 from condition.datasets import dataset_key
 from condition.run import Progress, RunConfig, no_progress
 from condition.techniques import config_options
@@ -82,10 +83,12 @@ class RunRecorder:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def finish(self, **fields: Any) -> MetricsRecord:
-        """Build the record, write it, and move the finished folder into place atomically."""
+    def finish(self, classes: int = 0, **fields: Any) -> MetricsRecord:
+        """Build the record, say what in it cannot be right (`classes`: the data set's, for the
+        near-chance check), write it, and move the finished folder into place atomically."""
         self.step_seconds["total"] = round(time.perf_counter() - self._start, 3)
         record = record_for(self.config, step_seconds=dict(self.step_seconds), notes=list(self.notes), **fields)
+        record.problems = problems(record.accuracy, record.weights, record.stage_weights, record.options, classes)
         record.write(self.work_dir)
         publish_folder(self.work_dir, self.run_dir)
         return record

@@ -43,26 +43,31 @@ def cached(
             log.warning("float cache %s unreadable (%s); retraining", folder, exc)
             shutil.rmtree(folder, ignore_errors=True)
     model = train()
-    store(cache_dir, identity, model, save)
+    store(cache_dir, identity, lambda: model, save)
     return model, False
+
+
+def _keyed(identity: dict[str, Any]) -> dict[str, Any]:
+    return {**identity, "compute_threads": COMPUTE_THREADS}  # trained weights depend on it
 
 
 def entry(cache_dir: str | Path, identity: dict[str, Any]) -> Path:
     """The folder of `identity`'s entry (it may not exist)."""
-    return Path(cache_dir) / config_hash({**identity, "compute_threads": COMPUTE_THREADS})  # trained weights depend on it
+    return Path(cache_dir) / config_hash(_keyed(identity))
 
 
-def store(cache_dir: str | Path, identity: dict[str, Any], model: Any, save: Callable[[Any, Path], None]) -> None:
-    """Write `model` as the entry of `identity` unless one is there. Training also stores its
-    epoch snapshots this way: the model after epoch e of an E-epoch training, finished as an
-    e-epoch training finishes, is the e-epoch model (same order of batches, same optimizer
-    state; tests/test_float_snapshots.py checks the bytes), so a later run for e epochs loads it."""
+def store(cache_dir: str | Path, identity: dict[str, Any], make: Callable[[], Any], save: Callable[[Any, Path], None]) -> None:
+    """Write the model `make()` gives as the entry of `identity` unless one is there (then `make`
+    is not called). Training also stores its epoch snapshots this way: the model after epoch e of
+    an E-epoch training, finished as an e-epoch training finishes, is the e-epoch model (same order
+    of batches, same optimizer state; tests/test_float_snapshots.py checks the bytes), so a later
+    run for e epochs loads it."""
     folder = entry(cache_dir, identity)
     if folder.is_dir():
         return
     with atomic_folder(folder, existing="keep") as work:
-        save(model, work)
-        write_json_atomic(work / IDENTITY_FILE, {**identity, "compute_threads": COMPUTE_THREADS})
+        save(make(), work)
+        write_json_atomic(work / IDENTITY_FILE, _keyed(identity))
 
 
 def file_identity(path: str) -> dict[str, Any]:

@@ -178,8 +178,8 @@ MODEL_FILE = "model.keras"
 def cached_float_model(cache_root: Path, identity: dict[str, Any],
                        train: Callable[[Callable[[int, Any], None]], Any]) -> tuple[Any, bool]:
     """Load the trained float model for `identity`, or train it and store it atomically.
-    `train(snapshot)` trains; `snapshot(e, model)` stores the model after epoch e as the entry of
-    the same identity with e epochs (see `epoch_snapshots`).
+    `train(snapshot)` trains; `snapshot(e, make)` stores the model `make()` gives after epoch e as
+    the entry of the same identity with e epochs, unless that entry exists (see `epoch_snapshots`).
 
     Returns (model, came_from_cache).
     """
@@ -191,18 +191,19 @@ def cached_float_model(cache_root: Path, identity: dict[str, Any],
     def load(folder: Path) -> Any:
         return keras.models.load_model(folder / MODEL_FILE, compile=False)
 
-    def snapshot(epochs: int, model: Any) -> None:
-        store(cache_root, {**identity, "epochs": epochs}, model, save)
+    def snapshot(epochs: int, make: Callable[[], Any]) -> None:
+        store(cache_root, {**identity, "epochs": epochs}, make, save)
 
     return cached(cache_root, identity, lambda: train(snapshot), save, load)
 
 
-def epoch_snapshots(data: TrainData, epochs: int, snapshot: Callable[[int, Any], None]) -> Any:
-    """A Keras callback giving `snapshot(e, model)` the model after each epoch e < `epochs`,
-    finished as `fit` finishes an e-epoch training (BatchNorm statistics re-estimated). The
-    training model itself is handed over and every variable restored afterwards, so training goes
-    on exactly as without it: epoch e of an E-epoch fit is the end of an e-epoch fit (the same
-    seeded batch order, the same optimizer state), checked in tests/test_float_snapshots.py."""
+def epoch_snapshots(data: TrainData, epochs: int, snapshot: Callable[[int, Callable[[], Any]], None]) -> Any:
+    """A Keras callback giving `snapshot(e, make)` the model after each epoch e < `epochs`:
+    `make()` finishes it as `fit` finishes an e-epoch training (BatchNorm statistics
+    re-estimated) and is called only when that entry is not cached yet. The training model itself
+    is handed over and every variable restored afterwards, so training goes on exactly as without
+    it: epoch e of an E-epoch fit is the end of an e-epoch fit (the same seeded batch order, the
+    same optimizer state), checked in tests/test_float_snapshots.py."""
     _, keras, _ = keras_modules()
 
     class EpochSnapshots(keras.callbacks.Callback):
@@ -211,9 +212,13 @@ def epoch_snapshots(data: TrainData, epochs: int, snapshot: Callable[[int, Any],
                 return
             variables = self.model.variables
             saved = [v.numpy() for v in variables]
-            try:
+
+            def finished() -> Any:
                 recalibrate_batchnorm(self.model, data)
-                snapshot(epoch + 1, self.model)
+                return self.model
+
+            try:
+                snapshot(epoch + 1, finished)
             finally:
                 for v, value in zip(variables, saved):
                     v.assign(value)

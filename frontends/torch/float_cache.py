@@ -51,7 +51,7 @@ def trained_float_model(
     root = Path(out) / "torch" / CACHE_DIR
 
     def after_epoch(done: int) -> None:  # each epoch's model is cached too (train.snapshot)
-        store(root, identity(spec, dataset, data, done, seed, train_limit), snapshot(model, data, seed), save)
+        store(root, identity(spec, dataset, data, done, seed, train_limit), lambda: snapshot(model, data, seed), save)
 
     return cached(root, identity(spec, dataset, data, epochs, seed, train_limit),
                   lambda: train(model, data, epochs, seed, progress=progress, after_epoch=after_epoch), save, load)

@@ -512,13 +512,12 @@ def _tune(spec: SearchSpec, ctx: TrialContext, session: Any, remaining: dict[str
 
     searchers = {}
     for f in spec.frontends:
-        known = [t.params for t in ledger.trials if t.frontend == f]
+        known = [t for t in ledger.trials if t.frontend == f]
         space = space_for(spec.base(f).target)
-        points = [dict(p) for p in SEED_POINTS[space] if normalise(p) not in known]
+        points = [dict(p) for p in SEED_POINTS[space] if normalise(p) not in [t.params for t in known]]
         searchers[f] = make_searcher(spec.seed, points, space)
-        for t in ledger.trials:
-            if t.frontend == f:
-                searchers[f].add_finished(t)
+        for t in known:
+            searchers[f].add_finished(t)
 
     class Progress(tune.Callback):
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

@@ -297,12 +297,12 @@ def fashion_mnist_32x32x3() -> Dataset:
     """Fashion-MNIST resized to 32×32 (Pillow's bilinear filter) and repeated to 3 channels: colour-shaped
     images of the size MobileNet-style nets expect, from the Debian files, the same bytes on every run."""
     _check_fashion_mnist()
-    return _copy(_fashion_mnist_32x32x3_once(FASHION_MNIST_DIR))
+    return _handed_out(_fashion_mnist_32x32x3_once(FASHION_MNIST_DIR))
 
 
 def _fashion_mnist() -> Dataset:
     _check_fashion_mnist()
-    return _copy(_fashion_mnist_once(FASHION_MNIST_DIR))
+    return _handed_out(_fashion_mnist_once(FASHION_MNIST_DIR))
 
 
 def _check_fashion_mnist() -> None:
@@ -326,7 +326,7 @@ def _fashion_mnist_32x32x3_once(folder: Path) -> Dataset:
     return Dataset(FASHION_MNIST_32X32X3, rgb(base.x_train), base.y_train, rgb(base.x_test), base.y_test)
 
 
-def _copy(ds: Dataset) -> Dataset:
+def _handed_out(ds: Dataset) -> Dataset:
     """A cached data set for one caller: the images shared read-only (a write raises instead of changing
     what later cells get; copying 32×32×3 images costs 0.6 s), the labels copied (torch shares them)."""
     for x in (ds.x_train, ds.x_test):

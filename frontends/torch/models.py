@@ -195,13 +195,24 @@ def _batch_is_dynamic(exported: torch.export.ExportedProgram) -> bool:
 
 def set_train_mode(model: nn.Module, mode: bool) -> None:
     """model.train()/eval(); exported GraphModules (.pt2, PT2E) refuse it and get torchao's
-    graph rewrite instead (dropout/batch-norm switched in the graph)."""
+    graph rewrite instead (dropout/batch-norm switched in the graph). A graph with neither op has
+    nothing to rewrite: it only gets torchao's mode flag, because the rewrite exports its patterns
+    each time it meets a new graph (0.6 s a call, several calls a run)."""
     try:
         model.train(mode)
     except NotImplementedError:
-        from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+        from torchao.quantization.pt2e import export_utils, move_exported_model_to_eval, move_exported_model_to_train
 
+        if not _has_mode_dependent_ops(model):
+            setattr(model, export_utils._EXPORTED_TRAINING_ATTR, mode)
+            return
         (move_exported_model_to_train if mode else move_exported_model_to_eval)(model)
+
+
+def _has_mode_dependent_ops(model: nn.Module) -> bool:
+    """Does any graph of `model` hold a dropout or batch-norm op (what torchao's rewrite switches)?"""
+    return any("dropout" in str(node.target) or "batch_norm" in str(node.target)
+               for m in model.modules() if isinstance(m, torch.fx.GraphModule) for node in m.graph.nodes)
 
 
 def _check_runs(model: nn.Module, name: str, shape: tuple[int, ...], classes: int) -> None:

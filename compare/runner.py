@@ -11,6 +11,11 @@
 - Lanes: the first cell of each lane (cells sharing one trained float model) runs before the rest
   of its lane; the float model it trained comes back with it and is handed to the lane's other
   cells through Ray's object store, so each lane trains its float model once.
+- Warm workers: at most `jobs` cells are in Ray at once, and the cell that takes a finished cell's
+  place is of the same frontend when one is ready, so Ray hands it the worker that just became
+  idle, with its framework imported and warmed up. Left to Ray's own queue, a freed CPU often went
+  to the other frontend, whose new worker paid the imports again while the idle one was killed
+  (a quick compare started 7 framework processes for 12 cells; a torch one costs about 10 s).
 - Ctrl-C / SIGTERM cancels the running tasks (their private folders are removed, OUT gets no
   partial folder) and re-raises KeyboardInterrupt; finished cells stay recorded for the next call.
 """
@@ -137,7 +142,7 @@ def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, e
                 for outcome in outcomes.values():
                     events.done(outcome)
                 remove_stale_partials(todo)
-                _Scheduler(todo, threads, events, outcomes, out).run()
+                _Scheduler(todo, threads, jobs, events, outcomes, out).run()
         finally:
             signal.signal(signal.SIGTERM, previous)
     return [outcomes[c.config.hash] for c in cells]
@@ -212,6 +217,7 @@ def describe_task_error(exc: BaseException) -> str:
 class _Scheduler:
     cells: list[Cell]
     threads: int
+    slots: int  # cells in Ray at once (the jobs)
     events: Events
     outcomes: dict[str, CellOutcome]
     out: Path
@@ -219,6 +225,7 @@ class _Scheduler:
     locked: dict[int, int] = field(default_factory=dict)  # cell id → its lane's first cell, until that is done
     done: set[int] = field(default_factory=set)
     pending: dict[Any, int] = field(default_factory=dict)  # ObjectRef → cell id
+    freed: list[str] = field(default_factory=list)  # frontends of finished cells whose worker is idle now
 
     def __post_init__(self) -> None:
         for lane in lanes(self.cells):
@@ -247,10 +254,13 @@ class _Scheduler:
             raise
 
     def _submit(self) -> None:
-        """Every cell whose lane head is done (or that is a head) goes to Ray now."""
+        """Fill the free slots with ready cells (lane head done, or a head): see `_next`."""
         import ray
 
-        for i in [i for i in self.waiting if self.locked.get(i) is None or self.locked[i] in self.done]:
+        while len(self.pending) < self.slots:
+            i = self._next()
+            if i is None:
+                break
             cell = self.cells[i]
             key = lane_key(cell)
             if key not in self.cache_refs:
@@ -259,6 +269,21 @@ class _Scheduler:
             task = remote_cell(cell.config.frontend, self.threads)
             self.pending[task.remote(i, cell.config, self.threads, self.cache_refs[key], self.steps)] = i
             self.waiting.remove(i)
+        self.freed.clear()  # a freed worker no cell of its frontend could use goes back to Ray
+
+    def _next(self) -> int | None:
+        """The ready cell to run next: one of the frontend whose worker was freed first (a warm worker
+        for it), else the first in matrix order; lane heads before the rest (they unlock their lanes)."""
+        ready = [i for i in self.waiting if self.locked.get(i) is None or self.locked[i] in self.done]
+        if not ready:
+            return None
+        ready.sort(key=lambda i: (i in self.locked, i))
+        while self.freed:
+            frontend = self.freed.pop(0)
+            same = [i for i in ready if self.cells[i].config.frontend == frontend]
+            if same:
+                return same[0]
+        return ready[0]
 
     def _drain(self) -> None:
         try:
@@ -280,6 +305,7 @@ class _Scheduler:
 
         i = self.pending.pop(ref)
         cell = self.cells[i]
+        self.freed.append(cell.config.frontend)
         try:
             result: CellResult = ray.get(ref)
         except (KeyboardInterrupt, ray.exceptions.TaskCancelledError):

@@ -11,7 +11,7 @@ import pytest
 from condition.backend.metrics import RECORD_NAME, MetricsRecord
 from condition.compare.matrix import expand
 from condition.compare.recipe import Recipe, make_chain
-from condition.compare.runner import is_done, run_cells
+from condition.compare.runner import NoEvents, _Scheduler, is_done, run_cells
 
 from conftest import needs_fashion_mnist  # noqa: E402
 
@@ -45,6 +45,28 @@ def first_run(tmp_path_factory):
     events = Collect()
     outcomes = run_cells(cells, jobs=2, events=events)
     return cells, outcomes, events, missing
+
+
+def test_a_freed_slot_goes_to_a_ready_cell_of_the_frontend_whose_worker_is_idle(tmp_path):
+    """Lane heads first; then the cell that follows a finished one is of the same frontend when one is
+    ready (Ray gives it the warm worker), else the next in matrix order."""
+    chains = (make_chain([("post-training-quant", {})]), make_chain([("prune", {})]))
+    cells = expand(Recipe(frontends=("tf", "torch"), chains=chains), tmp_path)
+    tf_head, tf_prune, torch_head, torch_prune = range(4)
+    assert [c.config.frontend for c in cells] == ["tf", "tf", "torch", "torch"]
+    scheduler = _Scheduler(cells, threads=1, slots=2, events=NoEvents(), outcomes={}, out=tmp_path)
+
+    def take() -> int | None:
+        i = scheduler._next()
+        if i is not None:
+            scheduler.waiting.remove(i)
+        return i
+
+    assert (take(), take(), take()) == (tf_head, torch_head, None)  # the prune cells wait for their lane's head
+    scheduler.done |= {tf_head, torch_head}
+    scheduler.freed.append("torch")
+    assert take() == torch_prune  # before tf's prune, which comes first in the matrix
+    assert take() == tf_prune
 
 
 def test_failing_cell_is_recorded_and_the_other_finishes(first_run):

@@ -99,7 +99,7 @@ def test_batchnorm_chain_prune_cluster_qat_keeps_zeros_and_shared_values(data):
 
 # ---- QAT on the built-in DS-CNN: BatchNorm folded at convert, every op delegated ----------------
 
-@pytest.mark.slow  # about a minute of CPU: prepare_qat_pt2e and convert_pt2e trace their conv-BN patterns each time
+@pytest.mark.slow  # about 15 s: one QAT of DS-CNN and two lowerings (frontends/torch/pattern_cache.py keeps it from a minute)
 def test_qat_on_ds_cnn_folds_batchnorm_keeps_the_zeros_and_lowers_every_op_to_the_npu(data):
     """prepare_qat_pt2e simulates the conv-BN fold and convert must fold it for real. It did not on
     DS-CNN (the quantizer annotated each conv apart from its BatchNorm): 54 ops stayed on the CPU.

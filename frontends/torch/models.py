@@ -206,6 +206,9 @@ def set_train_mode(model: nn.Module, mode: bool) -> None:
         if not _has_mode_dependent_ops(model):
             setattr(model, export_utils._EXPORTED_TRAINING_ATTR, mode)
             return
+        from condition.frontends.torch import pattern_cache
+
+        pattern_cache.install()
         (move_exported_model_to_train if mode else move_exported_model_to_eval)(model)
 
 

@@ -24,6 +24,7 @@ from condition.datasets import Dataset
 from condition.frontend import StepContext
 from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import constraints as cons
+from condition.frontends.torch import pattern_cache
 from condition.frontends.torch.export import example_input, export_for_quantization, quantizer_for
 from condition.frontends.torch.models import input_shape_nchw
 from condition.frontends.torch.post_training_quant import calibration_images, per_channel_weights
@@ -40,6 +41,7 @@ def apply(model: nn.Module, config: QatConfig, ctx: StepContext) -> torch.fx.Gra
     target, seed, progress = ctx.target, ctx.seed, ctx.progress
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
+    pattern_cache.install()  # the conv-BatchNorm patterns of prepare and convert, exported once per process
     model = cons.copy_model(model)
     earlier = cons.constraints_of(model) if config.preserve else []
     example = example_input(input_shape_nchw(data.input_shape))

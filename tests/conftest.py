@@ -29,3 +29,11 @@ def shared_ray():
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow tests first, so the two xdist processes start on them and the many short files
+    fill in behind (pyproject: --dist=loadfile --no-loadscope-reorder): queued last, one long file
+    kept one process busy while the other had finished."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

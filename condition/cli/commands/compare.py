@@ -101,7 +101,7 @@ class CompareProgress:
 @click.command("compare")
 @click.option("--recipe", type=click.Path(dir_okay=False), default=None, metavar="FILE.toml",
               help="Your matrix: models × data sets × targets × technique chains (see compare/recipe.py). Default: the built-in matrix.")
-@click.option("--quick", is_flag=True, help="Smoke version: small train/test subsets and one epoch (a few minutes).")
+@click.option("--quick", is_flag=True, help="Smoke version: small train/test subsets and one epoch (under a minute on 2 cores).")
 @click.option("--frontend", type=click.Choice(["tf", "torch", "both"]), default="both", show_default=True, help="Which frontends to run.")
 @target_options
 @click.option("--model", default="mlp", show_default=True, help="Built-in name or your model file (overrides the recipe's models).")

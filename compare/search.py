@@ -16,8 +16,9 @@ How a search runs (all on Ray, compare/cluster.py):
    points first (search_space.SEED_POINTS, which are TPE's start-up phase), then TPE proposes.
    A trial is a light coordinator pinned to the driver's node (0 CPUs); it makes sure the trial's
    baseline exists (run once per total-epoch count, cached by configuration hash like any run), runs
-   the trial as an ordinary Ray task (one CPU-bound cell, compare/worker.py) and writes both run
-   folders into OUT. Only the driver's node writes OUT.
+   the trial as an ordinary Ray task (one CPU-bound cell, compare/worker.py; submitted through the
+   search's CellSubmitter actor, so it runs in the same warm workers as the references) and writes
+   both run folders into OUT. Only the driver's node writes OUT.
 3. Constraint: accuracy ≥ baseline − drop. Optuna's constrained TPE gets `constraint` = (baseline −
    drop) − accuracy (≤ 0 is feasible) and ranks every infeasible trial below every feasible one.
    A trial is stopped before it trains when a finished trial of the same frontend that is no more
@@ -200,6 +201,32 @@ class TrialContext:
     spec: SearchSpec
     threads: int
     caches: dict[str, dict[str, bytes]]  # frontend → float-cache units of its reference lane
+    submitter: Any = None  # a CellSubmitter actor handle (None: the trial submits its cells itself)
+
+
+class CellSubmitter:
+    """Submits a trial's cells on its behalf, from a plain actor the driver started.
+
+    A task inherits the runtime env of whoever submits it, and Ray serialises an inherited env
+    differently (compact JSON) from one given by a driver or plain actor: a cell a Tune trial actor
+    submitted (Tune gives its actors env vars) landed in a worker pool of its own, apart from the
+    warm workers of the references the driver ran, and paid the framework imports again (checked with
+    a bare `ray.remote` task: `get_runtime_env_string()` differs only in its spaces, and so do the pools).
+    Run as a Ray actor with many concurrent calls; each call waits for its cell."""
+
+    def run(self, config: RunConfig, threads: int, cache: dict[str, bytes] | None) -> Any:
+        import ray
+
+        from condition.compare.runner import remote_cell
+
+        return ray.get(remote_cell(config.frontend, threads).remote(0, config, threads, cache, None))
+
+
+def start_submitter(calls: int) -> Any:
+    """The CellSubmitter of one search: 0 CPUs, `calls` at once (the trials that run at once)."""
+    import ray
+
+    return ray.remote(num_cpus=0, max_concurrency=max(1, calls))(CellSubmitter).remote()
 
 
 def int8_accuracy(record: MetricsRecord) -> float | None:
@@ -231,7 +258,10 @@ def ensure_run(config: RunConfig, ctx: TrialContext, cache: dict[str, bytes] | N
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the process dies, too
         if not is_done(config):
             try:
-                result = ray.get(remote_cell(config.frontend, ctx.threads).remote(0, config, ctx.threads, cache, None))
+                if ctx.submitter is not None:
+                    result = ray.get(ctx.submitter.run.remote(config, ctx.threads, cache))
+                else:
+                    result = ray.get(remote_cell(config.frontend, ctx.threads).remote(0, config, ctx.threads, cache, None))
                 install_result(out, config, result)
             except Exception as exc:  # noqa: BLE001 — the task did not return (worker died): a failed run
                 from condition.compare.runner import describe_task_error
@@ -497,10 +527,16 @@ def run_search(spec: SearchSpec, address: str | None = None, events: SearchEvent
                  for b in spec.bases]
         run_cells(cells + seeds, events=reference_events, threads=1)  # trials run single-threaded too: one thread setting
         lanes = LaneCache(spec.out)
-        ctx = TrialContext(spec, threads=1, caches={c.config.frontend: lanes.units(lane_key(c)) for c in cells})
+        ctx = TrialContext(spec, threads=1, caches={c.config.frontend: lanes.units(lane_key(c)) for c in cells},
+                           submitter=start_submitter(session.cpus))
         budget = None if spec.time_budget_s is None else max(1.0, spec.time_budget_s - (time.monotonic() - started))
         ledger = _Ledger(spec, list(earlier), references, events, total)
-        _tune(spec, ctx, session, remaining, ledger, budget)
+        try:
+            _tune(spec, ctx, session, remaining, ledger, budget)
+        finally:
+            import ray
+
+            ray.kill(ctx.submitter)  # also on a Ray the caller keeps (a cluster, a test's), where it would linger
         return ledger.trials
 
 

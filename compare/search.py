@@ -564,6 +564,7 @@ def _tune(spec: SearchSpec, ctx: TrialContext, session: Any, remaining: dict[str
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=per_frontend_search(searchers, remaining), num_samples=sum(remaining.values()),
+                                    reuse_actors=True,  # a trial is a light coordinator: the next one reuses its process
                                     max_concurrent_trials=max(1, session.cpus // ctx.threads), time_budget_s=budget),
         run_config=tune.RunConfig(name=time.strftime("search-%Y%m%d-%H%M%S"), storage_path=str((spec.out / "logs" / "tune").resolve()),
                                   verbose=0, callbacks=[Progress()], log_to_file=False),

@@ -201,7 +201,7 @@ class TrialContext:
     spec: SearchSpec
     threads: int
     caches: dict[str, dict[str, bytes]]  # frontend → float-cache units of its reference lane
-    submitter: Any = None  # a CellSubmitter actor handle (None: the trial submits its cells itself)
+    submitter: Any  # the search's CellSubmitter actor: every cell of a trial goes through it
 
 
 class CellSubmitter:
@@ -248,7 +248,7 @@ def ensure_run(config: RunConfig, ctx: TrialContext, cache: dict[str, bytes] | N
     into OUT. A lock per hash makes concurrent trials that need the same baseline run it once."""
     import ray
 
-    from condition.compare.runner import existing_record, install_result, is_done, remote_cell
+    from condition.compare.runner import existing_record, install_result, is_done
     from condition.compare.worker import write_failed_record
 
     out = ctx.spec.out
@@ -258,10 +258,7 @@ def ensure_run(config: RunConfig, ctx: TrialContext, cache: dict[str, bytes] | N
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the process dies, too
         if not is_done(config):
             try:
-                if ctx.submitter is not None:
-                    result = ray.get(ctx.submitter.run.remote(config, ctx.threads, cache))
-                else:
-                    result = ray.get(remote_cell(config.frontend, ctx.threads).remote(0, config, ctx.threads, cache, None))
+                result = ray.get(ctx.submitter.run.remote(config, ctx.threads, cache))
                 install_result(out, config, result)
             except Exception as exc:  # noqa: BLE001 — the task did not return (worker died): a failed run
                 from condition.compare.runner import describe_task_error

@@ -1,6 +1,7 @@
 """The torch int8 evaluator: a batched TOSA graph (the .pte's own graph patched to 8 images per
-call, or the converted graph lowered again for evaluation only) gives the same logits as the .pte's
-batch-1 graph run image by image, on an MLP and a BatchNorm CNN with a depthwise conv; a batched
+call, or the converted graph lowered again for evaluation only) and the same graph in numpy
+(tosa_numpy) give the same logits as the .pte's batch-1 graph run image by image on the reference
+model, on an MLP, BatchNorm CNNs with a depthwise conv and a residual CNN; a batched or numpy
 result that differs is caught and replaced; the .pte holds no path of the folder it was built in.
 Real PT2E, ExecuTorch lowering, Vela and TOSA reference model, on random images (no data set
 needed)."""
@@ -114,6 +115,7 @@ def test_batched_graph_gives_the_per_image_logits(lowered, path, monkeypatch):
 
     monkeypatch.setattr(acc, "evaluate", spy)
     monkeypatch.setattr(acc, "EVAL_BATCH", BATCH)
+    monkeypatch.setattr(acc, "numpy_graph", lambda exact, batch: None)  # the reference model's batched paths
     if path == "lowered again":
         monkeypatch.setattr(acc, "rebatched_graph", lambda exact, batch: None)
     batched = acc.int8_predictions(lowered, x, batched=True)
@@ -138,12 +140,97 @@ def test_a_batched_result_that_differs_falls_back_to_the_batch1_graph(lowered, m
 
     monkeypatch.setattr(acc._DelegateRunner, "__call__", batched_off_by_one)
     monkeypatch.setattr(acc, "batched_graph", lambda lowered, batch: None)  # no second lowering
+    monkeypatch.setattr(acc, "numpy_graph", lambda exact, batch: None)
     with caplog.at_level(logging.WARNING, logger=acc.__name__):
         preds = acc.int8_predictions(lowered, x, batched=True)
     assert "differs from the .pte's batch-1 graph" in caplog.text
     assert calls == [IMAGES, acc.CHECK_IMAGES, IMAGES]
     monkeypatch.undo()
     assert np.array_equal(preds, acc.int8_predictions(lowered, x, batched=False))
+
+
+def test_numpy_int8_arithmetic_gives_the_reference_models_logits(lowered):
+    """tosa_numpy computes the .pte's TOSA graph (conv with padding and stride, depthwise, BN folded
+    into rescales, average pool, dense) to the same int8 logits as the reference model, image by image."""
+    x, _ = tensors_of(_data(lowered.example[0].shape[1:]))
+    if export.channels_last(lowered.example):
+        x = x.contiguous(memory_format=torch.channels_last)
+    exact = acc.batch1_graph(lowered)
+    graph = acc.numpy_graph(exact)
+    assert graph is not None and graph.engine == "numpy"
+    assert torch.equal(acc.evaluate(graph, x, workers=1), acc.evaluate(exact, x, workers=1))
+
+
+def test_int8_accuracy_runs_numpy_checked_against_the_reference_model(lowered, monkeypatch):
+    """From BATCHED_MIN_IMAGES images the int8 accuracy comes from tosa_numpy after its first images
+    matched the reference model; the record says which evaluator ran and on how many images it was checked."""
+    x, y = tensors_of(_data(lowered.example[0].shape[1:]))
+    monkeypatch.setattr(acc, "BATCHED_MIN_IMAGES", 8)
+    monkeypatch.setattr(acc, "NUMPY_CHECK_IMAGES", 8)
+    result = acc.int8_accuracy(lowered, x, y)
+    assert result.evaluator == acc.NUMPY_INT8_EVALUATOR.format(check=8)
+    assert result.value == float((acc.int8_predictions(lowered, x, batched=False) == y.numpy()).mean())
+
+
+def test_numpy_logits_that_differ_from_the_reference_model_are_not_used(lowered, monkeypatch, caplog):
+    """tosa_numpy comes back off by one: the check against the reference model catches it and the
+    reference model evaluates every image; the record names the reference model."""
+    from condition.frontends.torch.tosa_numpy import TosaNumpyGraph
+
+    x, y = tensors_of(_data(lowered.example[0].shape[1:]))
+    run = TosaNumpyGraph.run
+    monkeypatch.setattr(TosaNumpyGraph, "run", lambda self, inputs: [o + 1 for o in run(self, inputs)])
+    monkeypatch.setattr(acc, "BATCHED_MIN_IMAGES", 8)
+    with caplog.at_level(logging.WARNING, logger=acc.__name__):
+        result = acc.int8_accuracy(lowered, x, y)
+    assert "differs from the TOSA reference model" in caplog.text
+    assert result.evaluator == acc.INT8_EVALUATOR
+    monkeypatch.undo()
+    assert result.value == float((acc.int8_predictions(lowered, x, batched=False) == y.numpy()).mean())
+
+
+def test_a_graph_with_an_op_numpy_does_not_compute_goes_to_the_reference_model(lowered, monkeypatch):
+    from condition.frontends.torch import tosa_numpy
+
+    monkeypatch.setattr(tosa_numpy, "SUPPORTED_OPS", tosa_numpy.SUPPORTED_OPS - {"RESCALE"})
+    assert acc.numpy_graph(acc.batch1_graph(lowered)) is None
+
+
+class ResCnn(nn.Module):
+    """conv (stride 2, padding) → BN → ReLU6 → max pool → a residual block with a dilated conv, an
+    Add and a clamp → average pool → dense: the CNN ops the zoo's MobileNet adds to DS-CNN's."""
+
+    SHAPE = (3, 16, 16)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+        self.dw = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(nn.functional.relu6(self.bn(self.stem(x))))
+        x = torch.clamp(x + self.pw(nn.functional.relu6(self.dw(x))), -0.5, 0.5)  # sharing the Add's quantization
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def test_numpy_int8_arithmetic_on_a_residual_cnn(tmp_path):
+    """Add (int32 after rescales), Clamp (ReLU6), max pool and a dilated depthwise conv: numpy's logits
+    are the reference model's, bit for bit."""
+    from condition.frontends.torch.tosa_numpy import TosaNumpyGraph
+
+    torch.manual_seed(0)
+    lowered = _lowered(ResCnn(), tmp_path)
+    x, _ = tensors_of(_data(ResCnn.SHAPE))
+    x = x.contiguous(memory_format=torch.channels_last)
+    exact = acc.batch1_graph(lowered)
+    ops = {name for graph in exact.graphs.values() for name, *_ in TosaNumpyGraph(graph).ops}
+    assert {"ADD", "CLAMP", "MAX_POOL2D", "DEPTHWISE_CONV2D", "AVG_POOL2D"} <= ops, ops
+    graph = acc.numpy_graph(exact)
+    assert graph is not None
+    assert torch.equal(acc.evaluate(graph, x, workers=1), acc.evaluate(exact, x, workers=1))
 
 
 def test_pte_holds_no_path_of_its_build_folder(lowered):

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 _GRAPHS: dict[str, bytes] = {}
+_NUMPY_GRAPHS: dict[str, object] = {}  # tosa_numpy's parse of _GRAPHS, by tag
 
 
 # TOSA ops for which the batch is axis 0 of every non-constant operand and result, images never mix,
@@ -84,6 +85,7 @@ def silence() -> None:
 def load(graphs: dict[str, bytes]) -> None:
     """The TOSA graphs of the evaluation about to run, by delegation tag (tags repeat across models)."""
     _GRAPHS.clear()
+    _NUMPY_GRAPHS.clear()
     _GRAPHS.update(graphs)
 
 
@@ -93,14 +95,21 @@ def init_worker(graphs: dict[str, bytes]) -> None:
     load(graphs)
 
 
-def run_chunk(tag: str, inputs: list[np.ndarray], batch: int = 1) -> list[np.ndarray]:
+def run_chunk(tag: str, inputs: list[np.ndarray], batch: int = 1, engine: str = "reference") -> list[np.ndarray]:
     """inputs[k] holds input k for every image of the chunk (leading axis = image, at most `batch`
     images). A graph built for batch 1 (the .pte's) runs once per image; one built for `batch`
-    images runs once, the chunk padded with zeros to `batch` and the padding dropped after."""
+    images runs once, the chunk padded with zeros to `batch` and the padding dropped after.
+    `engine` "numpy": the batch-1 graph on tosa_numpy, the whole chunk in one call."""
     import tosa_reference_model as reference_model
 
     graph = _GRAPHS[tag]
     n = len(inputs[0])
+    if engine == "numpy":
+        from condition.frontends.torch.tosa_numpy import TosaNumpyGraph
+
+        if tag not in _NUMPY_GRAPHS:
+            _NUMPY_GRAPHS[tag] = TosaNumpyGraph(graph)
+        return [r.reshape(n, -1) for r in _NUMPY_GRAPHS[tag].run([np.ascontiguousarray(x) for x in inputs])]
     if batch > 1:
         calls = [[np.ascontiguousarray(np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)]) if n < batch else x)
                   for x in inputs]]

@@ -7,7 +7,8 @@ system: the float model its lane trained (or was handed) and the run folder trav
 Ray worker pool of their own (the runner gives each frontend its own runtime env), so TensorFlow and
 torch never share a process and each worker imports its framework once. Training computes with the
 fixed COMPUTE_THREADS of every run (condition/threads.py), so a cell gives the same bytes with any
---jobs; the CPUs a cell was given size its TOSA-reference evaluation pool.
+--jobs; the CPUs a cell was given size its int8 evaluation pool and the threads of a model whose
+training cannot depend on them (a Linear/ReLU MLP).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from condition.compare.transfer import Units, float_cache_folders, install, pack
 from condition.errors import ConditionError, one_line
 from condition.recorder import record_for
 from condition.run import RunConfig
-from condition.threads import pin_thread_env
+from condition.threads import RUN_CORES_ENV, pin_thread_env
 
 CELL_TMP_ENV = "CONDITION_CELL_TMP"  # where tasks make their private OUT (default: the system temp dir)
 LOG_LIMIT = 200_000  # characters of framework output sent back per cell
@@ -155,6 +156,7 @@ def set_threads(threads: int) -> None:
     cell's CPUs go to the TOSA-reference evaluation pool, whose int8 results do not."""
     pin_thread_env()
     os.environ["CONDITION_TOSA_WORKERS"] = str(threads)
+    os.environ[RUN_CORES_ENV] = str(threads)  # a thread-independent model trains on them (condition/threads.py)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

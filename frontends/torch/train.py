@@ -2,10 +2,12 @@
 
 Fine-tuning takes `after_step` hooks: the constraints of earlier techniques (pruning masks,
 shared cluster values) are re-applied after every optimizer step, which works the same on a
-plain nn.Module and on a GraphModule from torch.export / prepare_qat_pt2e.
+plain nn.Module and on a GraphModule from torch.export / prepare_qat_pt2e. Training without hooks
+of a model whose bits cannot depend on the thread count uses all the run's cores (`thread_independent`).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterable
 
 import numpy as np
@@ -57,6 +59,15 @@ def train(
     if epochs <= 0:
         return model
     hooks = list(after_step)
+    with _training_threads(model if not hooks else None):
+        _train_loop(model, data, epochs, seed, hooks, progress, after_epoch)
+    recalibrate_batchnorm(model, data, seed)
+    _set_train(model, False)
+    return model
+
+
+def _train_loop(model: nn.Module, data: Dataset, epochs: int, seed: int, hooks: list[StepHook],
+                progress: Callable[[float], None] | None, after_epoch: Callable[[int], None] | None) -> None:
     x, y = train_tensors(data)
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR)
@@ -80,9 +91,71 @@ def train(
                     hook(step, total)
             if progress is not None and step % 20 == 0:
                 progress(step / total)
-    recalibrate_batchnorm(model, data, seed)
-    _set_train(model, False)
-    return model
+
+
+# ---- training on all cores where the thread count cannot change the bits (condition/threads.py) ----
+
+_THREAD_FREE_MODULES = (nn.Linear, nn.ReLU, nn.Flatten, nn.Identity)  # MKL GEMMs and element-wise ops
+_THREAD_FREE_FUNCTIONS = frozenset({torch.flatten, torch.relu, torch.nn.functional.relu, torch.reshape})
+_THREAD_FREE_METHODS = frozenset({"view", "reshape", "flatten", "relu", "size"})
+
+
+def thread_independent(model: nn.Module) -> bool:
+    """Whether training `model` gives the same bits at any thread count: its traced forward holds only
+    Linear, ReLU, flatten and reshapes (MKL GEMMs in strict CNR mode and element-wise ops; the loss
+    and Adam work per row and per element), and no module has hooks or parametrizations. Anything
+    else, a graph module or a forward torch.fx cannot trace, trains on one thread."""
+    if isinstance(model, torch.fx.GraphModule):
+        return False
+    for m in model.modules():
+        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or hasattr(m, "parametrizations"):
+            return False
+        if not any(True for _ in m.children()) and not isinstance(m, _THREAD_FREE_MODULES):
+            return False
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 — control flow on tensors and the like: not known to be thread-free
+        return False
+    for node in graph.nodes:
+        if node.op == "call_module" and not isinstance(model.get_submodule(node.target), _THREAD_FREE_MODULES):
+            return False
+        if node.op == "call_function" and node.target not in _THREAD_FREE_FUNCTIONS:
+            return False
+        if node.op == "call_method" and node.target not in _THREAD_FREE_METHODS:
+            return False
+    return True
+
+
+def mkl_strict() -> bool:
+    """Whether torch's MKL computes in strict CNR mode: asked of MKL itself (mkl_cbwr_get), which read
+    MKL_CBWR when it started; an MKL that cannot be asked counts as not strict."""
+    import ctypes
+    import os
+
+    try:
+        get = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")).mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        return False
+    get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
+    return bool(get(-1) & 0x10000)  # MKL_CBWR_ALL, MKL_CBWR_STRICT
+
+
+@contextlib.contextmanager
+def _training_threads(model: nn.Module | None):
+    """All the run's cores while `model` trains, when MKL is in strict mode and the model is
+    thread-independent; otherwise the threads stay as pinned (COMPUTE_THREADS)."""
+    from condition.threads import run_cores
+
+    pinned = torch.get_num_threads()
+    cores = run_cores()
+    if model is None or cores <= pinned or not mkl_strict() or not thread_independent(model):
+        yield
+        return
+    torch.set_num_threads(cores)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(pinned)
 
 
 def snapshot(model: nn.Module, data: Dataset, seed: int) -> nn.Module:

@@ -197,8 +197,9 @@ def test_a_graph_with_an_op_numpy_does_not_compute_goes_to_the_reference_model(l
 
 
 class ResCnn(nn.Module):
-    """conv (stride 2, padding) → BN → ReLU6 → max pool → a residual block with a dilated conv, an
-    Add and a clamp → average pool → dense: the CNN ops the zoo's MobileNet adds to DS-CNN's."""
+    """conv (stride 2, padding) → BN → ReLU6 → max pool → padded 3×3 average pool → a residual block
+    with a dilated conv, an Add and a clamp → average pool → dense: the CNN ops the zoo's MobileNet
+    adds to DS-CNN's, and pooling windows that reach over the edge."""
 
     SHAPE = (3, 16, 16)
 
@@ -206,19 +207,20 @@ class ResCnn(nn.Module):
         super().__init__()
         self.stem, self.bn = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)
         self.pool = nn.MaxPool2d(2)
+        self.smooth = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)  # edge windows average fewer pixels
         self.dw = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
         self.pw = nn.Conv2d(8, 8, 1)
         self.fc = nn.Linear(8, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(nn.functional.relu6(self.bn(self.stem(x))))
+        x = self.smooth(self.pool(nn.functional.relu6(self.bn(self.stem(x)))))
         x = torch.clamp(x + self.pw(nn.functional.relu6(self.dw(x))), -0.5, 0.5)  # sharing the Add's quantization
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
 def test_numpy_int8_arithmetic_on_a_residual_cnn(tmp_path):
-    """Add (int32 after rescales), Clamp (ReLU6), max pool and a dilated depthwise conv: numpy's logits
-    are the reference model's, bit for bit."""
+    """Add (int32 after rescales), Clamp, max pool, a padded average pool and a dilated depthwise conv:
+    numpy's logits are the reference model's, bit for bit."""
     from condition.frontends.torch.tosa_numpy import TosaNumpyGraph
 
     torch.manual_seed(0)
@@ -226,8 +228,9 @@ def test_numpy_int8_arithmetic_on_a_residual_cnn(tmp_path):
     x, _ = tensors_of(_data(ResCnn.SHAPE))
     x = x.contiguous(memory_format=torch.channels_last)
     exact = acc.batch1_graph(lowered)
-    ops = {name for graph in exact.graphs.values() for name, *_ in TosaNumpyGraph(graph).ops}
-    assert {"ADD", "CLAMP", "MAX_POOL2D", "DEPTHWISE_CONV2D", "AVG_POOL2D"} <= ops, ops
+    ops = [(name, attributes) for graph in exact.graphs.values() for name, _, _, attributes in TosaNumpyGraph(graph).ops]
+    assert {"ADD", "CLAMP", "MAX_POOL2D", "DEPTHWISE_CONV2D", "AVG_POOL2D"} <= {name for name, _ in ops}, ops
+    assert any(name == "AVG_POOL2D" and any(a["pad"]) for name, a in ops)  # count excludes the padding
     graph = acc.numpy_graph(exact)
     assert graph is not None
     assert torch.equal(acc.evaluate(graph, x, workers=1), acc.evaluate(exact, x, workers=1))

@@ -153,7 +153,8 @@ def _captured_output(path: Path) -> Iterator[Path]:
 def set_threads(threads: int) -> None:
     """Before tensorflow/torch are imported. Training and calibration compute with the run's fixed
     COMPUTE_THREADS whatever the cell was given (condition/threads.py: the bytes depend on it); the
-    cell's CPUs go to the TOSA-reference evaluation pool, whose int8 results do not."""
+    cell's CPUs go to the int8 evaluation pool, whose results do not, and to the float training of a
+    model whose bits cannot depend on them (frontends/torch/train.py `thread_independent`)."""
     pin_thread_env()
     os.environ["CONDITION_TOSA_WORKERS"] = str(threads)
     os.environ[RUN_CORES_ENV] = str(threads)  # a thread-independent model trains on them (condition/threads.py)

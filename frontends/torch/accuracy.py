@@ -219,7 +219,11 @@ def int8_predictions(lowered: LoweredProgram, x: torch.Tensor, progress: Callabl
                      workers: int | None = None, batched: bool | None = None) -> np.ndarray:
     """Class index per image from the delegated graph's int8 arithmetic (see int8_logits)."""
     logits, _ = int8_logits(lowered, x, progress, workers, batched)
-    return logits.argmax(-1).reshape(len(x)).numpy() if len(x) else np.zeros(0, dtype=np.int64)
+    return _classes(logits, len(x))
+
+
+def _classes(logits: torch.Tensor, images: int) -> np.ndarray:
+    return logits.argmax(-1).reshape(images).numpy() if images else np.zeros(0, dtype=np.int64)
 
 
 def int8_logits(lowered: LoweredProgram, x: torch.Tensor, progress: Callable[[float], None] | None = None,
@@ -303,8 +307,7 @@ def _equals_reference(logits: torch.Tensor, exact: EvalGraph, x: torch.Tensor) -
 
 def int8_accuracy(lowered: LoweredProgram, x: torch.Tensor, y: torch.Tensor, progress=None) -> AccuracyResult:
     logits, evaluator = int8_logits(lowered, x, progress)
-    preds = logits.argmax(-1).reshape(len(x)).numpy() if len(x) else np.zeros(0, dtype=np.int64)
-    return AccuracyResult("int8", float((preds == y.numpy()).mean()), evaluator, len(y))
+    return AccuracyResult("int8", float((_classes(logits, len(x)) == y.numpy()).mean()), evaluator, len(y))
 
 
 def fake_quant_accuracy(converted: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> AccuracyResult:

@@ -212,38 +212,66 @@ def _depthwise_conv2d(args, a, images):
     dtype = _exact_float(xs, ws, (0, 1), "DEPTHWISE_CONV2D")
     xs = _padded(xs.astype(dtype), a["pad"], 0.0)
     ws = ws.astype(dtype)
-    acc = None
+    acc = part = None
     for ky, kx, window in _windows(xs, kh, kw, a["stride"], a["dilation"]):
-        part = window[..., :, None] * ws[ky, kx] if m > 1 else window * ws[ky, kx, :, 0]  # (N, OH, OW, C[, M])
-        acc = part if acc is None else acc + part
+        x_part, w_part = (window[..., :, None], ws[ky, kx]) if m > 1 else (window, ws[ky, kx, :, 0])  # (N, OH, OW, C[, M])
+        if acc is None:
+            acc = x_part * w_part
+            part = np.empty_like(acc)
+        else:
+            acc += np.multiply(x_part, w_part, out=part)
     acc = acc.reshape(*acc.shape[:3], c * m)
     return _int32(acc.astype(np.int64) + bias.astype(np.int64).reshape(-1), "DEPTHWISE_CONV2D")
 
 
-def _apply_scale(value: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """apply_scale_32 without double rounding (and apply_scale_16, the same) on int64 arrays."""
+def _apply_scale(value: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """apply_scale_32 with single rounding (apply_scale_16 is the same) on an int64 array it owns, in
+    place; multiplier and shift broadcast against it. Returns (result, its least, its greatest value).
+    The REQUIREs are checked on the value's bounds per multiplier/shift: the result grows with the value."""
     _require(bool((multiplier >= 0).all()) and bool(((shift >= 2) & (shift <= 62)).all()), "RESCALE multiplier/shift")
     limit = np.left_shift(np.int64(1), shift - 1)
-    _require(bool(((value >= -limit) & (value < limit)).all()), "RESCALE value out of range for its shift")
-    _require(np.abs(value).max(initial=0) < (1 << 32), "RESCALE value wider than 32 bits")  # value * multiplier fits int64
-    result = (value * multiplier + limit) >> shift  # round half up
-    return _int32(result, "RESCALE")
+    lo, hi = _bounds(value, multiplier, shift)
+    _require(bool(((lo >= -limit) & (hi < limit)).all()), "RESCALE value out of range for its shift")
+    _require(max(-int(lo.min(initial=0)), int(hi.max(initial=0))) < (1 << 32), "RESCALE value wider than 32 bits")
+    least, greatest = int(((lo * multiplier + limit) >> shift).min()), int(((hi * multiplier + limit) >> shift).max())
+    _require(least >= _INT32[0] and greatest <= _INT32[1], "RESCALE result out of int32")
+    np.multiply(value, multiplier, out=value)  # fits int64: |value| < 2**32, multiplier < 2**31
+    np.add(value, limit, out=value)  # round half up
+    np.right_shift(value, shift, out=value)
+    return value, least, greatest
+
+
+def _bounds(value: np.ndarray, *per: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The least and greatest value over the axes the `per` arrays broadcast along (kept as size 1)."""
+    shape = np.broadcast_shapes(*(p.shape for p in per))
+    shape = (1,) * (value.ndim - len(shape)) + tuple(shape)
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and value.shape[i] != 1)
+    if value.size == 0:
+        return np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    if not axes:
+        return value, value
+    return value.min(axis=axes, keepdims=True), value.max(axis=axes, keepdims=True)
 
 
 def _rescale(args, a, images):
     x, multiplier, shift, x_zp, out_zp = args
-    value = x.astype(np.int64) - _scalar(x_zp)
+    value = x.astype(np.int64)
+    value -= _scalar(x_zp)
     m, s = multiplier.astype(np.int64).reshape(-1), shift.astype(np.int64).reshape(-1)
     if not a["per_channel"]:
         m, s = m[:1], s[:1]
     _require(a["scale32"] or x.dtype != np.int32, "16-bit RESCALE of an int32 input")
-    scaled = _apply_scale(value, m, s)
-    return _clip_to(_int32(scaled + _scalar(out_zp), "RESCALE"), a["out"])
+    scaled, least, greatest = _apply_scale(value, m, s)
+    zp = _scalar(out_zp)
+    _require(least + zp >= _INT32[0] and greatest + zp <= _INT32[1], "RESCALE result plus output zero point out of int32")
+    scaled += zp
+    return _clip_to(scaled, a["out"])
 
 
 def _clip_to(x: np.ndarray, dtype: type) -> np.ndarray:
+    """In place."""
     info = np.iinfo(dtype)
-    return np.clip(x, info.min, info.max)
+    return np.clip(x, info.min, info.max, out=x)
 
 
 def _clamp(args, a, images):
@@ -277,7 +305,8 @@ def _avg_pool2d(args, a, images):
     acc = sum(window for _, _, window in _pool_windows(xs, a, 0))  # padding adds nothing and is not counted
     count = sum(window for _, _, window in _pool_windows(ones, a, 0))
     multiplier, shift = _reciprocal_scale(count)
-    return _clip_to(_apply_scale(acc, multiplier, shift) + _scalar(out_zp), a["out"])
+    scaled, _, _ = _apply_scale(acc, multiplier, shift)
+    return _clip_to(_int32(scaled + _scalar(out_zp), "AVG_POOL2D"), a["out"])
 
 
 def _max_pool2d(args, a, images):

@@ -156,8 +156,7 @@ def set_threads(threads: int) -> None:
     cell's CPUs go to the int8 evaluation pool, whose results do not, and to the float training of a
     model whose bits cannot depend on them (frontends/torch/train.py `thread_independent`)."""
     pin_thread_env()
-    os.environ["CONDITION_TOSA_WORKERS"] = str(threads)
-    os.environ[RUN_CORES_ENV] = str(threads)  # a thread-independent model trains on them (condition/threads.py)
+    os.environ[RUN_CORES_ENV] = str(threads)  # the int8 evaluation pool and a thread-independent model's training
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

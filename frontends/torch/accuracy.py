@@ -52,7 +52,10 @@ POOL_MIN_SECONDS = 2.0  # tosa_numpy work below this is done in-process (a pool 
 
 
 def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1, int(os.environ.get("CONDITION_TOSA_WORKERS", "2"))))
+    """Evaluation processes: the run's cores (a compare cell's CPUs), at most 2."""
+    from condition.threads import run_cores
+
+    return max(1, min(2, run_cores()))
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,11 @@ def pin_thread_env(threads: int = COMPUTE_THREADS) -> None:
     """Before tensorflow/torch are imported: both size their thread pools from these at start."""
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
+    set_mkl_strict_env()
+
+
+def set_mkl_strict_env() -> None:
+    """MKL_CBWR for MKL's strict mode, unless the user set it; read when torch loads MKL."""
     branch = mkl_strict_branch()
     if branch is not None:
         os.environ.setdefault("MKL_CBWR", branch)

@@ -1,14 +1,11 @@
 """Shared test markers. Tests that train on Fashion-MNIST skip when the Debian package (or
 CONDITION_FASHION_MNIST_DIR) is missing, instead of failing on a machine without it."""
-import os
-
 import pytest
 
 from condition.datasets import FASHION_MNIST_DIR
-from condition.threads import mkl_strict_branch
+from condition.threads import set_mkl_strict_env
 
-if (_branch := mkl_strict_branch()) is not None:  # as every run sets it, before torch loads MKL (condition/threads.py)
-    os.environ.setdefault("MKL_CBWR", _branch)
+set_mkl_strict_env()  # as every run does, before torch loads MKL (condition/threads.py)
 
 needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(),
                                          reason="Fashion-MNIST (Debian package dataset-fashion-mnist) not installed")

@@ -60,7 +60,7 @@ def _vela_config_check() -> Check:
     if path.is_file():
         return Check("Vela system configs", True, str(path), required=True)
     return Check("Vela system configs", False, f"{path} not found",
-                 "reinstall: .venv/bin/pip install --force-reinstall ethos-u-vela==5.1.0", True)
+                 "reinstall: .venv/bin/pip install --force-reinstall ethos-u-vela==5.2.0", True)
 
 
 def _dataset_check() -> Check:
@@ -109,7 +109,7 @@ def collect() -> tuple[dict[str, str | None], list[Check]]:
     """Package versions and every check, without printing (the test and the command share it)."""
     versions = {label: _version(dist) for label, dist in PACKAGES}
     checks = [
-        _import_check("Vela", "ethosu.vela.vela", ".venv/bin/pip install ethos-u-vela==5.1.0 (or " + SETUP_FIX + ")", True),
+        _import_check("Vela", "ethosu.vela.vela", ".venv/bin/pip install ethos-u-vela==5.2.0 (or " + SETUP_FIX + ")", True),
         _vela_config_check(),
         _import_check("TOSA reference model", "tosa_reference_model",
                       ".venv/bin/pip install 'executorch[ethos-u]==1.5.1' (or " + SETUP_FIX + ")", False),

@@ -39,6 +39,7 @@ class Operator:
     name: str  # Vela's builtin name (e.g. "FullyConnected") or the custom code ("ethos-u")
     builtin_code: int
     inputs: tuple[int, ...]  # tensor indices; -1 for an omitted optional input
+    outputs: tuple[int, ...] = ()  # tensor indices
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def _parse(path: Path, data: bytes) -> TfliteGraph:
     for o in range(sg.OperatorsLength()):
         op = sg.Operators(o)
         name, code = codes[op.OpcodeIndex()]
-        operators.append(Operator(name, code, tuple(int(i) for i in _array(op.InputsAsNumpy()))))
+        operators.append(Operator(name, code, tuple(int(i) for i in _array(op.InputsAsNumpy())),
+                                  tuple(int(i) for i in _array(op.OutputsAsNumpy()))))
     tensors = []
     for t in range(sg.TensorsLength()):
         tensor = sg.Tensors(t)

@@ -79,6 +79,7 @@ class FloatModel:
     model: Any
     data: Any
     cached: bool  # came from the float cache (same model, data, epochs, seed)
+    notes: list[str] = field(default_factory=list)  # e.g. an NPU-friendly rewrite of the model (frontends/tf/lowering.py)
 
 
 @dataclass

@@ -33,6 +33,8 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             start = frontend.float_model(config, dataset, progress)
         if start.cached:
             rec.note("float model from the float cache (trained earlier with the same model, data, epochs, seed)")
+        for note in start.notes:
+            rec.note(note)
         with rec.step("evaluate float"):
             accuracy = [frontend.float_accuracy(start.model, start.data)]
 

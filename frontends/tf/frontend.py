@@ -49,6 +49,7 @@ class TensorFlowFrontend:
     def float_model(self, config: RunConfig, ds: Dataset, progress: Progress) -> FloatModel:
         """The trained float model, trained at most once per (model, data, epochs, seed, limit)."""
         from condition.frontends.tf import models, train
+        from condition.frontends.tf.lowering import npu_friendly
 
         spec = parse_model_spec(config.model)
         model = models.load_model(spec, ds.input_shape, ds.num_classes, config.seed)
@@ -67,7 +68,8 @@ class TensorFlowFrontend:
             return model
 
         trained, cached = train.cached_float_model(Path(config.out) / "tf" / ".float-cache", identity, fit_float)
-        return FloatModel(trained, data, cached)
+        trained, notes = npu_friendly(trained)  # after the cache: the trained weights are the same either way
+        return FloatModel(trained, data, cached, notes)
 
     def float_accuracy(self, model: Any, data: Any) -> AccuracyResult:
         from condition.frontends.tf.train import float_accuracy
@@ -92,7 +94,8 @@ class TensorFlowFrontend:
         if compiled.estimate.ops_on_cpu:
             notes.append(f"{compiled.estimate.ops_on_cpu} op(s) stay on the CPU (Vela cannot place them on the NPU): "
                          + ", ".join(compiled.estimate.cpu_ops))
-        estimate, weights = names_from_rows(compiled.estimate, weight_stats(tflite, ctx.done), _layer_namer(model, ctx))
+        namer = _layer_namer(model, ctx)
+        estimate, weights = names_from_rows(compiled.estimate, weight_stats(tflite, ctx.done, namer), namer)
         data = ctx.data
 
         def evaluate(progress: Any) -> AccuracyResult:
@@ -107,6 +110,7 @@ class TensorFlowFrontend:
         """An int8 .tflite: weights counted on its tensors, Vela compile, interpreter accuracy if data."""
         import shutil
 
+        from condition.backend.layer_names import keras_layer_name, names_from_rows
         from condition.backend.tflite_file import require_int8
         from condition.backend.vela import compile_tflite
         from condition.frontends.tf.accuracy import int8_accuracy
@@ -116,7 +120,8 @@ class TensorFlowFrontend:
         local = work / path.name
         shutil.copyfile(path, local)
         compiled = compile_tflite(local, target, work / "vela")
-        fields: dict[str, Any] = {"weights": weight_stats(local), "accuracy": [], "vela": compiled.estimate,
+        estimate, weights = names_from_rows(compiled.estimate, weight_stats(local), lambda t: keras_layer_name(t, t))
+        fields: dict[str, Any] = {"weights": weights, "accuracy": [], "vela": estimate,
                                   "artifacts": [("tflite", local), ("vela_tflite", compiled.vela_tflite)]}
         if dataset:
             from condition.datasets import load_dataset

@@ -7,7 +7,7 @@ tflite_file reader, so this module imports no tensorflow (`condition measure` us
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -41,10 +41,15 @@ def two_four(values: np.ndarray, kind: str) -> bool:
     return bool(np.all(np.count_nonzero(values.reshape(-1, 4) == 0, axis=1) >= 2))
 
 
-def weight_stats(tflite: str | Path, chain: Sequence[Any] = ()) -> WeightStats:
+def weight_stats(tflite: str | Path, chain: Sequence[Any] = (), namer: Callable[[str], str] | None = None) -> WeightStats:
     """Per weighted layer: parameters, zeros and distinct int8 values (see `_distinct_per_channel`);
     with the run's `chain`, also which of its techniques conditioned the layer (and why others
-    left it out)."""
+    left it out). A layer is named by `namer` from its op's output tensor (the converter names the
+    weight itself `tfl.pseudo_qconst3`, the op's output after the Keras layers fused into it);
+    without one, by the Keras layer in that name (`backend.layer_names.keras_layer_name`)."""
+    from condition.backend.layer_names import keras_layer_name
+
+    namer = namer or (lambda tensor: keras_layer_name(tensor, tensor))
     graph = read_tflite(tflite)
     weighted = [(op, graph.tensors[op.inputs[_WEIGHTED_OPS[op.builtin_code]]]) for op in graph.operators
                 if op.builtin_code in _WEIGHTED_OPS]
@@ -55,9 +60,10 @@ def weight_stats(tflite: str | Path, chain: Sequence[Any] = ()) -> WeightStats:
         values = tensor.values()
         per_channel = tensor.scales > 1
         kind = _KINDS[op.builtin_code]
-        done, left_out = conditioning(chain, exported_layer(tensor.name, kind, values.shape, "tf", last=i == len(weighted) - 1))
+        name = namer(graph.tensors[op.outputs[0]].name) if op.outputs else tensor.name
+        done, left_out = conditioning(chain, exported_layer(name, kind, values.shape, "tf", last=i == len(weighted) - 1))
         layers.append(LayerWeights(
-            name=tensor.name,
+            name=name,
             shape=list(tensor.shape),
             params=int(values.size),
             zeros=int(np.count_nonzero(values == 0)),

@@ -52,13 +52,13 @@ class TorchFrontend:
         return int8_weight_stats(REGISTRY.apply(model, PostTrainingQuantConfig(), ctx), ctx.done)
 
     def compile(self, model: Any, ctx: StepContext, work: Path) -> Compiled:
-        from condition.backend.layer_names import names_from_weights
+        from condition.backend.layer_names import names_from_weights, names_of_unweighted_rows
         from condition.backend.vela import estimate_from_csvs, find_vela_csvs
         from condition.frontends.torch import accuracy as acc
         from condition.frontends.torch import export
         from condition.frontends.torch.models import input_shape_nchw
         from condition.frontends.torch.train import test_tensors
-        from condition.frontends.torch.weights import int8_weight_stats
+        from condition.frontends.torch.weights import int8_weight_stats, unweighted_op_names
 
         data: Dataset = ctx.data
         notes = []
@@ -74,6 +74,7 @@ class TorchFrontend:
             summary, per_layer = find_vela_csvs(lowered.intermediates)
             vela = estimate_from_csvs(summary, per_layer, ops_on_npu=placement.ops_on_npu, cpu_ops=placement.cpu_ops)
             vela, weights = names_from_weights(vela, weights)  # Vela's rows take the model's module names
+            vela = names_of_unweighted_rows(vela, unweighted_op_names(model))
 
             def evaluate(progress: Any) -> AccuracyResult:
                 return acc.int8_accuracy(lowered, x, y, progress)

@@ -10,6 +10,9 @@ from condition.backend.metrics import LayerWeights, WeightStats
 from condition.techniques import conditioning, exported_layer
 
 LAYER_OPS = ("linear", "conv", "addmm", "mm", "matmul", "bmm")
+# aten op → the operator of the Vela row it becomes (through TOSA), for ops without weights
+VELA_OPERATOR_OF_ATEN = {"avg_pool2d": "AvgPool", "adaptive_avg_pool2d": "AvgPool", "max_pool2d": "MaxPool",
+                         "add": "Add", "sub": "Sub", "mul": "Mul"}
 
 
 def _channel_axis(node: torch.fx.Node) -> int | None:
@@ -104,3 +107,20 @@ def int8_weight_stats(converted: torch.fx.GraphModule, chain: Sequence[Any] = ()
             )
         )
     return WeightStats(layers=layers)
+
+
+def unweighted_op_names(converted: torch.fx.GraphModule) -> dict[str, list[str]]:
+    """Vela operator → the model's names of the ops that become such rows, in graph order: the module
+    path of an op module (`6` for an AdaptiveAvgPool2d), or the path of the module whose forward calls
+    it plus the op (`5.add` for `x + self.body(x)`; `avg_pool2d` at the top level)."""
+    names: dict[str, list[str]] = {}
+    for node in converted.graph.nodes:
+        parts = str(node.target).split(".") if node.op == "call_function" else []
+        operator = VELA_OPERATOR_OF_ATEN.get(parts[1]) if len(parts) > 2 and parts[0] == "aten" else None
+        if operator is None:
+            continue
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        path, module_type = (stack[-1][0].replace("L['self'].", ""), str(stack[-1][1])) if stack else ("", "")
+        is_op_module = module_type.startswith(("torch.nn.modules.pooling", "torch.nn.modules.activation"))
+        names.setdefault(operator, []).append(path if path and is_op_module else ".".join(p for p in (path, parts[1]) if p))
+    return names

@@ -5,6 +5,7 @@ framework; `condition.pipeline.run` drives either one through the same steps.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,16 @@ FRONTENDS: dict[str, str] = {
     "tf": "condition.frontends.tf.frontend:FRONTEND",
     "torch": "condition.frontends.torch.frontend:FRONTEND",
 }
+
+# The installed tools whose version changes a frontend's artifact bytes or figures, so a run under other
+# versions gets another hash (and a resumed compare never mixes them): Vela 5.1.0 → 5.2.0 moved DS-CNN's U55
+# cycles by 24 % with the same .pte graph.
+RESULT_TOOLS: dict[str, tuple[str, ...]] = {
+    "tf": ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ethos-u-vela"),
+    "torch": ("torch", "executorch", "torchao", "ethos-u-vela", "tosa-tools"),
+}
+# Raised when an export rewrite of ours changes artifacts (frontends/tf/lowering.py: GlobalAveragePooling2D → AvgPool)
+LOWERING_VERSION = 1
 
 # artifact suffix -> the frontend that reads it (`condition measure`)
 ARTIFACT_FRONTENDS: dict[str, str] = {".tflite": "tf", ".pte": "torch"}
@@ -89,6 +100,8 @@ class RunConfig:
             "run_fvp": self.run_fvp,
             "init": INIT_SCHEME if self.model in BUILTIN_MODELS else None,  # built-ins' starting weights
             "compute_threads": COMPUTE_THREADS,  # training sums differ with the thread count
+            "tools": result_tool_versions(self.frontend),
+            "lowering": LOWERING_VERSION,
             # data options only when set, so the hashes of runs without them stay as they were
             **{k: v for k, v in (("test_split", self.test_split), ("image_size", self.image_size)) if v is not None},
         }
@@ -102,6 +115,22 @@ class RunConfig:
         configuration hash so a second run of the same configuration finds (and resumes at) it."""
         model = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.model).stem if "/" in self.model else self.model.replace(":", "_"))
         return Path(self.out) / self.frontend / model / f"{chain_slug(self.chain)}-{self.hash}"
+
+
+@functools.cache
+def _installed_version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def result_tool_versions(frontend: str) -> dict[str, str]:
+    """{distribution: installed version} of the tools that shape `frontend`'s results (read from package
+    metadata, nothing imported)."""
+    return {dist: _installed_version(dist) for dist in RESULT_TOOLS.get(frontend, ())}
 
 
 def run_config(config: RunConfig, progress: Progress = no_progress):

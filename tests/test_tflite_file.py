@@ -84,6 +84,7 @@ def test_reads_operators_tensors_and_int8_weights(tmp_path) -> None:
     graph = require_int8(tiny_tflite(tmp_path / "fc.tflite", WEIGHTS))
     assert graph.operator_names == ["FullyConnected"]
     assert graph.operators[0].builtin_code == FULLY_CONNECTED and graph.operators[0].inputs == (0, 1, -1)
+    assert [graph.tensors[i].name for i in graph.operators[0].outputs] == ["output"]
     weights = graph.tensors[1]
     assert (weights.name, weights.shape, weights.scales) == ("fc/weights", (2, 4), 2)
     assert np.array_equal(weights.values(), WEIGHTS)
@@ -95,7 +96,8 @@ def test_weight_stats_read_through_it(tmp_path) -> None:
 
     stats = weight_stats(tiny_tflite(tmp_path / "fc.tflite", WEIGHTS))
     (layer,) = stats.layers
-    assert (layer.name, layer.params, layer.zeros, layer.unique_values) == ("fc/weights", 8, 3, 3)  # per channel: {0,3,-3}, {5,0,7}
+    # named after the op's output tensor (the converter's weight names carry no layer): here "output"
+    assert (layer.name, layer.params, layer.zeros, layer.unique_values) == ("output", 8, 3, 3)  # per channel: {0,3,-3}, {5,0,7}
 
 
 def test_float_only_is_refused_with_advice(tmp_path) -> None:

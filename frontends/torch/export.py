@@ -259,3 +259,13 @@ def lower_for_evaluation(lowered: LoweredProgram, batch: int) -> Any | None:
         log.info("batched evaluation program partitioned differently from the .pte: evaluating image by image")
         return None
     return program
+
+
+def delegate_vela_version() -> str:
+    """The version of the Vela that compiled the delegate: the `ethosu.vela` module ExecuTorch's
+    `arm_vela.vela_compile` called in this process (not merely the installed distribution)."""
+    import sys
+
+    arm_vela = sys.modules.get("executorch.backends.arm.arm_vela")
+    module = getattr(arm_vela, "vela", None)
+    return str(getattr(module, "__version__", "unknown"))

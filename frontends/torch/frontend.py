@@ -75,6 +75,8 @@ class TorchFrontend:
             vela = estimate_from_csvs(summary, per_layer, ops_on_npu=placement.ops_on_npu, cpu_ops=placement.cpu_ops)
             vela, weights = names_from_weights(vela, weights)  # Vela's rows take the model's module names
             vela = names_of_unweighted_rows(vela, unweighted_op_names(model))
+            notes.append(f"Ethos-U delegate compiled in-process by Vela {export.delegate_vela_version()} "
+                         "(the ethosu.vela module ExecuTorch's Arm backend called)")
 
             def evaluate(progress: Any) -> AccuracyResult:
                 return acc.int8_accuracy(lowered, x, y, progress)

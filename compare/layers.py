@@ -14,7 +14,7 @@ from condition.compare.table import Row, Section
 
 CAPTION = ("Every op Vela gives cycles to, in execution order, tf and torch lined up by the graph's structure (op kind, "
            "MACs, weight shape), not by name; a line with one side empty is an op the other graph does not have. Left out: "
-           "rows of 0 cycles (an activation Vela fused into the op before it). Cycles are Vela's per-op estimate; "
+           "rows of 0 cycles (ops Vela fused into the one before, such as the Relu after a conv). Cycles are Vela's per-op estimate; "
            "tf vs torch names the side whose op takes more than 5 % more cycles and by how much. Vela lowers Keras' "
            "GlobalAveragePooling2D (MEAN) to a DepthwiseConv2D + Mul and torch's AdaptiveAvgPool2d to an AvgPool: they "
            "share a line. Sparsity and distinct values are counted on the exported int8 weights (distinct values per "

@@ -104,12 +104,12 @@ def layer_panel(row: Row, fws: list[str]) -> Panel | None:
     lines = _lines(records)
     if not lines:
         return None
-    paired = len(fws) == 2 and all(r is not None for r in records)
+    # the marker column only where both runs have Vela rows to compare (not beside a failed or missing run)
+    paired = len(fws) == 2 and all(r is not None and r.vela is not None and r.vela.per_layer for r in records)
     n = len(fws)
-    groups = [("layer", n), ("Vela operator", n), ("cycles", n + paired), ("weights", 1), ("sparsity", n),
+    groups = [("layer", n), ("Vela operator", n), ("cycles", n + int(paired)), ("weights", 1), ("sparsity", n),
               ("distinct values", n)]
-    columns = fws * 3 + (["tf vs torch" if fws == ["tf", "torch"] else " vs ".join(fws)] if paired else []) \
-        + ["params"] + fws * 2
+    columns = fws * 3 + ([" vs ".join(fws)] if paired else []) + ["params"] + fws * 2
     rows = []
     for line in lines:
         cells = [_name(r) for r in line] + [_operator(r) for r in line] + [_cycles(r) for r in line]

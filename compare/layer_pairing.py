@@ -139,7 +139,7 @@ def align(a: Sequence[A], b: Sequence[B], score: Callable[[A, B], float | None])
     (None: may not pair), keeping both orders; an unpaired item gets a line of its own (index None
     on the other side). Needleman–Wunsch with a gap cost of 0; ties prefer pairing."""
     n, m = len(a), len(b)
-    scores = [[None if n == 0 or m == 0 else score(x, y) for y in b] for x in a]
+    scores = [[score(x, y) for y in b] for x in a]
     best = [[0.0] * (m + 1) for _ in range(n + 1)]
     for i in range(1, n + 1):
         for j in range(1, m + 1):

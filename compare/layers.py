@@ -1,48 +1,126 @@
-"""Per-layer panels: for each technique row, the weighted layers of the tf and the torch run side by
-side, k-th with k-th (both exports keep the weighted layers in execution order, and both carry the
-model's own layer names: see backend/layer_names.py), so a reader sees which layer lost its
-zeros, kept too many distinct values, or holds the cycles.
+"""Per-layer panels: for each technique row, every NPU op of the tf and the torch run with its
+cycles, the same layer of both on one line (lined up by the graph's structure in
+compare/layer_pairing.py, not by name or count), so a reader sees which layer one frontend makes
+slower, which lost its zeros, or kept too many distinct values.
 """
 from __future__ import annotations
 
-from condition.backend.layer_names import weighted_rows
+from typing import Callable
+
 from condition.backend.metrics import LayerWeights, MetricsRecord
-from condition.compare.layout import Panel, Value, num, pct
+from condition.compare.layer_pairing import LayerRow, layer_rows, pair_rows
+from condition.compare.layout import RATIO_MARGIN, Panel, Value, num, pct
 from condition.compare.table import Row, Section
 
-CAPTION = ("Weighted layers in execution order, k-th beside k-th. Sparsity and distinct values are counted on the "
-           "exported int8 weights (distinct values per quantization channel where weights are per channel); cycles "
-           "are Vela's per-layer estimate of the layer's op.")
+CAPTION = ("Every op Vela gives cycles to, in execution order, tf and torch lined up by the graph's structure (op kind, "
+           "MACs, weight shape), not by name; a line with one side empty is an op the other graph does not have. Left out: "
+           "rows of 0 cycles (ops Vela fused into the one before, such as the Relu after a conv). Cycles are Vela's per-op estimate; "
+           "tf vs torch names the side whose op takes more than 5 % more cycles and by how much. Vela lowers Keras' "
+           "GlobalAveragePooling2D (MEAN) to a DepthwiseConv2D + Mul and torch's AdaptiveAvgPool2d to an AvgPool: they "
+           "share a line. Sparsity and distinct values are counted on the exported int8 weights (distinct values per "
+           "quantization channel where weights are per channel).")
+
+Line = tuple[LayerRow | None, ...]
 
 
-def _layers(record: MetricsRecord | None) -> list[tuple[LayerWeights, int | None]]:
-    """(weights, op cycles) per weighted layer; cycles None when Vela's rows do not line up."""
-    if record is None or record.weights is None:
-        return []
-    rows = weighted_rows(record.vela) if record.vela else []
-    cycles = [record.vela.per_layer[i].op_cycles for i in rows] if len(rows) == len(record.weights.layers) else []
-    return [(layer, cycles[k] if cycles else None) for k, layer in enumerate(record.weights.layers)]
+def _ok(row: Row, fw: str) -> MetricsRecord | None:
+    side = row.sides.get(fw)
+    return side.record if side is not None and side.status == "ok" and side.record is not None else None
+
+
+def _weights(record: MetricsRecord) -> list[LayerWeights]:
+    return list(record.weights.layers) if record.weights else []
+
+
+def _lines(records: list[MetricsRecord | None]) -> list[Line]:
+    """One line per layer: paired across two runs, or one run's rows alone."""
+    per_layer = [list(r.vela.per_layer) if r is not None and r.vela else [] for r in records]
+    weights = [_weights(r) if r is not None else [] for r in records]
+    if len(records) == 2:
+        return list(pair_rows(per_layer[0], per_layer[1], weights[0], weights[1]))
+    return [(row,) for row in layer_rows(per_layer[0], weights[0])] if records else []
+
+
+def cycles_marker(a: LayerRow | None, b: LayerRow | None, names: tuple[str, str], margin: float = RATIO_MARGIN) -> Value:
+    """The side whose op takes more than `margin` more cycles, and by how much ("tf +259 %"); which
+    side a lone row belongs to ("tf only")."""
+    if a is None or b is None:
+        only = names[0] if b is None else names[1]
+        return Value(f"{only} only", "no op of the other graph lines up with this one", "muted")
+    if a.estimate.target != "NPU" or b.estimate.target != "NPU":
+        return Value("–", "", "muted")
+    note = f"{names[0]} {a.cycles:,} vs {names[1]} {b.cycles:,} cycles (Vela estimate)"
+    for slow, fast, name in ((a, b, names[0]), (b, a, names[1])):
+        if slow.cycles > fast.cycles * (1 + margin):
+            more = f"+{(slow.cycles / fast.cycles - 1) * 100:.0f} %" if fast.cycles else f"+{slow.cycles:,} cycles"
+            return Value(f"{name} {more}", note, f"worse-{name}")
+    return Value("≈", note, "")
+
+
+def _name(r: LayerRow | None) -> Value:
+    return Value(r.estimate.name, f"weights: {r.weights.name}" if r.weights else "") if r else Value("–", "", "muted")
+
+
+def _operator(r: LayerRow | None) -> Value:
+    if r is None:
+        return Value("–", "", "muted")
+    where = "" if r.estimate.target == "NPU" else f" ({r.estimate.target})"
+    return Value(r.estimate.operator + where, f"{r.estimate.macs:,} MACs")
+
+
+def _cycles(r: LayerRow | None) -> Value:
+    if r is None:
+        return Value("–", "", "muted")
+    if r.estimate.target != "NPU":
+        return Value("CPU", "not compiled for the NPU", "muted")
+    return Value(num(r.cycles), f"NPU {r.estimate.npu_cycles:,} of {r.cycles:,} op cycles")
+
+
+def _params(line: Line) -> Value:
+    counts = [r.weights.params if r and r.weights else None for r in line]
+    known = [c for c in counts if c is not None]
+    if not known:
+        return Value("–", "", "muted")
+    if len(set(known)) == 1:
+        return Value(num(known[0]))
+    return Value(" / ".join(num(c) for c in counts), "the two exports hold different numbers of weights")
+
+
+def _weight_value(r: LayerRow | None, text: Callable[[LayerWeights], str]) -> Value:
+    return Value(text(r.weights)) if r and r.weights else Value("–", "", "muted")
+
+
+def _left_over(fw: str, record: MetricsRecord | None, lines: list[Line], k: int) -> str:
+    """A footnote for weight tensors no Vela row took (their layer's line would be missing)."""
+    if record is None:
+        return ""
+    shown = {id(line[k].weights) for line in lines if line[k] is not None and line[k].weights is not None}
+    missing = [w.name for w in _weights(record) if id(w) not in shown]
+    return f"{fw}: no Vela row for the weights of {', '.join(missing)}" if missing else ""
 
 
 def layer_panel(row: Row, fws: list[str]) -> Panel | None:
-    per_fw = {f: _layers(row.sides[f].record if f in row.sides and row.sides[f].status == "ok" else None) for f in fws}
-    depth = max((len(v) for v in per_fw.values()), default=0)
-    if depth == 0:
+    records = [_ok(row, f) for f in fws]
+    lines = _lines(records)
+    if not lines:
         return None
-    groups = [("layer", len(fws)), ("weights", 1), ("sparsity", len(fws)), ("distinct values", len(fws)), ("cycles", len(fws))]
-    columns = fws + ["params"] + fws * 3
+    # the marker column only where both runs have Vela rows to compare (not beside a failed or missing run)
+    paired = len(fws) == 2 and all(r is not None and r.vela is not None and r.vela.per_layer for r in records)
+    n = len(fws)
+    groups = [("layer", n), ("Vela operator", n), ("cycles", n + int(paired)), ("weights", 1), ("sparsity", n),
+              ("distinct values", n)]
+    columns = fws * 3 + ([" vs ".join(fws)] if paired else []) + ["params"] + fws * 2
     rows = []
-    for k in range(depth):
-        at = {f: per_fw[f][k] if k < len(per_fw[f]) else None for f in fws}
-        params = next((a[0].params for a in at.values() if a), None)
-        line = [Value(a[0].name if a else "–") for a in at.values()]
-        line.append(Value(num(params)))
-        line += [Value(pct(a[0].zeros / a[0].params if a[0].params else 0.0) if a else "–") for a in at.values()]
-        line += [Value(num(a[0].unique_values) if a else "–") for a in at.values()]
-        line += [Value(num(a[1]) if a and a[1] is not None else "–") for a in at.values()]
-        rows.append(line)
+    for line in lines:
+        cells = [_name(r) for r in line] + [_operator(r) for r in line] + [_cycles(r) for r in line]
+        cells += [cycles_marker(line[0], line[1], (fws[0], fws[1]))] if paired else []
+        cells.append(_params(line))
+        cells += [_weight_value(r, lambda w: pct(w.sparsity)) for r in line]
+        cells += [_weight_value(r, lambda w: num(w.unique_values)) for r in line]
+        rows.append(cells)
+    notes = [note for k, f in enumerate(fws) if (note := _left_over(f, records[k], lines, k))]
     return Panel(title=f"Per layer · {row.label}", caption=CAPTION, groups=groups, columns=columns, rows=rows,
-                 sources=("measured", "estimate"))
+                 footnotes=notes, sources=("estimate", "measured"), text_columns=2 * n)
 
 
 def layer_panels(section: Section) -> list[Panel]:

@@ -29,6 +29,7 @@ class Panel:
     rows: list[list[Value]]
     footnotes: list[str] = field(default_factory=list)
     sources: tuple[str, ...] = ()  # "measured", "estimate" (Vela), "fvp" (measured on an FVP)
+    text_columns: int = 1  # how many leading columns hold text (names), set flush left
 
 
 # ---- number formats --------------------------------------------------------------------------

@@ -54,7 +54,7 @@ tbody tr:hover { background:#f3f4f6; }
 td.group-start, th.group-start { border-left:1px solid var(--line); }
 td.muted { color:#9ca3af; } td.span { text-align:center; font-style:italic; }
 td.failed { color:#b91c1c; font-weight:600; } td.failed-dim { color:#e3a3a3; }
-td.text, th.text { text-align:left; white-space:normal; } .notice p { margin:0; color:#991b1b; }
+td.text, th.text { text-align:left; white-space:normal; } td.left, th.left { text-align:left; } .notice p { margin:0; color:#991b1b; }
 td.worse-tf { background:#ffedd5; color:#9a3412; } td.worse-torch { background:#e0e7ff; color:#3730a3; }
 td.better { background:#dcfce7; color:#166534; } td.worse { background:#fee2e2; color:#991b1b; }
 td.float { color:#6b7280; font-style:italic; } td.baseline { font-weight:600; }
@@ -95,8 +95,8 @@ def _group_starts(panel: Panel) -> set[int]:
     return starts
 
 
-def _td(v: Value, index: int, starts: set[int], colspan: int = 1) -> str:
-    classes = [c for c in v.css.split() if c] + (["group-start"] if index in starts and index else [])
+def _td(v: Value, index: int, starts: set[int], colspan: int = 1, left: bool = False) -> str:
+    classes = [c for c in v.css.split() if c] + (["group-start"] if index in starts and index else []) + (["left"] if left else [])
     attrs = f' class="{" ".join(classes)}"' if classes else ""
     attrs += f' title="{_e(v.note)}"' if v.note else ""
     attrs += f' colspan="{colspan}"' if colspan > 1 else ""
@@ -108,7 +108,8 @@ def panel_html(panel: Panel) -> str:
     groups = "".join(
         f'<th colspan="{span}" class="{"empty" if not g else ""}{" group-start" if i else ""}">{_e(g)}</th>'
         for i, (g, span) in enumerate(panel.groups))
-    heads = "".join(f'<th class="col-{_e(c)}{" group-start" if i in starts and i else ""}">{_e(c)}</th>'
+    left = set(range(1, panel.text_columns))  # the first column is set flush left by the style sheet
+    heads = "".join(f'<th class="col-{_e(c)}{" group-start" if i in starts and i else ""}{" left" if i in left else ""}">{_e(c)}</th>'
                     for i, c in enumerate(panel.columns))
     body = []
     for row in panel.rows:
@@ -119,7 +120,7 @@ def panel_html(panel: Panel) -> str:
             span = 1
             while "span" in v.css.split() and i + span < len(row) and row[i + span].css == "skip":
                 span += 1
-            cells.append(_td(v, i, starts, span))
+            cells.append(_td(v, i, starts, span, i in left))
             i += span
         body.append("<tr>" + "".join(cells) + "</tr>")
     notes = "".join(f"<li>{_e(n)}</li>" for n in panel.footnotes)

@@ -42,7 +42,8 @@ def panel_md(panel: Panel) -> str:
             i += 1
     lines = [f"#### {panel.title}", "", panel.caption, ""]
     lines.append("| " + " | ".join(_esc(n) for n in names) + " |")
-    lines.append("|" + "|".join([":---"] + ["---:"] * (len(names) - 1)) + "|")
+    text = max(panel.text_columns, 1)
+    lines.append("|" + "|".join([":---"] * text + ["---:"] * (len(names) - text)) + "|")
     for row in panel.rows:
         texts = [v.text for v in row if v.css != "skip"]
         texts += [""] * (len(names) - len(texts))

@@ -164,9 +164,10 @@ def test_per_layer_panels_put_the_same_layer_of_tf_and_torch_side_by_side(out):
     s = good_section(build_sections(load_comparison(out)))
     by_title = {p.title: p for p in layer_panels(s)}
     pruned = by_title["Per layer · prune 95 %"]
-    assert pruned.columns[:3] == ["tf", "torch", "params"]
-    assert [r[2].text for r in pruned.rows] == ["401,408", "131,072", "2,560"]  # the MLP's three layers, k-th beside k-th
-    assert pruned.rows[0][3].text == "95.0 %"  # tf sparsity of the first layer, from the record's exported weights
+    params, tf_sparsity = pruned.columns.index("params"), pruned.columns.index("params") + 1
+    assert [r[params].text for r in pruned.rows] == ["401,408", "131,072", "2,560"]  # the MLP's three layers, side by side
+    assert pruned.rows[0][tf_sparsity].text == "95.0 %"  # tf sparsity of the first layer, from the record's exported weights
+    assert [(r[2].text, r[3].text) for r in pruned.rows] == [("FullyConnected", "Conv2D")] * 3  # Vela's operator per side
     files = write_report(out)
     assert "#### Per layer · prune 95 %" in Path(files.markdown).read_text()
     assert "Per-layer figures, tf and torch side by side" in Path(files.html).read_text()

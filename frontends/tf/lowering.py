@@ -70,6 +70,8 @@ def _layers(model: Any) -> list[Any]:
 
 
 def _cannot_rewrite(layer: Any, model: Any) -> str:
+    if not getattr(model, "_is_graph_network", False):
+        return "a subclassed Keras model (only Sequential and functional models can be rebuilt)"
     config = layer.get_config()
     if config.get("data_format", "channels_last") != "channels_last":
         return "channels_first pooling"
@@ -81,8 +83,6 @@ def _cannot_rewrite(layer: Any, model: Any) -> str:
         return f"a {h}×{w} window is beyond Vela's AvgPool limits (height ≤ {MAX_POOL_HEIGHT}, area ≤ {MAX_POOL_AREA})"
     if len(layer.inbound_nodes) != 1:
         return "the layer is called more than once"
-    if not hasattr(model, "_is_graph_network") or not model._is_graph_network:
-        return "a subclassed Keras model (only Sequential and functional models can be rebuilt)"
     return ""
 
 

@@ -118,6 +118,7 @@ class Advice:
     rules: dict[str, str] = field(default_factory=lambda: dict(RULES))
     breakdown: bool = True  # False: only the per-layer CSV was there (no debug database)
     versions: dict[str, str] = field(default_factory=dict)
+    rewrites: list[str] = field(default_factory=list)  # export rewrites the file would gain from (backend/lowering_advice.py)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     source: str = "estimate"
     advice_version: int = ADVICE_VERSION

@@ -101,6 +101,14 @@ def test_pooling_rewrite_in_the_tflite_and_vela_with_the_same_accuracy(tmp_path:
     after = compile_tflite(pool, target, tmp_path / "vela-pool").estimate
     assert [r.operator for r in after.per_layer if r.operator in ("AvgPool", "Mul")] == ["AvgPool"]
     assert after.npu_cycles < before.npu_cycles
+    # what `condition measure` / `advise` tell about the MEAN file: the AvgPool's cost from a one-op model
+    from condition.backend.lowering_advice import mean_rewrites
+
+    (advice,) = mean_rewrites(mean, before, target, tmp_path / "lowering")
+    assert (advice.height, advice.width, advice.channels) == (14, 14, 16)
+    assert advice.cycles_as_avgpool == next(r.op_cycles for r in after.per_layer if r.operator == "AvgPool")
+    assert advice.operators_now == ("DepthwiseConv2D", "Mul") and advice.gain_cycles > 0
+    assert mean_rewrites(pool, after, target, tmp_path / "lowering2") == []
     a, b = int8_accuracy(mean, x_test, ds.y_test).value, int8_accuracy(pool, x_test, ds.y_test).value
     assert a > 0.3 and abs(a - b) <= 0.002, (a, b)
 

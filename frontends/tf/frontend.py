@@ -111,6 +111,7 @@ class TensorFlowFrontend:
         import shutil
 
         from condition.backend.layer_names import keras_layer_name, names_from_rows
+        from condition.backend.lowering_advice import mean_rewrites
         from condition.backend.tflite_file import require_int8
         from condition.backend.vela import compile_tflite
         from condition.frontends.tf.accuracy import int8_accuracy
@@ -120,8 +121,9 @@ class TensorFlowFrontend:
         local = work / path.name
         shutil.copyfile(path, local)
         compiled = compile_tflite(local, target, work / "vela")
+        rewrites = [r.note() for r in mean_rewrites(local, compiled.estimate, target, work / "lowering")]
         estimate, weights = names_from_rows(compiled.estimate, weight_stats(local), lambda t: keras_layer_name(t, t))
-        fields: dict[str, Any] = {"weights": weights, "accuracy": [], "vela": estimate,
+        fields: dict[str, Any] = {"weights": weights, "accuracy": [], "vela": estimate, "notes": rewrites,
                                   "artifacts": [("tflite", local), ("vela_tflite", compiled.vela_tflite)]}
         if dataset:
             from condition.datasets import load_dataset

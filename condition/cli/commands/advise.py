@@ -10,6 +10,7 @@ which appears only when everything succeeded.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -132,8 +133,20 @@ def advise_artifact(path: Path, info: dict[str, Any], target: Target, out: Path,
         names, left_out = info.pop("layer_names", None), info.pop("prune_left_out", None)
         compiles = compile_family(path, target, work / "vela", names)
         advice = advise(compiles, target, info, sparsity, clusters, tool_versions(), left_out)
+        advice = dataclasses.replace(advice, rewrites=_rewrites(path, target, work))
         advice.write(work / ADVICE_NAME)
     return advice, folder
+
+
+def _rewrites(path: Path, target: Target, work: Path) -> list[str]:
+    """Notes on the export rewrites a .tflite would gain from, with Vela's estimate of each gain."""
+    if path.suffix.lower() != ".tflite":
+        return []
+    from condition.backend.lowering_advice import mean_rewrites
+    from condition.backend.vela import estimate_from_csvs, find_vela_csvs
+
+    estimate = estimate_from_csvs(*find_vela_csvs(work / "vela" / target.npu))  # rows named as Vela wrote them
+    return [r.note() for r in mean_rewrites(path, estimate, target, work / "lowering")]
 
 
 # ---- text ------------------------------------------------------------------------------------
@@ -165,6 +178,7 @@ def format_advice(advice: Advice, folder: Path | None = None) -> str:
     lines = [f"condition advise — {what}", f"target: {Target.from_dict(t).label()}; "
              f"compiled for {', '.join(str(s['macs']) for s in advice.sweep)} MACs ({advice.family.upper()}). "
              "Every figure is a Vela estimate.", "", advice.verdict, ""]
+    lines += [*advice.rewrites, ""] if advice.rewrites else []
     sweep_sizes = [s["accelerator"] for s in advice.sweep]
     at = sweep_sizes.index(t["accelerator"]) if t["accelerator"] in sweep_sizes else -1
     nxt = advice.sweep[at + 1]["macs"] if 0 <= at < len(sweep_sizes) - 1 else None

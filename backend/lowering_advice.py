@@ -1,0 +1,164 @@
+"""What an existing .tflite would gain from the export rewrites `condition` applies to the models it
+converts (frontends/tf/lowering.py), for `condition measure` and `condition advise`, which cannot
+re-export a file: a global-average MEAN (Keras GlobalAveragePooling2D) that Vela lowers to a
+DepthwiseConv2D + Mul, against the AVERAGE_POOL_2D of the same window that Vela runs as one AvgPool.
+
+The gain is a Vela estimate, not a guess: the MEAN's rows in the model's own compile, against a one-op
+int8 AVERAGE_POOL_2D .tflite of the same shape built here (no framework needed) and compiled for the same
+Target.
+
+    advice = mean_rewrites(model_tflite, estimate, target, work_dir)
+    [a.note() for a in advice]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from condition.backend.metrics import VelaEstimate
+from condition.backend.target import Target
+from condition.backend.tflite_file import INT8, TfliteGraph, read_tflite
+
+MEAN = 40  # tflite BuiltinOperator.MEAN
+AVERAGE_POOL_2D = 1
+INT32 = 2  # tflite TensorType.INT32
+# Vela's AVERAGE_POOL_2D limits for VALID padding (tflite_supported_operators.py)
+MAX_POOL_HEIGHT, MAX_POOL_AREA = 256, 256 * 256
+
+
+@dataclass(frozen=True)
+class MeanRewrite:
+    """One MEAN over height and width, what Vela spends on it now, and as an AvgPool."""
+
+    tensor: str  # the MEAN's output tensor, which names its Vela rows (`…/Mean_intermediate`, `…/Mean`)
+    height: int
+    width: int
+    channels: int
+    cycles_now: int  # op cycles of the Vela rows the MEAN became (DepthwiseConv2D + Mul)
+    operators_now: tuple[str, ...]
+    cycles_as_avgpool: int  # op cycles of a one-op AVERAGE_POOL_2D of the same shape, same Target
+    model_npu_cycles: int
+
+    @property
+    def gain_cycles(self) -> int:
+        return self.cycles_now - self.cycles_as_avgpool
+
+    def note(self) -> str:
+        share = self.gain_cycles / self.model_npu_cycles if self.model_npu_cycles else 0.0
+        return (f"lowering: MEAN {self.tensor} ({self.height}×{self.width}×{self.channels}) costs {self.cycles_now:,} cycles as "
+                f"Vela's {' + '.join(self.operators_now)}; as AVERAGE_POOL_2D it would cost {self.cycles_as_avgpool:,} "
+                f"(Vela estimate of the op alone): {self.gain_cycles:,} cycles less, {share:.1%} of the model's NPU cycles. "
+                "Re-export it with AveragePooling2D + Flatten in place of GlobalAveragePooling2D (condition does this for the "
+                "Keras models it converts).")
+
+
+def mean_pools(graph: TfliteGraph) -> list[tuple[str, int, int, int]]:
+    """(output tensor, H, W, C) of each int8 MEAN over axes 1 and 2 of an NHWC tensor that Vela's AvgPool can take."""
+    found = []
+    for op in graph.operators:
+        if op.builtin_code != MEAN or len(op.inputs) < 2 or not op.outputs:
+            continue
+        x, axes = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+        if x.type != INT8 or len(x.shape) != 4 or axes.data is None or axes.type != INT32:
+            continue
+        _, h, w, c = x.shape
+        if sorted(int(a) % 4 for a in axes.data.view(np.int32)) != [1, 2]:
+            continue
+        if h <= MAX_POOL_HEIGHT and h * w <= MAX_POOL_AREA:
+            found.append((graph.tensors[op.outputs[0]].name, h, w, c))
+    return found
+
+
+def mean_rewrites(tflite: str | Path, estimate: VelaEstimate, target: Target, work: str | Path) -> list[MeanRewrite]:
+    """Each rewritable MEAN of `tflite` with its estimated gain; `estimate` is the file's own Vela estimate
+    with the rows named as Vela wrote them (after the output tensors)."""
+    from condition.backend.vela import compile_tflite
+
+    out = []
+    for i, (tensor, h, w, c) in enumerate(mean_pools(read_tflite(tflite))):
+        rows = [r for r in estimate.per_layer if r.target == "NPU" and (r.name == tensor or r.name.startswith(tensor + "_"))]
+        if not rows:
+            continue
+        pool = avgpool_tflite(Path(work) / f"mean{i}_as_avgpool.tflite", h, w, c)
+        pooled = compile_tflite(pool, target, Path(work) / f"mean{i}_as_avgpool_vela").estimate
+        out.append(MeanRewrite(tensor, h, w, c, sum(r.op_cycles for r in rows), tuple(r.operator for r in rows),
+                               sum(r.op_cycles for r in pooled.per_layer if r.operator == "AvgPool"), estimate.npu_cycles))
+    return out
+
+
+def avgpool_tflite(path: Path, height: int, width: int, channels: int) -> Path:
+    """A .tflite of one int8 AVERAGE_POOL_2D (VALID, stride 1, the whole H×W window), input and output
+    quantized alike as the converter requires: only its shape matters for Vela's cycles."""
+    import flatbuffers
+    from ethosu.vela.tflite import (BuiltinOptions, Model, Operator, OperatorCode, Padding, Pool2DOptions,
+                                    QuantizationParameters, SubGraph, Tensor)
+    from ethosu.vela.tflite import Buffer
+
+    b = flatbuffers.Builder(1024)
+
+    def vector(start, items, prepend) -> int:
+        start(b, len(items))
+        for item in reversed(items):
+            prepend(item)
+        return b.EndVector()
+
+    Buffer.BufferStart(b)
+    empty = Buffer.BufferEnd(b)
+    scale, zero = b.CreateNumpyVector(np.array([0.05], np.float32)), b.CreateNumpyVector(np.array([0], np.int64))
+    QuantizationParameters.QuantizationParametersStart(b)
+    QuantizationParameters.QuantizationParametersAddScale(b, scale)
+    QuantizationParameters.QuantizationParametersAddZeroPoint(b, zero)
+    quant = QuantizationParameters.QuantizationParametersEnd(b)
+    tensors = []
+    for name, shape in (("input", [1, height, width, channels]), ("output", [1, 1, 1, channels])):
+        name_off, shape_off = b.CreateString(name), b.CreateNumpyVector(np.array(shape, np.int32))
+        Tensor.TensorStart(b)
+        Tensor.TensorAddName(b, name_off)
+        Tensor.TensorAddShape(b, shape_off)
+        Tensor.TensorAddType(b, INT8)
+        Tensor.TensorAddBuffer(b, 0)
+        Tensor.TensorAddQuantization(b, quant)
+        tensors.append(Tensor.TensorEnd(b))
+    Pool2DOptions.Pool2DOptionsStart(b)
+    Pool2DOptions.Pool2DOptionsAddPadding(b, Padding.Padding.VALID)
+    Pool2DOptions.Pool2DOptionsAddStrideW(b, 1)
+    Pool2DOptions.Pool2DOptionsAddStrideH(b, 1)
+    Pool2DOptions.Pool2DOptionsAddFilterWidth(b, width)
+    Pool2DOptions.Pool2DOptionsAddFilterHeight(b, height)
+    options = Pool2DOptions.Pool2DOptionsEnd(b)
+    ins, outs = b.CreateNumpyVector(np.array([0], np.int32)), b.CreateNumpyVector(np.array([1], np.int32))
+    Operator.OperatorStart(b)
+    Operator.OperatorAddOpcodeIndex(b, 0)
+    Operator.OperatorAddInputs(b, ins)
+    Operator.OperatorAddOutputs(b, outs)
+    Operator.OperatorAddBuiltinOptionsType(b, BuiltinOptions.BuiltinOptions.Pool2DOptions)
+    Operator.OperatorAddBuiltinOptions(b, options)
+    op = Operator.OperatorEnd(b)
+    tensor_vec = vector(SubGraph.SubGraphStartTensorsVector, tensors, b.PrependUOffsetTRelative)
+    op_vec = vector(SubGraph.SubGraphStartOperatorsVector, [op], b.PrependUOffsetTRelative)
+    sg_in, sg_out = b.CreateNumpyVector(np.array([0], np.int32)), b.CreateNumpyVector(np.array([1], np.int32))
+    SubGraph.SubGraphStart(b)
+    SubGraph.SubGraphAddTensors(b, tensor_vec)
+    SubGraph.SubGraphAddInputs(b, sg_in)
+    SubGraph.SubGraphAddOutputs(b, sg_out)
+    SubGraph.SubGraphAddOperators(b, op_vec)
+    subgraph = SubGraph.SubGraphEnd(b)
+    OperatorCode.OperatorCodeStart(b)
+    OperatorCode.OperatorCodeAddBuiltinCode(b, AVERAGE_POOL_2D)
+    OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, AVERAGE_POOL_2D)
+    OperatorCode.OperatorCodeAddVersion(b, 2)
+    code = OperatorCode.OperatorCodeEnd(b)
+    codes = vector(Model.ModelStartOperatorCodesVector, [code], b.PrependUOffsetTRelative)
+    subgraphs = vector(Model.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
+    buffers = vector(Model.ModelStartBuffersVector, [empty], b.PrependUOffsetTRelative)
+    Model.ModelStart(b)
+    Model.ModelAddVersion(b, 3)
+    Model.ModelAddOperatorCodes(b, codes)
+    Model.ModelAddSubgraphs(b, subgraphs)
+    Model.ModelAddBuffers(b, buffers)
+    b.Finish(Model.ModelEnd(b), file_identifier=b"TFL3")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(b.Output()))
+    return path

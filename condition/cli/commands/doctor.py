@@ -25,6 +25,9 @@ PACKAGES = (
     ("Vela", "ethos-u-vela"),
     ("TOSA reference model", "tosa-tools"),
 )
+# what a package's version decides, shown beside it
+PACKAGE_NOTES = {"Vela": "compiles both frontends' artifacts, in-process (ExecuTorch's Ethos-U backend imports this one); "
+                         "its version is part of every run's identity"}
 SETUP_FIX = "./setup.sh (creates .venv with every pinned dependency)"
 FVP_FIX = "README.md, 'Measuring on an FVP (bring your own)'"
 
@@ -129,7 +132,8 @@ def doctor() -> None:
     width = max(len(k) for k in versions)
     lines = [f"condition doctor · Python {platform.python_version()}", "", "packages:"]
     for label, version in versions.items():
-        lines.append(f"  {label:<{width}}  {version or 'not installed'}")
+        note = f"  ({PACKAGE_NOTES[label]})" if version and label in PACKAGE_NOTES else ""
+        lines.append(f"  {label:<{width}}  {version or 'not installed'}{note}")
     lines += ["", "checks:"]
     cwidth = max(len(c.name) for c in checks)
     for c in checks:

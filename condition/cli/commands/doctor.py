@@ -26,8 +26,8 @@ PACKAGES = (
     ("TOSA reference model", "tosa-tools"),
 )
 # what a package's version decides, shown beside it
-PACKAGE_NOTES = {"Vela": "compiles both frontends' artifacts, in-process (ExecuTorch's Ethos-U backend imports this one); "
-                         "its version is part of every run's identity"}
+PACKAGE_NOTES = {"Vela": "compiles both frontends' artifacts in-process, ExecuTorch's Ethos-U delegate included; "
+                         "part of every run's identity"}
 SETUP_FIX = "./setup.sh (creates .venv with every pinned dependency)"
 FVP_FIX = "README.md, 'Measuring on an FVP (bring your own)'"
 

@@ -88,6 +88,10 @@ for (model, npu, run), sides in sorted(cells.items()):
     print(f"| {model} | {npu} | {run} | {tf['npu_cycles']:,} | {to['npu_cycles']:,} | {dc:+.1%} | {tf['encoded_weight_bytes']:,} "
           f"| {to['encoded_weight_bytes']:,} | {db:+.1%} | {acc(sides['tf']):.3f} / {acc(sides['torch']):.3f} | {'met' if ok else '**NOT met**'} |")
 print(f"\n{met} of {sum(1 for s in cells.values() if len(s) == 2)} cells met.\n")
+print("Before (not re-run here: ../shared/DESIGN.md, 'Checked in the third round', and issue 19): with Vela 5.1.0, the "
+      "version `executorch[ethos-u]==1.5.1` pins, DS-CNN on U55-128 gave tf 40,920 vs torch 52,112 NPU cycles (+27 %) and "
+      "on U65-256 30,822 vs 53,483 (+74 %); the user model's GlobalAveragePooling2D, before the tf rewrite, cost tf "
+      "2,783 cycles (DepthwiseConv2D + Mul) against torch's 776-cycle AvgPool on U85-128 (27,439 vs 25,432 NPU cycles).\n")
 
 print("## The user model's per-layer rows, paired by structure (dense int8)\n")
 print("Rows are paired by `compare/layer_pairing.py` (op kind, MACs, weight shape; names differ by design). "

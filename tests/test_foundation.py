@@ -75,6 +75,20 @@ def test_run_dir_is_keyed_by_full_configuration(tmp_path: Path) -> None:
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
 
 
+def test_run_identity_holds_the_versions_that_change_results(tmp_path: Path, monkeypatch) -> None:
+    """Vela 5.1.0 and 5.2.0 give the same DS-CNN .pte 24 % apart on U55: a run under another Vela is another run."""
+    from importlib import metadata
+
+    import condition.run as run
+
+    tf, torch = RunConfig("tf", (PruneConfig(sparsity=0.9),), out=tmp_path), RunConfig("torch", (PruneConfig(sparsity=0.9),), out=tmp_path)
+    assert tf.identity()["tools"]["ethos-u-vela"] == metadata.version("ethos-u-vela") == torch.identity()["tools"]["ethos-u-vela"]
+    assert "tensorflow" in tf.identity()["tools"] and "executorch" in torch.identity()["tools"]
+    before = tf.hash
+    monkeypatch.setattr(run, "_installed_version", lambda dist: "5.1.0" if dist == "ethos-u-vela" else metadata.version(dist))
+    assert tf.identity()["tools"]["ethos-u-vela"] == "5.1.0" and tf.hash != before
+
+
 def test_recorder_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     config = RunConfig("torch", (PostTrainingQuantConfig(),), out=tmp_path)
     with pytest.raises(RuntimeError):

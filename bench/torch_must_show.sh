@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The PyTorch frontend's "Must show": seed MLP, full Fashion-MNIST (60k train / 10k test),
-# 1 epoch, seed 0, Vela 5.1.0 estimates; int8 accuracy on the TOSA reference model.
+# 1 epoch, seed 0, Vela estimates (the version is in each record); int8 accuracy on the TOSA reference model.
 # Writes bench/results/torch_must_show.md. Runs go to $OUT (default /tmp/condition-bench-torch),
 # which also holds the float cache, so the float MLP is trained once.
 set -euo pipefail
@@ -87,7 +87,7 @@ lines = [
     "Seed MLP (784-512-256-10), full Fashion-MNIST (60,000 train / 10,000 test), 1 epoch float training",
     "(+1 fine-tune epoch for prune/cluster), seed 0 unless stated. System config per family default",
     "(U85: Ethos_U85_SYS_DRAM_Mid, U55: Ethos_U55_High_End_Embedded), Shared_Sram.",
-    "Encoded weights and cycles: **Vela 5.1.0 estimates** from the ExecuTorch Ethos-U backend's own Vela run.",
+    "Encoded weights and cycles: **Vela estimates** from the ExecuTorch Ethos-U backend's own Vela run (its version: each record's `versions`).",
     "int8: the .pte's delegated TOSA graph on the TOSA reference model (bit-exact NPU arithmetic), 10,000 images;",
     "fake-quant: the PT2E-converted graph in torch. tf columns: the TensorFlow frontend's record of the same",
     "experiment from bench/runs/tf when present. Produced by `bench/torch_must_show.sh` on 2 shared cores",

@@ -47,3 +47,30 @@ def test_keras_layer_name():
     assert keras_layer_name("m/dense/MatMul;m/dense/Relu;m/dense/BiasAdd", "fc") == "dense"
     assert keras_layer_name("StatefulPartitionedCall:0", "fc") == "fc"
     assert keras_layer_name("serving_default_input_1:0_copy", "fc") == "serving_default_input_1:0_copy"
+
+
+def test_keras_names_of_fused_ops_without_bias_and_of_ops_without_weights() -> None:
+    # a conv without bias: the converter appends a digit to keep the tensor name unique; the activation is not the name
+    assert keras_layer_name("model/re_lu/Relu;model/batch_normalization/FusedBatchNormV3;model/conv2d/Conv2D1", "d") == "conv2d"
+    assert keras_layer_name("model/re_lu_6/Relu;model/add/add", "d") == "add"  # an Add, not its fused ReLU
+    assert keras_layer_name("model/global_average_pooling2d/AvgPool", "d") == "global_average_pooling2d"
+
+
+def test_torch_rows_without_weights_take_module_names() -> None:
+    from condition.backend.layer_names import names_of_unweighted_rows
+    from condition.backend.metrics import LayerEstimate, VelaEstimate
+
+    rows = [LayerEstimate("stem", "Conv2D", "NPU", 10, 10, 100, 50.0),
+            LayerEstimate("tosa_clamp_default", "Clamp", "NPU", 0, 0, 0, 0.0),
+            LayerEstimate("tosa_rescale_default_6", "Add", "NPU", 5, 5, 0, 0.0),
+            LayerEstimate("tosa_avg_pool2d_default", "AvgPool", "NPU", 7, 7, 0, 0.0),
+            LayerEstimate("fc", "Conv2D", "NPU", 3, 3, 30, 10.0)]
+    estimate = VelaEstimate(**{**{f: 0 for f in ("clock_hz", "original_weight_bytes", "encoded_weight_bytes", "npu_cycles",
+                                                 "total_cycles", "sram_bytes", "dram_bytes", "on_chip_flash_bytes",
+                                                 "off_chip_flash_bytes", "macs", "inference_ms")},
+                               "accelerator": "ethos-u85-128", "system_config": "", "memory_mode": "",
+                               "weights_storage_area": "", "per_layer": rows})
+    named = names_of_unweighted_rows(estimate, {"AvgPool": ["6"], "Add": ["5.add"]})
+    assert [r.name for r in named.per_layer] == ["stem", "stem", "5.add", "6", "fc"]  # the fused Clamp after its conv
+    unnamed = names_of_unweighted_rows(estimate, {"AvgPool": ["6", "7"]})  # counts differ: the op, cleaned
+    assert [r.name for r in unnamed.per_layer][2:4] == ["rescale", "avg_pool2d"]

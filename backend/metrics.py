@@ -170,6 +170,7 @@ class MetricsRecord:
     versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # figures that cannot be right (backend/plausibility.py)
+    fine_tuning: dict[str, Any] = field(default_factory=dict)  # teacher, loss, schedule, epochs (condition/fine_tuning.py)
     config_hash: str = ""
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION

@@ -37,7 +37,7 @@ DEFAULT_SOURCE = "built-in default matrix"
 QUICK_TRAIN_LIMIT = 2000
 QUICK_EVAL_LIMIT = 300
 TOP_LEVEL_KEYS = ("frontends", "models", "datasets", "targets", "chains", "epochs", "seed", "train_limit", "eval_limit",
-                  "test_split", "image_size")
+                  "test_split", "image_size", "distill")
 TARGET_KEYS = ("accelerator", "system_config", "memory_mode", "vela_config")
 
 
@@ -66,6 +66,7 @@ class Recipe:
     eval_limit: int | None = None
     test_split: float | None = None  # for every image folder of class folders in `datasets`
     image_size: tuple[int, int] | None = None  # (H, W) for every data set
+    distill: bool = False  # fine-tuning distils from the dense float model (condition/fine_tuning.py)
     source: str = DEFAULT_SOURCE
 
 
@@ -162,6 +163,7 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
         train_limit=_int(data, "train_limit", where, None, minimum=1),
         eval_limit=_int(data, "eval_limit", where, None, minimum=1),
         **_data_options(data, where),
+        distill=_bool(data, "distill", where, False),
         source=where,
     )
 
@@ -202,6 +204,13 @@ def _int(data: dict[str, Any], key: str, where: str, default: int | None, minimu
         raise RecipeError(where, key, f"must be an integer, not {value!r}")
     if minimum is not None and value < minimum:
         raise RecipeError(where, key, f"must be at least {minimum}, not {value}")
+    return value
+
+
+def _bool(data: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise RecipeError(where, key, f"must be true or false, not {value!r}")
     return value
 
 

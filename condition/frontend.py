@@ -39,6 +39,7 @@ class StepContext:
     progress: Callable[[float | None], None] = no_fraction  # fraction of this step done
     model_name: str = ""  # for error messages
     note: Callable[[str], None] = no_note  # a line for the record's notes (e.g. the layers a technique left out, and why)
+    fine_tune: Any = None  # condition.fine_tuning.FineTune: every fine-tuning's schedule and distillation teacher
 
 
 Handler = Callable[[Any, Any, StepContext], Any]

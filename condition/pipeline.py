@@ -11,6 +11,7 @@ from dataclasses import replace
 from condition.backend.layer_names import names_like
 from condition.backend.metrics import MetricsRecord, WeightStats
 from condition.datasets import load_dataset
+from condition.fine_tuning import FineTune, fine_tune_epochs
 from condition.frontend import StepContext
 from condition.recorder import RunRecorder
 from condition.run import Progress, RunConfig, load_frontend, no_progress
@@ -43,9 +44,19 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
         if not any(step.quantizes for step in chain):  # an artifact for the NPU is always int8
             chain = (*chain, PostTrainingQuantConfig())
             rec.note("int8 by post-training quantization: the NPU artifact is always int8")
+        epochs = {step.name: n for step in chain if (n := fine_tune_epochs(step, len(dataset.x_train))) > 0}
+        fine_tune, fine_tuning = FineTune(distill=config.distill), {}
+        if epochs:
+            if config.distill:
+                with rec.step("teacher logits"):  # once per run: every fine-tuning step indexes them by batch
+                    fine_tune = replace(fine_tune, teacher_logits=frontend.train_logits(start.model, start.data))
+            fine_tuning = fine_tune.describe(f"the dense float model ({config.model}, {config.epochs} float epoch(s))", epochs)
+            rec.note(f"fine-tuning: {fine_tuning['schedule']}; loss {fine_tuning['loss']}"
+                     + (f"; teacher {fine_tuning['teacher']}" if fine_tuning["teacher"] else "")
+                     + "; epochs " + ", ".join(f"{k} {v}" for k, v in epochs.items()))
         for i, step in enumerate(chain):
             ctx = StepContext(start.data, config.target, config.seed, done,
-                              lambda f, name=step.name: progress(name, f), config.model, note=rec.note)
+                              lambda f, name=step.name: progress(name, f), config.model, note=rec.note, fine_tune=fine_tune)
             with rec.step(step.name):
                 model = frontend.registry.apply(model, step, ctx)
             done = (*done, step)
@@ -54,7 +65,7 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
                     stats = frontend.stage_weights(model, replace(ctx, done=done), rec.path(f"after_{step.name}_int8"))
                 stages.append(WeightStats(layers=stats.layers, stage=step.name))
 
-        trained = config.epochs > 0 or any(getattr(s, "fine_tune_epochs", 0) > 0 for s in chain)
+        trained = config.epochs > 0 or bool(epochs)
         if note := frontend.batchnorm_note(start.model, trained, len(dataset.x_train)):
             rec.note(note)
         ctx = StepContext(start.data, config.target, config.seed, done, lambda f: progress(EXPORT_STEP, f), config.model)
@@ -75,4 +86,5 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             vela=compiled.vela,
             fvp=fvp,
             artifacts=[rec.artifact(kind, path) for kind, path in compiled.artifacts],
+            fine_tuning=fine_tuning,
         )

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from condition.backend.metrics import config_hash
 from condition.backend.target import Target
 from condition.errors import ConfigError
+from condition.fine_tuning import FINE_TUNE_VERSION
 from condition.initial_weights import INIT_SCHEME
 from condition.models import BUILTIN_MODELS
 from condition.threads import COMPUTE_THREADS
@@ -70,6 +71,7 @@ class RunConfig:
     run_fvp: bool = False
     test_split: float | None = None  # image folder of class folders only: fraction of each class kept for testing
     image_size: tuple[int, int] | None = None  # (H, W) every image is resized to
+    distill: bool = False  # fine-tuning distils from the dense float model (condition/fine_tuning.py)
 
     def __post_init__(self) -> None:
         if self.frontend not in FRONTENDS:
@@ -101,6 +103,7 @@ class RunConfig:
             "init": INIT_SCHEME if self.model in BUILTIN_MODELS else None,  # built-ins' starting weights
             "compute_threads": COMPUTE_THREADS,  # training sums differ with the thread count
             "tools": result_tool_versions(self.frontend),
+            "fine_tune": {"recipe": FINE_TUNE_VERSION, "distill": self.distill},
             "lowering": LOWERING_VERSION,
             # data options only when set, so the hashes of runs without them stay as they were
             **{k: v for k, v in (("test_split", self.test_split), ("image_size", self.image_size)) if v is not None},

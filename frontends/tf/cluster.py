@@ -86,5 +86,6 @@ def apply(model: Any, config: ClusterConfig, ctx: StepContext) -> Any:
         assign = cluster_indices(variable.numpy(), config.clusters, config.centroid_init, config.preserve_sparsity, rng)
         variable.assign(cluster_means(variable.numpy(), assign, config.clusters))
         held.append((variable, assign, config.clusters))
-    fit(wrapped, data, config.fine_tune_epochs, STEP, callbacks=[hold_clusters(held)] if held else [])
+    fit(wrapped, data, config.fine_tune_epochs, STEP, callbacks=[hold_clusters(held)] if held else [],
+        fine_tune=ctx.fine_tune)
     return c.strip_clustering(wrapped)

@@ -76,6 +76,12 @@ class TensorFlowFrontend:
 
         return AccuracyResult("float", float_accuracy(model, data), FLOAT_EVALUATOR, len(data.y_test))
 
+    def train_logits(self, model: Any, data: Any) -> Any:
+        """The float model's logits for every training image (the distillation teacher's), numpy [N, classes]."""
+        from condition.frontends.tf.train import train_logits
+
+        return train_logits(model, data)
+
     def stage_weights(self, model: Any, ctx: StepContext, work: Path) -> WeightStats:
         from condition.frontends.tf.weights import weight_stats
 

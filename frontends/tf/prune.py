@@ -25,6 +25,7 @@ from condition.frontend import StepContext
 from condition.frontends.tf import REGISTRY, keras_modules
 from condition.frontends.tf.layers import kernel_of, layer_infos
 from condition.frontends.tf.models import clone
+from condition.fine_tuning import FineTune
 from condition.frontends.tf.train import TrainData, fit
 from condition.pruning import layer_mask
 from condition.techniques import PruneConfig, Schedule, Scope, Structure, plan_note
@@ -44,7 +45,8 @@ def _schedule(config: PruneConfig, sparsity: float, steps: int) -> Any:
     return s.ConstantSparsity(sparsity, begin_step=0, frequency=1)
 
 
-def _wrap_fit_strip(model: Any, data: TrainData, epochs: int, wrap_kwargs: dict[str, dict[str, Any]]) -> Any:
+def _wrap_fit_strip(model: Any, data: TrainData, epochs: int, wrap_kwargs: dict[str, dict[str, Any]],
+                    fine_tune: FineTune | None = None) -> Any:
     """The tfmot lifecycle on a clone: wrap the layers named in `wrap_kwargs` (each with its own
     prune_low_magnitude arguments), fit with UpdatePruningStep, strip."""
     _, keras, tfmot = keras_modules()
@@ -56,7 +58,7 @@ def _wrap_fit_strip(model: Any, data: TrainData, epochs: int, wrap_kwargs: dict[
 
     # tfmot's documented per-layer pattern: the wrappers reuse the clone's layers and their weights.
     wrapped = keras.models.clone_model(clone(model), clone_function=wrap)
-    fit(wrapped, data, epochs, STEP, callbacks=[s.UpdatePruningStep()])
+    fit(wrapped, data, epochs, STEP, callbacks=[s.UpdatePruningStep()], fine_tune=fine_tune)
     return s.strip_pruning(wrapped)
 
 
@@ -153,20 +155,21 @@ def apply(model: Any, config: PruneConfig, ctx: StepContext) -> Any:
     names = [n for n, info in infos.items() if config.left_out(info) is None]
     ctx.note(plan_note(config, list(infos.values())))
     per_layer = shares(model, config, names)
-    if config.fine_tune_epochs == 0:
+    epochs = config.epochs_for(-(-len(data.x_train) // data.batch_size))
+    if epochs == 0:
         return _one_shot(model, config, per_layer)
-    steps = config.fine_tune_epochs * -(-len(data.x_train) // data.batch_size)
-    epochs = config.fine_tune_epochs
+    steps = epochs * -(-len(data.x_train) // data.batch_size)
     _, _, tfmot = keras_modules()
     if config.keeps_every_channel:  # one-shot with every channel kept, then that mask frozen (as for 2:4 below)
         frozen = {n: {"pruning_schedule": tfmot.sparsity.keras.ConstantSparsity(s, begin_step=1, end_step=1, frequency=1)}
                   for n, s in per_layer.items()}
-        return _wrap_fit_strip(_one_shot(model, config, per_layer), data, epochs, frozen)
+        return _wrap_fit_strip(_one_shot(model, config, per_layer), data, epochs, frozen, ctx.fine_tune)
     if config.structure is Structure.UNSTRUCTURED:
-        return _wrap_fit_strip(model, data, epochs, {n: {"pruning_schedule": _schedule(config, s, steps)} for n, s in per_layer.items()})
+        return _wrap_fit_strip(model, data, epochs, {n: {"pruning_schedule": _schedule(config, s, steps)} for n, s in per_layer.items()},
+                               ctx.fine_tune)
     if config.sparsity <= 0.5:
         return _wrap_fit_strip(model, data, epochs, {n: {"pruning_schedule": _schedule(config, 0.5, steps), "sparsity_m_by_n": (2, 4)}
-                                                     for n in names})
+                                                     for n in names}, ctx.fine_tune)
     # Prune inside 2:4 one-shot (2:4 mask, then magnitude to the target), then retrain with that
     # mask frozen: tfmot picks it once at step 1 (the zeros rank lowest, so it is exactly the
     # one-shot pattern) and never again, so retraining cannot regrow a third weight in a group of
@@ -174,4 +177,4 @@ def apply(model: Any, config: PruneConfig, ctx: StepContext) -> Any:
     inside = _one_shot(model, config, per_layer)
     frozen = {n: {"pruning_schedule": tfmot.sparsity.keras.ConstantSparsity(max(s, 0.5), begin_step=1, end_step=1, frequency=1)}
               for n, s in per_layer.items()}
-    return _wrap_fit_strip(inside, data, epochs, frozen)
+    return _wrap_fit_strip(inside, data, epochs, frozen, ctx.fine_tune)

@@ -54,7 +54,8 @@ def apply(model: Any, config: QatConfig, ctx: StepContext) -> Any:
     q = tfmot.quantization.keras
     quantized = q.quantize_apply(q.quantize_annotate_model(clone(model)), _scheme(scheme_name(config, ctx.done)))
     held = _unpreserved_clusters(quantized, config, ctx)
-    fit(quantized, data, config.fine_tune_epochs, STEP, callbacks=[hold_clusters(held)] if held else [])
+    fit(quantized, data, config.fine_tune_epochs, STEP, callbacks=[hold_clusters(held)] if held else [],
+        fine_tune=ctx.fine_tune)
     return quantized
 
 

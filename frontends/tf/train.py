@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from condition.fine_tuning import FineTune
 from condition.float_cache import cached, file_identity, store
 from condition.frontends.tf import keras_modules
 from condition.run import Progress, no_progress
@@ -43,15 +44,42 @@ def shaped(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     return x.reshape((len(x), *input_shape)).astype(np.float32)
 
 
-def compile_for_training(model: Any) -> None:
-    _, keras, _ = keras_modules()
-    last = model.layers[-1]
-    from_logits = getattr(getattr(last, "activation", None), "__name__", "") != "softmax"
-    model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        metrics=["accuracy"],
-    )
+def outputs_logits(model: Any) -> bool:
+    """False when the model ends in a softmax (its outputs are probabilities)."""
+    return getattr(getattr(model.layers[-1], "activation", None), "__name__", "") != "softmax"
+
+
+def compile_for_training(model: Any, fine_tune: FineTune | None = None, steps: int = 0) -> None:
+    """Adam 1e-3 and cross-entropy (float training); a technique's `fine_tune` brings its cosine-decayed
+    rate over `steps` and, with teacher logits, the distillation loss (condition/fine_tuning.py)."""
+    tf, keras, _ = keras_modules()
+    from_logits = outputs_logits(model)
+    if fine_tune is None:
+        model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
+        return
+    rate = keras.optimizers.schedules.CosineDecay(fine_tune.peak_learning_rate, max(steps, 1), alpha=fine_tune.final_fraction)
+    loss = (distillation_loss(fine_tune.temperature, fine_tune.distill_weight, from_logits) if fine_tune.distilling
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
+
+
+def distillation_loss(temperature: float, weight: float, from_logits: bool = True) -> Callable[[Any, Any], Any]:
+    """(1 − α) · CE(y, s) + α · T² · KL(softmax(t/T) ‖ softmax(s/T)) per image (Keras takes the batch mean), for
+    `y_true` packed as [label, teacher logits...] (see `fit`) so Keras' shuffling keeps each image's teacher."""
+    tf, _, _ = keras_modules()
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        labels = tf.cast(y_true[:, 0], tf.int32)
+        teacher = y_true[:, 1:]
+        student = y_pred if from_logits else tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
+        hard = tf.keras.losses.sparse_categorical_crossentropy(labels, student, from_logits=True)
+        log_p_t = tf.nn.log_softmax(teacher / temperature, axis=1)
+        log_p_s = tf.nn.log_softmax(student / temperature, axis=1)
+        soft = tf.reduce_sum(tf.exp(log_p_t) * (log_p_t - log_p_s), axis=1)
+        return (1.0 - weight) * hard + weight * temperature ** 2 * soft
+
+    return loss
 
 
 def _progress_callback(step: str, progress: Progress, epochs: int, batches: int) -> Any:
@@ -72,18 +100,25 @@ def _progress_callback(step: str, progress: Progress, epochs: int, batches: int)
     return ReportProgress()
 
 
-def fit(model: Any, data: TrainData, epochs: int, step: str, callbacks: list[Any] | None = None) -> int:
-    """Compile (Adam 1e-3, cross-entropy) and fit with the technique's callbacks; shows progress.
-    Then BatchNorm statistics are re-estimated (see `recalibrate_batchnorm`); returns the number
-    of images they were re-estimated on (0: no BatchNorm, or no training with `epochs` 0)."""
+def fit(model: Any, data: TrainData, epochs: int, step: str, callbacks: list[Any] | None = None,
+        fine_tune: FineTune | None = None) -> int:
+    """Compile (Adam 1e-3, cross-entropy; a technique's `fine_tune`: its schedule and distillation) and fit
+    with the technique's callbacks; shows progress. Then BatchNorm statistics are re-estimated (see
+    `recalibrate_batchnorm`); returns the number of images they were re-estimated on (0: no BatchNorm,
+    or no training with `epochs` 0)."""
     if epochs <= 0:
         return 0
     _, keras, _ = keras_modules()
     keras.utils.set_random_seed(data.seed)
-    compile_for_training(model)
     batches = -(-len(data.x_train) // data.batch_size)
+    compile_for_training(model, fine_tune, epochs * batches)
+    targets = data.y_train
+    if fine_tune is not None and fine_tune.distilling:
+        if len(fine_tune.teacher_logits) != len(targets):
+            raise RuntimeError(f"teacher logits for {len(fine_tune.teacher_logits)} images, {len(targets)} training images")
+        targets = np.concatenate([targets[:, None].astype(np.float32), fine_tune.teacher_logits], axis=1)
     model.fit(
-        data.x_train, data.y_train, batch_size=data.batch_size, epochs=epochs, shuffle=True, verbose=0,
+        data.x_train, targets, batch_size=data.batch_size, epochs=epochs, shuffle=True, verbose=0,
         callbacks=[*(callbacks or []), _progress_callback(step, data.progress, epochs, batches)],
     )
     return recalibrate_batchnorm(model, data)
@@ -224,3 +259,10 @@ def epoch_snapshots(data: TrainData, epochs: int, snapshot: Callable[[int, Calla
                     v.assign(value)
 
     return EpochSnapshots()
+
+
+def train_logits(model: Any, data: TrainData) -> np.ndarray:
+    """The model's logits for every training image, in order (a distillation teacher's); the log of a
+    softmax model's probabilities."""
+    out = model.predict(data.x_train, batch_size=1024, verbose=0).astype(np.float32)
+    return out if outputs_logits(model) else np.log(np.clip(out, 1e-7, 1.0))

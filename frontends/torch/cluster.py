@@ -130,7 +130,7 @@ def apply(model: nn.Module, config: ClusterConfig, ctx: StepContext) -> nn.Modul
     def after_step(step: int, total: int) -> None:
         cons.apply_all(model, earlier)  # on the latent weights, as on plain ones before
 
-    train(clustering, data, config.fine_tune_epochs, seed, after_step=[after_step], progress=progress)
+    train(clustering, data, config.fine_tune_epochs, seed, after_step=[after_step], progress=progress, fine_tune=ctx.fine_tune)
     with torch.no_grad():  # the latent weights take their shared values
         assignments = {name: values.assignments(params[name]) for name, values in zip(clustering.names, clustering.shared)}
         for name, value in clustering.clustered().items():

@@ -45,6 +45,12 @@ class TorchFrontend:
 
         return float_accuracy(model, *test_tensors(data))
 
+    def train_logits(self, model: Any, data: Any) -> Any:
+        """The float model's logits for every training image (the distillation teacher's), numpy [N, classes]."""
+        from condition.frontends.torch.train import train_logits
+
+        return train_logits(model, data)
+
     def stage_weights(self, model: Any, ctx: StepContext, work: Path) -> WeightStats:
         """The stage quantized as the chain's end would (PT2E, same calibration), counted on its int8 tensors."""
         from condition.frontends.torch.weights import int8_weight_stats

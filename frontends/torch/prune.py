@@ -107,7 +107,8 @@ def apply(model: nn.Module, config: PruneConfig, ctx: StepContext) -> nn.Module:
         mask.apply(model)
         return mask
 
-    steps = config.fine_tune_epochs * steps_per_epoch(data)
+    epochs = config.epochs_for(steps_per_epoch(data))
+    steps = epochs * steps_per_epoch(data)
     ramp = config.schedule is Schedule.POLYNOMIAL and steps > 0
     ramp_steps = int(steps * RAMP_FRACTION)
     every = max(ramp_steps // RAMP_UPDATES, 1)
@@ -119,7 +120,7 @@ def apply(model: nn.Module, config: PruneConfig, ctx: StepContext) -> nn.Module:
         state["mask"].apply(model)
         cons.apply_all(model, earlier)
 
-    train(model, data, config.fine_tune_epochs, seed, after_step=[after_step], progress=progress)
+    train(model, data, epochs, seed, after_step=[after_step], progress=progress, fine_tune=ctx.fine_tune)
     if ramp:  # the ramp may end between updates: finish at exactly the target
         state["mask"] = prune_to(config.sparsity)
     # The reparametrisation is removed by construction: weights hold their zeros directly.

@@ -56,7 +56,7 @@ def apply(model: nn.Module, config: QatConfig, ctx: StepContext) -> torch.fx.Gra
     missing = [n for c in earlier for n in getattr(c, "masks", getattr(c, "assignments", {})) if cons.find_param(prepared, n) is None]
     if missing:
         raise RuntimeError(f"QAT graph lost the weights {missing[:3]} of earlier steps")  # a bug, not user input
-    train(prepared, data, config.fine_tune_epochs, seed, after_step=[cons.hook_for(prepared, earlier)], progress=progress)
+    train(prepared, data, config.fine_tune_epochs, seed, after_step=[cons.hook_for(prepared, earlier)], progress=progress, fine_tune=ctx.fine_tune)
     cons.apply_all(prepared, earlier)
     converted = convert_pt2e(prepared)
     cons.copy_constraints(model, converted)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from condition.datasets import Dataset
+from condition.fine_tuning import FineTune
 from condition.frontends.torch.models import input_shape_nchw, set_train_mode as _set_train
 
 LR = 1e-3  # the seed notebook's Adam settings
@@ -53,25 +54,41 @@ def train(
     after_step: Iterable[StepHook] = (),
     progress: Callable[[float], None] | None = None,
     after_epoch: Callable[[int], None] | None = None,
+    fine_tune: FineTune | None = None,
 ) -> nn.Module:
     """Adam, cross-entropy, shuffled mini-batches; trains `model` in place and returns it.
-    `after_epoch(e)` runs after each epoch e < `epochs` (e.g. `snapshot`)."""
+    `after_epoch(e)` runs after each epoch e < `epochs` (e.g. `snapshot`). A technique's fine-tuning
+    passes `fine_tune`: its decaying rate and, with teacher logits, the distillation loss
+    (condition/fine_tuning.py); float training passes none (Adam at 1e-3, cross-entropy)."""
     if epochs <= 0:
         return model
     hooks = list(after_step)
     with _training_threads(model if not hooks else None):
-        _train_loop(model, data, epochs, seed, hooks, progress, after_epoch)
+        _train_loop(model, data, epochs, seed, hooks, progress, after_epoch, fine_tune)
     recalibrate_batchnorm(model, data, seed)
     _set_train(model, False)
     return model
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
+                      weight: float) -> torch.Tensor:
+    """(1 − α) · CE(y, s) + α · T² · KL(softmax(t/T) ‖ softmax(s/T)), batch mean (condition/fine_tuning.py)."""
+    hard = nn.functional.cross_entropy(student, labels)
+    soft = nn.functional.kl_div(nn.functional.log_softmax(student / temperature, dim=1),
+                                nn.functional.log_softmax(teacher / temperature, dim=1), reduction="batchmean", log_target=True)
+    return (1 - weight) * hard + weight * temperature ** 2 * soft
+
+
 def _train_loop(model: nn.Module, data: Dataset, epochs: int, seed: int, hooks: list[StepHook],
-                progress: Callable[[float], None] | None, after_epoch: Callable[[int], None] | None) -> None:
+                progress: Callable[[float], None] | None, after_epoch: Callable[[int], None] | None,
+                fine_tune: FineTune | None) -> None:
     x, y = train_tensors(data)
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR)
     loss_fn = nn.CrossEntropyLoss()
+    teacher = torch.from_numpy(fine_tune.teacher_logits) if fine_tune is not None and fine_tune.distilling else None
+    if teacher is not None and len(teacher) != len(x):
+        raise RuntimeError(f"teacher logits for {len(teacher)} images, {len(x)} training images")  # a bug, not user input
     total = epochs * steps_per_epoch(data)
     step = 0
     _set_train(model, True)
@@ -82,7 +99,13 @@ def _train_loop(model: nn.Module, data: Dataset, epochs: int, seed: int, hooks: 
         for start in range(0, len(x), BATCH_SIZE):
             idx = order[start:start + BATCH_SIZE]
             opt.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx])
+            if fine_tune is not None:
+                for group in opt.param_groups:
+                    group["lr"] = fine_tune.learning_rate(step, total)
+            if teacher is not None:
+                loss = distillation_loss(model(x[idx]), teacher[idx], y[idx], fine_tune.temperature, fine_tune.distill_weight)
+            else:
+                loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
             step += 1
@@ -274,3 +297,12 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 500) -> np.ndarray:
 def accuracy(model: nn.Module, data: Dataset) -> float:
     x, y = test_tensors(data)
     return float((predict(model, x) == y.numpy()).mean())
+
+
+def train_logits(model: nn.Module, data: Dataset) -> np.ndarray:
+    """The model's logits for every training image, in the data set's order (a distillation teacher's)."""
+    x, _ = train_tensors(data)
+    _set_train(model, False)  # the trained float model is in inference mode already; a .pt2 graph too
+    with torch.no_grad():
+        out = torch.cat([model(x[i:i + 1024]) for i in range(0, len(x), 1024)])
+    return out.numpy().astype(np.float32)

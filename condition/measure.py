@@ -37,7 +37,7 @@ def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: in
         record = MetricsRecord(
             frontend="measure", techniques=[], options={"file": str(path)}, model=path.stem,
             dataset=dataset or "", target=target, seed=0, epochs=0,
-            accuracy=fields["accuracy"], weights=fields.get("weights"), vela=estimate, notes=notes,
+            accuracy=fields["accuracy"], weights=fields.get("weights"), vela=estimate, notes=notes, memory=fields.get("memory"),
             artifacts=[Artifact(kind, str(p.relative_to(work)), p.stat().st_size) for kind, p in fields["artifacts"]],
             versions=tool_versions(), config_hash=config_hash(identity),
         )

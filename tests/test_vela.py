@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from condition.backend.artifact_memory import vela_tflite_memory
 from condition.backend.target import Target
 from condition.backend.tflite_file import read_tflite
 from condition.backend.vela import compile_tflite, estimate_from_csvs, find_vela_csvs, parse_per_layer_csv
@@ -78,6 +79,12 @@ def test_real_compile(tiny_int8_tflite, tmp_path, npu) -> None:
     assert est.original_weight_bytes == 64 * 16 + 16 * 4  # int8 weights of both layers
     assert est.encoded_weight_bytes > 0 and est.total_cycles >= est.npu_cycles > 0
     assert est.ops_on_cpu == 0 and est.macs == 64 * 16 + 16 * 4
+    memory = vela_tflite_memory(result.vela_tflite)  # the arena Vela wrote into the .tflite is the SRAM (or cache) it planned
+    assert memory.source == "file" and memory.planned_bytes >= memory.scratch_bytes + memory.fast_scratch_bytes + 64
+    if target.memory_mode == "Shared_Sram":
+        assert memory.scratch_bytes == est.sram_used_bytes and est.feature_map_storage_area == "SRAM"
+    else:  # U65 Dedicated_Sram_384KB: the arena in DRAM, cached in SRAM
+        assert est.arena_cache_bytes == 384 * 1024 and est.feature_map_storage_area == "DRAM"
     assert read_tflite(tiny_int8_tflite).operator_names == ["Reshape", "FullyConnected", "FullyConnected"]
     assert read_tflite(result.vela_tflite).operator_names == ["ethos-u"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # Vela's temporary folder (beside out/) removed

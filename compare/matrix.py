@@ -53,6 +53,7 @@ def expand(recipe: Recipe, out: str | Path, fvp: str | None = None, run_fvp: boo
                             run_fvp=run_fvp,
                             test_split=recipe.test_split,
                             image_size=recipe.image_size,
+                            limits=recipe.limits,
                         )
                         cells.setdefault(config.hash, Cell(config, chain.label))
     return list(cells.values())

@@ -3,6 +3,7 @@ a 784-32-L2Norm-10 int8 model on U85-128, whose L2Norm Vela leaves on the CPU), 
 in-process compile of a tiny model."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,18 @@ def test_vela_failure_is_a_step_error(tiny_int8_tflite, tmp_path) -> None:
     target = Target.default_for("ethos-u85-128", system_config="Nope", vela_config=str(ini))
     with pytest.raises(StepError, match="vela failed"):
         compile_tflite(tiny_int8_tflite, target, tmp_path / "out")
+
+
+def test_over_a_limit_is_flagged_exit_3(tiny_int8_tflite, tmp_path, capsys) -> None:
+    from condition.cli import main
+
+    args = ["measure", str(tiny_int8_tflite), "--out", str(tmp_path), "--json"]
+    assert main(args + ["--sram-limit", "1MiB"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["limits"] == {"sram_limit_bytes": 1048576} and record["problems"] == []
+    assert record["memory"]["artifact"] == "vela_tflite" and record["vela"]["sram_used_bytes"] > 64
+    assert main(args + ["--sram-limit", "64", "--flash-limit", "1KB"]) == 3
+    captured = capsys.readouterr()
+    flagged = [l for l in captured.err.splitlines() if l.startswith("condition: result flagged: does not fit: ")]
+    assert [l.split("does not fit: ")[1].split()[0] for l in flagged] == ["SRAM", "flash"], captured.err
+    assert json.loads(captured.out)["problems"] and "Traceback" not in captured.err

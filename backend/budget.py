@@ -115,7 +115,20 @@ def needs(record: MetricsRecord) -> Needs:
 
 def misfits(record: MetricsRecord, limits: Limits) -> list[str]:
     """One sentence per limit the record exceeds; a limit whose figure the record lacks is said too."""
-    n = needs(record)
+    return misfits_of(needs(record), limits)
+
+
+def excess(n: Needs, limits: Limits) -> float:
+    """How far over its limits a deployment is: the largest need / limit − 1 (0 when it fits; 1 when a
+    limited figure is unknown). A search's constraint: > 0 is infeasible, and less over is better."""
+    over = 0.0
+    for need, limit in ((n.sram_bytes, limits.sram_bytes), (n.flash_bytes, limits.flash_bytes), (n.inference_ms, limits.max_ms)):
+        if limit is not None:
+            over = max(over, 1.0 if need is None else need / limit - 1.0)
+    return round(over, 6) if over > DRIFT else 0.0
+
+
+def misfits_of(n: Needs, limits: Limits) -> list[str]:
     found = []
     for name, need, limit, fmt, source in (
         ("SRAM", n.sram_bytes, limits.sram_bytes, format_size, "Vela estimate"),

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from condition.backend.metrics import MetricsRecord
+from condition.backend.metrics import MetricsRecord, VelaEstimate
 from condition.errors import ConfigError
 
 UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
@@ -103,14 +103,17 @@ class Needs:
 
 def needs(record: MetricsRecord) -> Needs:
     """The figures each limit compares (see the module docstring for why these)."""
-    v = record.vela
+    deployed = record.artifact("vela_tflite") or record.artifact("pte")
+    return needs_of(record.vela, deployed.bytes if deployed is not None else None)
+
+
+def needs_of(v: VelaEstimate | None, deployed_bytes: int | None) -> Needs:
+    """Needs from a Vela estimate and the size of the file deployed to flash."""
     sram = None
     if v is not None and v.sram_used_bytes is not None:
         sram = v.sram_used_bytes + ((v.on_chip_flash_used_bytes or 0) if v.memory_mode == "Sram_Only" else 0)
-    deployed = record.artifact("vela_tflite") or record.artifact("pte")
-    flash = deployed.bytes if deployed is not None else None
     ms = v.inference_ms if v is not None and v.source == "estimate" and v.total_cycles else None
-    return Needs(sram, flash, ms)
+    return Needs(sram, deployed_bytes, ms)
 
 
 def misfits(record: MetricsRecord, limits: Limits) -> list[str]:

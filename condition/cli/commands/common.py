@@ -54,9 +54,11 @@ def limit_options(f: Callable) -> Callable:
     """--sram-limit / --flash-limit: budgets a run is judged by (flagged, exit 3, when over)."""
     options = [
         click.option("--sram-limit", default=None, type=SIZE, metavar="SIZE",
-                     help="Flag the result (exit 3) when Vela's SRAM use exceeds this, e.g. 256KiB (Sram_Only: weights too)."),
+                     help="Budget for Vela's SRAM use (Sram_Only: with the weights), e.g. 256KiB: a run over it is flagged "
+                          "(exit 3), a search trial infeasible, advise marks the memory modes that fit."),
         click.option("--flash-limit", default=None, type=SIZE, metavar="SIZE",
-                     help="Flag the result (exit 3) when the deployed artifact (Vela .tflite / .pte) exceeds this, e.g. 2MiB or 1.5MB."),
+                     help="Budget for the deployed artifact's bytes in flash (Vela .tflite / .pte), e.g. 2MiB or 1.5MB; "
+                          "judged like --sram-limit."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -103,3 +103,28 @@ def test_compare_report_judges_cells_by_its_limits(tmp_path) -> None:
     fits = [e for e in entries if e.status == "ok"]
     assert over and fits  # dense MLPs (~550 KB) do not fit 100 kB, pruned Vela .tflites do
     assert all(e.record.artifact("vela_tflite" if e.frontend == "tf" else "pte").bytes <= 100_000 for e in fits)
+
+
+def test_report_memory_panel_marks_figures_over_the_limit(tmp_path) -> None:
+    from condition.compare.layout import panels
+    from condition.compare.records import load_comparison
+    from condition.compare.table import build_sections
+
+    out = tmp_path / "records"
+    shutil.copytree(RECORDS, out)
+    for path in out.rglob("metrics.json"):  # footprints as a run writes them now
+        d = json.loads(path.read_text())
+        if d.get("vela"):
+            d["vela"].update(sram_used_bytes=20480 if d["frontend"] == "tf" else 8192, feature_map_storage_area="SRAM")
+            d["memory"] = {"artifact": "pte" if d["frontend"] == "torch" else "vela_tflite", "planned_bytes": 4000, "scratch_bytes": 8192}
+            path.write_text(json.dumps(d))
+    manifest = json.loads((out / "compare.json").read_text())
+    (out / "compare.json").write_text(json.dumps({**manifest, "limits": {"sram_limit_bytes": 16384}}))
+    comparison = load_comparison(out)
+    section = next(s for s in build_sections(comparison) if any(side.status == "ok" for r in s.rows for side in r.sides.values()))
+    panel = next(p for p in panels(section) if p.title.startswith("Memory footprint"))
+    assert panel.title == "Memory footprint — limits: SRAM ≤ 16 KiB" and panel.columns[:3] == ["technique", "tf", "torch"]
+    texts = [[v.text for v in row] for row in panel.rows]
+    assert any(row[1] == "20 KiB > 16 KiB" and row[2] == "8 KiB" for row in texts), texts
+    over = [e for e in comparison.entries if e.status == "flagged" and e.frontend == "tf"]
+    assert over and all("does not fit: SRAM 20 KiB > 16 KiB" in e.record.reason for e in over)

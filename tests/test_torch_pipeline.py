@@ -111,6 +111,8 @@ def test_measure_reads_an_existing_pte(dense, out, tmp_path, capsys):
     assert record["vela"]["accelerator"] == "ethos-u85-128" and record["vela"]["source"] == "pte"
     assert 0.9 * dense.vela.encoded_weight_bytes <= record["vela"]["encoded_weight_bytes"] <= dense.artifact("pte").bytes
     assert record["memory"] == {**dense.to_dict()["memory"]}  # the same file read by measure
+    assert main(["measure", str(pte), "--out", str(tmp_path), "--sram-limit", "64"]) == 3  # no Vela run: the scratch is the SRAM
+    assert "does not fit: SRAM" in capsys.readouterr().err
     assert main(["measure", str(pte), "--target", "ethos-u55-128", "--out", str(tmp_path)]) == 1
     assert "compiled for ethos-u85-128" in capsys.readouterr().err
     assert record["vela"]["memory_mode"] == "Shared_Sram"  # the Target's, checked against the delegate's flags

@@ -65,6 +65,10 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
         ]
         rows += footprint_rows(v)
     rows += artifact_memory_rows(record)
+    if getattr(record, "limits", None) and not any(p.startswith("does not fit") for p in record.problems):
+        from condition.backend.budget import Limits
+
+        rows.append(("fits", Limits.from_dict(record.limits).describe(), "judged by the limits given"))
     f = record.fvp
     if f is not None:
         for key, label in FVP_COUNTERS:

@@ -170,8 +170,9 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     if failed:
         click.echo(f"condition: {len(failed)} of {len(cells)} cells failed (listed in the report; re-run to retry them)", err=True)
     if flagged:
-        click.echo(f"condition: {len(flagged)} of {len(cells)} cells flagged: their figures cannot be right (listed in the report "
-                   "with the reasons; the same configuration gives the same result, so a re-run does not change them)", err=True)
+        click.echo(f"condition: {len(flagged)} of {len(cells)} cells flagged: their figures cannot be right, or they do not fit a "
+                   "limit (listed in the report with the reasons; the same configuration gives the same result, so a re-run "
+                   "does not change them)", err=True)
     if failed or flagged:
         raise click.exceptions.Exit(1)
 

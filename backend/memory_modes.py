@@ -21,7 +21,7 @@ from condition.backend.atomic import atomic_folder
 from condition.backend.budget import Limits, excess, misfits_of, needs_of
 from condition.backend.target import MEMORY_MODES, SYSTEM_CONFIGS, Target, vela_argv
 from condition.backend.vela import estimate_from_csvs, find_vela_csvs, run_vela
-from condition.errors import StepError
+from condition.errors import ConfigError, StepError
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def mode_targets(target: Target) -> list[Target]:
         for mode in MEMORY_MODES:
             try:
                 out.append(dataclasses.replace(target, system_config=system_config, memory_mode=mode))
-            except Exception:  # noqa: BLE001 — a mode this NPU lacks (U55 has no Dedicated_Sram)
+            except ConfigError:  # a mode this NPU lacks (U55 has no Dedicated_Sram)
                 continue
     return out
 

@@ -4,7 +4,8 @@ mode and system config of the Target's NPU family, each read for its footprint a
 What fits is judged as a run is (backend/budget.py): Vela's SRAM use against --sram-limit, the
 bytes of Vela's output (command stream, weights, graph: what goes to flash) against --flash-limit.
 "Cheapest" is the fitting configuration that needs the least SRAM (on-chip SRAM is the dear memory
-on these systems), then the fewest cycles; the fastest that fits is named beside it.
+on these systems), then the shortest inference; the fastest that fits (inference time at each system
+config's own clock, not cycles) is named beside it.
 
     fits = compile_modes(Path("model_int8.tflite"), Target.default_for("ethos-u85-128"), out, limits)
 """
@@ -100,14 +101,15 @@ def compile_modes(model: str | Path, target: Target, out_dir: str | Path,
 
 
 def cheapest(fits: list[ModeFit]) -> ModeFit | None:
-    """The fitting configuration with the least SRAM, then the fewest cycles (see the module docstring)."""
+    """The fitting configuration with the least SRAM, then the shortest inference (see the module docstring)."""
     ok = [f for f in fits if f.fits]
-    return min(ok, key=lambda f: (f.sram_bytes, f.total_cycles)) if ok else None
+    return min(ok, key=lambda f: (f.sram_bytes, f.inference_ms)) if ok else None
 
 
 def fastest(fits: list[ModeFit]) -> ModeFit | None:
+    """The fitting configuration with the shortest inference (system configs differ in clock), then the least SRAM."""
     ok = [f for f in fits if f.fits]
-    return min(ok, key=lambda f: (f.total_cycles, f.sram_bytes)) if ok else None
+    return min(ok, key=lambda f: (f.inference_ms, f.sram_bytes)) if ok else None
 
 
 def modes_document(fits: list[ModeFit], refused: list[str], limits: Limits) -> dict[str, Any]:

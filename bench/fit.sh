@@ -9,12 +9,13 @@
 # Small data (TRAIN_LIMIT, default 2000 training images, 500 test images, 1 epoch): the accuracies are not the
 # point; the footprints do not depend on training.
 #   PARTS="footprint search advise" nice -n 19 bash bench/fit.sh
+#   PARTS="" bash bench/fit.sh        # only rewrite bench/results/fit.md from what is in $OUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=".venv/bin/condition"
 O="${OUT:-/tmp/fit-bench}"
 L="--train-limit ${TRAIN_LIMIT:-2000} --eval-limit ${EVAL_LIMIT:-500}"
-PARTS="${PARTS:-footprint search advise}"
+PARTS="${PARTS-footprint search advise}"
 TRIALS="${TRIALS:-6}"
 mkdir -p bench/results "$O"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -28,12 +29,17 @@ if [[ " $PARTS " == *" footprint "* ]]; then
     done
   done
 fi
-HALF=""
 if [[ " $PARTS " == *" search "* ]]; then
-  DENSE="$(ls -d "$O"/runs/tf/ds-cnn/post-training-quant-* 2>/dev/null | while read -r d; do
-    grep -q '"accelerator": "ethos-u85-128"' "$d/metrics.json" && echo "$d"; done | head -1)"
-  HALF="$(.venv/bin/python -c "import sys; from condition.backend.metrics import MetricsRecord as R; print(R.read(sys.argv[1]).vela.sram_used_bytes // 2)" "$DENSE")"
+  HALF="$(.venv/bin/python - "$O/runs" <<'PY'
+import sys
+from pathlib import Path
+from condition.backend.metrics import MetricsRecord
+records = [MetricsRecord.read(p) for p in Path(sys.argv[1]).glob("tf/ds-cnn/post-training-quant-*/metrics.json")]
+print(next(r.vela.sram_used_bytes for r in records if r.target.npu == "ethos-u85-128") // 2)
+PY
+)"
   rm -rf "$O/search"
+  echo "$HALF" > "$O/search.limit"
   $C search --frontend tf --model ds-cnn --target ethos-u85-128 --max-accuracy-drop 1 --sram-limit "$HALF" --trials "$TRIALS" \
     $L --out "$O/search" > "$O/search.summary" 2> "$O/search.log" || true
 fi
@@ -43,16 +49,17 @@ fi
 SECONDS_TAKEN=$(( $(date +%s) - START ))
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-.venv/bin/python - "$O" "$SECONDS_TAKEN" "$LOAD_BEFORE" "$LOAD_AFTER" "$HALF" "$PARTS" > bench/results/fit.md <<'PY'
+.venv/bin/python - "$O" "$SECONDS_TAKEN" "$LOAD_BEFORE" "$LOAD_AFTER" "$PARTS" > bench/results/fit.md <<'PY'
 import re, subprocess, sys
 from pathlib import Path
 from condition.backend.metrics import MetricsRecord
 
-out, seconds, load_before, load_after, half, parts = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+out, seconds, load_before, load_after, parts = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+half = (out / "search.limit").read_text().strip() if (out / "search.limit").is_file() else "?"
 commit = subprocess.run(["git", "log", "-1", "--format=%h %s"], capture_output=True, text=True).stdout.strip()
 print("# Will it fit? Footprints, budgets and memory modes (bench/fit.sh)\n")
-print(f"At `{commit}`; {seconds} s wall, load average {load_before} before and {load_after} after (2 cores shared with "
-      "other jobs). Dense int8 (post-training-quant), Fashion-MNIST 28×28, small training subsets: only the memory "
+print(f"At `{commit}`; parts run now: `{parts or 'none (report rewritten from earlier runs)'}`, {seconds} s wall, load "
+      f"average {load_before} before and {load_after} after (2 cores shared with other jobs). Dense int8 (post-training-quant), Fashion-MNIST 28×28, small training subsets: only the memory "
       "figures matter here, and they do not depend on the training.\n")
 
 
@@ -63,7 +70,7 @@ def vela_log_kib(run: Path) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"Total (SRAM|DRAM|On-chip Flash|Off-chip Flash) used\s+([\d.]+) KiB", text)}
 
 
-if "footprint" in parts:
+if any((out / "runs").glob("*/*/post-training-quant-*/metrics.json")):
     print("## 1. Footprints in the record vs Vela's summary, and the .pte read back\n")
     print("SRAM / flash used: the record (bytes, from Vela's summary CSV) and Vela's console summary (KiB, 2 decimals). "
           "Arena / scratch and pool: read from the deployed file — tf: the Vela .tflite's `scratch` tensor and TFLite Micro's "
@@ -88,7 +95,7 @@ if "footprint" in parts:
               f"{'yes' if same else 'NO'} |")
     print()
 
-if "search" in parts:
+if (out / "search.summary").is_file():
     print(f"## 2. `condition search --max-accuracy-drop 1 --sram-limit {half}` (half the dense ds-cnn's SRAM), tf, U85-128\n")
     summary = (out / "search.summary").read_text() if (out / "search.summary").is_file() else "(no summary)"
     print("```\n" + summary.split("\nreport:")[0].strip() + "\n```\n")
@@ -96,14 +103,16 @@ if "search" in parts:
     try:
         trials = read_manifest(out / "search")["trials"]
         feasible = [t for t in trials if t.feasible]
-        print(f"Trials: {len(trials)}; feasible {len(feasible)}, every one within the limit: "
-              f"{all(t.sram_bytes is not None and t.sram_bytes <= int(half) for t in feasible)}; did not fit: "
+        within = all(t.sram_bytes is not None and t.sram_bytes <= int(half) for t in feasible)
+        print(f"Trials: {len(trials)}; feasible {len(feasible)}"
+              + (f", every one within the limit: {within}" if feasible else " (none over the limit among them, trivially)")
+              + "; did not fit: "
               f"{sum(t.status == 'ok' and not t.fits for t in trials)}. SRAM of each run trial: "
               + ", ".join(f"{t.sram_bytes:,} B" for t in trials if t.sram_bytes is not None) + "\n")
     except FileNotFoundError:
         print("(no search manifest)\n")
 
-if "advise" in parts:
+if (out / "advise.txt").is_file():
     print("## 3. `condition advise --sram-limit 64KiB` on the seed MLP (tf), U85-128\n")
     text = (out / "advise.txt").read_text() if (out / "advise.txt").is_file() else ""
     print("```\n" + (text[text.index("Memory modes"):].strip() if "Memory modes" in text else "(no output)") + "\n```")

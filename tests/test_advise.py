@@ -348,7 +348,7 @@ def test_memory_modes_that_fit_a_limit(tmp_path: Path, capsys) -> None:
     assert "must fit SRAM ≤" in table and "| no: SRAM" not in table
     fit_rows = [l for l in table.splitlines() if l.rstrip().endswith("  yes")]
     assert fit_rows and all("Shared_Sram" in l for l in fit_rows) and "  no: SRAM " in table
-    assert "cheapest that fits (least SRAM, then fewest cycles): Ethos_U55_" in table
+    assert "cheapest that fits (least SRAM, then shortest inference): Ethos_U55_" in table
 
 
 def test_pte_memory_is_read_from_the_file(tmp_path: Path) -> None:

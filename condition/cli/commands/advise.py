@@ -159,10 +159,12 @@ def format_modes(doc: dict[str, Any], family: str) -> list[str]:
                  f"(Vela estimates{'; must fit ' + limits.describe() if limits else ''})"]
     lines += _table(["system config", "memory mode", "SRAM", "flash used", "DRAM used", "model (flash)", "weights / arena in",
                      "total cycles", "ms", "fits"], rows, {2, 3, 4, 5, 7, 8})
-    for key, what in (("cheapest", "cheapest that fits (least SRAM, then fewest cycles)"), ("fastest", "fastest that fits")):
+    for key, what in (("cheapest", "cheapest that fits (least SRAM, then shortest inference)"),
+                      ("fastest", "fastest that fits (inference time at each system config's clock)")):
         m = doc[key]
         lines.append(f"{what}: " + (f"{m['system_config']} · {m['memory_mode']} — SRAM {format_size(m['sram_bytes'])}, "
-                                    f"model {format_size(m['model_bytes'])}, {m['total_cycles']:,} cycles" if m else "none"))
+                                    f"model {format_size(m['model_bytes'])}, {m['total_cycles']:,} cycles, {m['inference_ms']:.3f} ms"
+                                    if m else "none"))
     if doc["refused_by_vela"]:
         lines.append(f"not offered (Vela refuses the combination): {len(doc['refused_by_vela'])}, e.g. {doc['refused_by_vela'][0]}")
     return lines

@@ -292,7 +292,8 @@ def advise(ctx: click.Context, artifact: str | None, sparsity: float, clusters: 
         path, info = resolve_artifact(Path(artifact), target)
     else:
         opts["out"] = opts.get("out") or "runs"
-        path, info = dense_artifact({**opts, "fvp": None, "sram_limit": None, "flash_limit": None})  # limits judge the modes below, not the dense run
+        # the limits judge the memory modes below, not the dense run
+        path, info = dense_artifact({**opts, "fvp": None, "sram_limit": None, "flash_limit": None})
     limits = build_limits(opts)
     result, folder = advise_artifact(path, info, target, Path(opts["out"]), sparsity, clusters, limits)
     modes = json.loads((folder / MODES_NAME).read_text())

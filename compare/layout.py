@@ -264,7 +264,8 @@ def _memory_panel(section: Section, fws: list[str]) -> Panel:
                              if r.vela else ""),
                     "flash": (n.flash_bytes, limits.flash_bytes, f"{num(n.flash_bytes)} B"),
                     "arena": (None if m is None else m.scratch_bytes + m.fast_scratch_bytes, None,
-                              "Vela scratch tensors of the .tflite" if m and m.artifact == "vela_tflite" else "Ethos-U delegate scratch_size"),
+                              "Vela scratch tensors of the .tflite" if m and m.artifact == "vela_tflite"
+                              else "Ethos-U delegate scratch_size"),
                     "pool": (None if m is None else m.planned_bytes, None,
                              "TFLite Micro tensor arena: non-constant tensors, 16 B aligned, without its bookkeeping"
                              if m and m.artifact == "vela_tflite" else "method allocator pool: the .pte's memory plan"),

@@ -205,8 +205,9 @@ def previous_trials(spec: SearchSpec) -> list[TrialOutcome]:
         raise ConfigError("--out", str(spec.out), "holds a search with other settings",
                           "give another --out, or the same model, data set, target, epochs, seed and limits")
     drop = spec.max_accuracy_drop / 100.0
-    return [judged(dataclasses.replace(t, required_accuracy=None if t.baseline_accuracy is None else round(t.baseline_accuracy - drop, 6)),
-                   spec.limits) for t in data["trials"] if t.frontend in spec.frontends]
+    required = lambda t: None if t.baseline_accuracy is None else round(t.baseline_accuracy - drop, 6)  # noqa: E731
+    return [judged(dataclasses.replace(t, required_accuracy=required(t)), spec.limits)
+            for t in data["trials"] if t.frontend in spec.frontends]
 
 
 def judged(outcome: TrialOutcome, limits: Limits) -> TrialOutcome:

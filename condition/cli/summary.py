@@ -83,8 +83,10 @@ def footprint_rows(v: VelaEstimate) -> list[tuple[str, str, str]]:
     if v.sram_used_bytes is None:
         return []
     rows = [("SRAM used", _bytes(v.sram_used_bytes), "Vela estimate"), ("DRAM used", _bytes(v.dram_used_bytes), "Vela estimate"),
-            ("flash used (on/off chip)", f"{v.on_chip_flash_used_bytes or 0:,} / {v.off_chip_flash_used_bytes or 0:,} B", "Vela estimate"),
-            ("weights in / arena in", f"{v.weights_storage_area or '–'} / {v.feature_map_storage_area or '–'}", f"Vela placement ({v.memory_mode})")]
+            ("flash used (on/off chip)", f"{v.on_chip_flash_used_bytes or 0:,} / {v.off_chip_flash_used_bytes or 0:,} B",
+             "Vela estimate"),
+            ("weights in / arena in", f"{v.weights_storage_area or '–'} / {v.feature_map_storage_area or '–'}",
+             f"Vela placement ({v.memory_mode})")]
     if v.arena_cache_bytes is not None:
         rows.append(("SRAM cache for the arena", _bytes(v.arena_cache_bytes), f"Vela ({v.memory_mode})"))
     return rows

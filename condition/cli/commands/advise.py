@@ -153,8 +153,8 @@ def format_modes(doc: dict[str, Any], family: str) -> list[str]:
     limits = Limits.from_dict(doc["limits"])
     rows = [[m["system_config"], m["memory_mode"], format_size(m["sram_bytes"]), format_size(m["flash_used_bytes"]),
              format_size(m["dram_used_bytes"]), format_size(m["model_bytes"]), f"{m['weights_area']} / {m['arena_area']}",
-             f"{m['total_cycles']:,}", f"{m['inference_ms']:.3f}", ("yes" if not m["misfit"] else "no: " + m["misfit"].replace("does not fit: ", ""))
-             if limits else "–"] for m in doc["modes"]]
+             f"{m['total_cycles']:,}", f"{m['inference_ms']:.3f}",
+             ("no: " + m["misfit"].replace("does not fit: ", "") if m["misfit"] else "yes") if limits else "–"] for m in doc["modes"]]
     lines = ["", f"Memory modes: the dense int8 model under every system config and memory mode of {family.upper()} "
                  f"(Vela estimates{'; must fit ' + limits.describe() if limits else ''})"]
     lines += _table(["system config", "memory mode", "SRAM", "flash used", "DRAM used", "model (flash)", "weights / arena in",

@@ -128,6 +128,34 @@ class VelaEstimate:
     ops_on_cpu: int = 0
     cpu_ops: list[str] = field(default_factory=list)
     per_layer: list[LayerEstimate] = field(default_factory=list)
+    # Footprint, apart from the traffic above: Vela's peak allocation per memory (its summary's "Total … used"),
+    # where the feature-map arena lives (weights: weights_storage_area), and the SRAM cache of a Dedicated_Sram
+    # mode. None: not in the record (written before, or read from a .pte).
+    sram_used_bytes: int | None = None
+    dram_used_bytes: int | None = None
+    on_chip_flash_used_bytes: int | None = None
+    off_chip_flash_used_bytes: int | None = None
+    feature_map_storage_area: str = ""
+    arena_cache_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactMemory:
+    """What the deployed artifact asks its runtime for, read from the file's bytes (no estimate).
+
+    .pte: `planned_bytes` is the method's memory plan (its non-constant buffers), the least to give
+    arm_executor_runner's method allocator pool (which also holds the method's own objects);
+    `scratch_bytes` the largest Ethos-U delegate scratch (its `scratch_size` block), for the scratch
+    (temp) allocator pool. Vela .tflite: `scratch_bytes` and `fast_scratch_bytes` are Vela's arena
+    tensors (`scratch`, `scratch_fast`); `planned_bytes` every non-constant tensor (arena, inputs,
+    outputs, CPU ops' tensors) at TFLite Micro's 16-byte alignment: its tensor arena without the
+    interpreter's own bookkeeping, which depends on the build and is not counted here."""
+
+    artifact: str  # "pte" | "vela_tflite"
+    planned_bytes: int
+    scratch_bytes: int
+    fast_scratch_bytes: int = 0
+    source: str = "file"
 
 
 @dataclass(frozen=True)
@@ -166,6 +194,8 @@ class MetricsRecord:
     artifacts: list[Artifact] = field(default_factory=list)
     vela: VelaEstimate | None = None
     fvp: FvpMeasurement | None = None
+    memory: ArtifactMemory | None = None  # read from the deployed artifact (records before it: None)
+    limits: dict[str, float] = field(default_factory=dict)  # budgets the run was judged by (backend/budget.py)
     step_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -234,6 +264,8 @@ class MetricsRecord:
             d["vela"] = VelaEstimate(**_known(VelaEstimate, v))
         if d.get("fvp") is not None:
             d["fvp"] = FvpMeasurement(**_known(FvpMeasurement, d["fvp"]))
+        if d.get("memory") is not None:
+            d["memory"] = ArtifactMemory(**_known(ArtifactMemory, d["memory"]))
         return cls(**_known(cls, d))
 
     def write(self, run_dir: str | Path) -> Path:

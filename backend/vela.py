@@ -70,6 +70,23 @@ def _int(row: dict[str, str], key: str) -> int:
         return 0
 
 
+def _kib_bytes(row: dict[str, str], key: str) -> int | None:
+    """A `*_memory_used` / `arena_cache_size` column (KiB, as a float) in bytes; None when absent."""
+    try:
+        return round(float(row[key]) * 1024)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def footprint_fields(row: dict[str, str]) -> dict[str, object]:
+    """The VelaEstimate footprint fields of a summary row: peak use per memory, where the arena lives,
+    and the SRAM cache (only a Dedicated_Sram mode has one; otherwise Vela writes an unused default)."""
+    dedicated = row.get("memory_mode", "").startswith("Dedicated_Sram")
+    return {**{f"{m}_used_bytes": _kib_bytes(row, f"{m}_memory_used") for m in ("sram", "dram", "on_chip_flash", "off_chip_flash")},
+            "feature_map_storage_area": row.get("feature_map_storage_area", ""),
+            "arena_cache_bytes": _kib_bytes(row, "arena_cache_size") if dedicated else None}
+
+
 def estimate_from_csvs(
     summary_csv: str | Path,
     per_layer_csv: str | Path | None = None,
@@ -102,6 +119,7 @@ def estimate_from_csvs(
         ops_on_cpu=len(cpu),
         cpu_ops=cpu,
         per_layer=layers,
+        **footprint_fields(row),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from condition.backend.budget import MISFIT, Limits, format_size, needs
+from condition.backend.metrics import MetricsRecord
 from condition.compare.records import Comparison
 from condition.compare.table import Row, Section, Side
 
@@ -122,6 +124,9 @@ def panels(section: Section) -> list[Panel]:
     out = [_size_panel(section, fws, both), _npu_panel(section, fws, both)]
     if any(r.is_baseline for r in section.rows):
         out.append(_baseline_panel(section, fws))
+    if any(_fit_record(s) is not None and s.record.vela and s.record.vela.sram_used_bytes is not None
+           for r in section.rows for s in r.sides.values()):
+        out.append(_memory_panel(section, fws))
     return out
 
 
@@ -226,6 +231,63 @@ def _npu_panel(section: Section, fws: list[str], both: bool) -> Panel:
     )
 
 
+def _fit_record(side: Side) -> MetricsRecord | None:
+    """The record behind a side whose figures are real: ok, or flagged only for not fitting a limit."""
+    r = side.record
+    if r is None or side.status not in ("ok", "flagged"):
+        return None
+    return r if side.status == "ok" or all(p.startswith(MISFIT) for p in r.problems) else None
+
+
+def _memory_panel(section: Section, fws: list[str]) -> Panel:
+    """Footprint by technique, both frameworks side by side; figures over the section's limits marked."""
+    records = [r for row in section.rows for s in row.sides.values() if (r := _fit_record(s)) is not None]
+    limits = next((Limits.from_dict(r.limits) for r in records if r.limits), Limits())
+    groups, columns = [("", 1)], ["technique"]
+    for label in ("SRAM used — Vela", "deployed file (flash)", "arena / scratch — file", "runtime pool ≥ — file"):
+        groups.append((label, len(fws)))
+        columns += fws
+    rows = []
+    for row in section.rows:
+        if row.is_float:
+            continue
+        cells = [_label(row)]
+        got = {f: _fit_record(row.sides[f]) for f in fws}
+        for key in ("sram", "flash", "arena", "pool"):
+            for f in fws:
+                r = got[f]
+                if r is None:
+                    cells.append(_status_value(row.sides[f]) or Value("–", "", "muted"))
+                    continue
+                n, m = needs(r), r.memory
+                value, limit, note = {
+                    "sram": (n.sram_bytes, limits.sram_bytes, f"{num(n.sram_bytes)} B; weights in {r.vela.weights_storage_area}"
+                             if r.vela else ""),
+                    "flash": (n.flash_bytes, limits.flash_bytes, f"{num(n.flash_bytes)} B"),
+                    "arena": (None if m is None else m.scratch_bytes + m.fast_scratch_bytes, None,
+                              "Vela scratch tensors of the .tflite" if m and m.artifact == "vela_tflite"
+                              else "Ethos-U delegate scratch_size"),
+                    "pool": (None if m is None else m.planned_bytes, None,
+                             "TFLite Micro tensor arena: non-constant tensors, 16 B aligned, without its bookkeeping"
+                             if m and m.artifact == "vela_tflite" else "method allocator pool: the .pte's memory plan"),
+                }[key]
+                over = value is not None and limit is not None and value > limit
+                text = "–" if value is None else format_size(value) + (f" > {format_size(limit)}" if over else "")
+                cells.append(Value(text, note + ("; over the limit" if over else ""),
+                                   "worse" if over else "muted" if value is None else ""))
+        rows.append(cells)
+    areas = sorted({f"{r.vela.memory_mode}: weights in {r.vela.weights_storage_area}, arena in {r.vela.feature_map_storage_area}"
+                    for r in records if r.vela and r.vela.feature_map_storage_area})
+    return Panel(
+        "Memory footprint" + (f" — limits: {limits.describe()}" if limits else ""),
+        "SRAM used: Vela's allocation estimate (Sram_Only: with the weights). Deployed file: the Vela .tflite / .pte size, what "
+        "goes to flash. Arena / scratch and runtime pool: read from the deployed file (tf: Vela's scratch tensors and TFLite "
+        "Micro's tensor arena; torch: the Ethos-U delegate's scratch and the method's memory plan, the sizes for "
+        "arm_executor_runner's scratch and method allocator pools)." + (" Figures over a limit are marked." if limits else ""),
+        groups, columns, rows, footnotes=areas, sources=("estimate", "measured"),
+    )
+
+
 def _fvp_ratio(sides: dict[str, Side]) -> float | None:
     a, b = sides["tf"].fvp_npu_active_cycles, sides["torch"].fvp_npu_active_cycles
     return None if a is None or not b else a / b
@@ -282,7 +344,7 @@ def header_items(comparison: Comparison) -> list[tuple[str, str]]:
         ("Subsets", ", ".join(f"train {_limit(t)} · test {_limit(v)}" for t, v in limits)),
         ("Tools", tools or "–"),
         ("Cells", f"{counts['ok']} ok, {counts['failed']} failed, "
-                  + (f"{counts['flagged']} flagged (figures that cannot be right), " if counts["flagged"] else "")
+                  + (f"{counts['flagged']} flagged (figures that cannot be right, or over a limit), " if counts["flagged"] else "")
                   + f"{counts['not run']} not run"),
         ("Recipe", comparison.recipe or "–"),
     ]

@@ -54,6 +54,7 @@ def expand(recipe: Recipe, out: str | Path, fvp: str | None = None, run_fvp: boo
                             test_split=recipe.test_split,
                             image_size=recipe.image_size,
                             distill=recipe.distill,
+                            limits=recipe.limits,
                         )
                         cells.setdefault(config.hash, Cell(config, chain.label))
     return list(cells.values())

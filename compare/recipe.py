@@ -14,6 +14,8 @@ after twenty minutes of training.
     seed = 0
     # test_split = 0.2                   # image folders of class folders: fraction of each class for testing
     # image_size = 32                    # or "32x48" (H×W): every data set's images resized
+    # sram_limit = "256KiB"              # budgets: a cell over one is flagged ("does not fit: …")
+    # flash_limit = "2MiB"               # sizes as on the CLI (KiB/MiB ×1024, KB/MB ×1000, or plain bytes)
     [[chains]]
     steps = ["post-training-quant"]       # the int8 baseline every ratio divides by
     [[chains]]
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from condition.backend.budget import Limits, parse_size
 from condition.backend.target import Target
 from condition.errors import ConditionError, RecipeError
 from condition.run import FRONTENDS
@@ -37,7 +40,7 @@ DEFAULT_SOURCE = "built-in default matrix"
 QUICK_TRAIN_LIMIT = 2000
 QUICK_EVAL_LIMIT = 300
 TOP_LEVEL_KEYS = ("frontends", "models", "datasets", "targets", "chains", "epochs", "seed", "train_limit", "eval_limit",
-                  "test_split", "image_size", "distill")
+                  "test_split", "image_size", "distill", "sram_limit", "flash_limit")
 TARGET_KEYS = ("accelerator", "system_config", "memory_mode", "vela_config")
 
 
@@ -67,6 +70,7 @@ class Recipe:
     test_split: float | None = None  # for every image folder of class folders in `datasets`
     image_size: tuple[int, int] | None = None  # (H, W) for every data set
     distill: bool = False  # fine-tuning distils from the dense float model (condition/fine_tuning.py)
+    limits: Limits = field(default_factory=Limits)  # budgets every cell is judged by (not part of its hash)
     source: str = DEFAULT_SOURCE
 
 
@@ -164,8 +168,19 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
         eval_limit=_int(data, "eval_limit", where, None, minimum=1),
         **_data_options(data, where),
         distill=_bool(data, "distill", where, False),
+        limits=Limits(sram_bytes=_size(data, "sram_limit", where), flash_bytes=_size(data, "flash_limit", where)),
         source=where,
     )
+
+
+def _size(data: dict[str, Any], key: str, where: str) -> int | None:
+    """A budget key: a size string ("256KiB") or plain bytes, parsed as the CLI parses it."""
+    if key not in data:
+        return None
+    try:
+        return parse_size(data[key], key)
+    except ConditionError as err:
+        raise RecipeError(where, key, err.problem + (f" ({err.hint})" if getattr(err, "hint", "") else "")) from None
 
 
 def _data_options(data: dict[str, Any], where: str) -> dict[str, Any]:

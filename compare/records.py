@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from condition.backend.atomic import write_json_atomic
+from condition.backend.budget import Limits, judge
 from condition.backend.metrics import RECORD_NAME, MetricsRecord
 from condition.backend.target import Target
 from condition.compare.matrix import Cell
@@ -61,11 +62,12 @@ class Comparison:
     created: str = ""
 
 
-def write_manifest(out: str | Path, cells: list[Cell], recipe: str) -> Path:
+def write_manifest(out: str | Path, cells: list[Cell], recipe: str, limits: Limits = Limits()) -> Path:
     out = Path(out)
     data = {
         "manifest_version": MANIFEST_VERSION,
         "recipe": recipe,
+        "limits": limits.as_dict(),  # the budgets the report judges every cell by (a reused cell too)
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "cells": [
             {
@@ -124,10 +126,13 @@ def _from_manifest(out: Path, manifest: Path) -> Comparison:
         targets = [Target.from_dict(c["target"]) for c in cells]
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise ArtifactError(str(manifest), f"not a compare manifest ({exc})") from None
+    limits = Limits.from_dict(data.get("limits"))
     entries = []
     for c, target in zip(cells, targets):
         run_dir = out / c["run_dir"]
         record = MetricsRecord.read(run_dir) if (run_dir / RECORD_NAME).is_file() else None
+        if record is not None and record.status == "ok":  # a cell reused from a run under other limits is judged by these
+            judge(record, limits)
         entries.append(Entry(c["label"], c["frontend"], run_dir, c["config_hash"], record, tuple(c["techniques"]), c["model"], c["dataset"],
                              target, c["seed"], c["epochs"], c.get("train_limit"), c.get("eval_limit")))
     return Comparison(out, tuple(entries), recipe=data.get("recipe", ""), created=data.get("created", ""))

@@ -22,6 +22,7 @@ COLUMNS = (
     "weight_sparsity", "max_unique_weights_per_layer", "artifact_kind", "artifact_bytes",
     "vela_original_weight_bytes", "vela_encoded_weight_bytes", "vela_npu_cycles", "vela_total_cycles", "vela_inference_ms",
     "vela_dram_bytes", "vela_flash_bytes", "vela_ops_on_npu", "vela_ops_on_cpu", "fvp_npu_active_cycles",
+    "vela_sram_used_bytes", "vela_dram_used_bytes", "vela_flash_used_bytes", "file_scratch_bytes", "file_runtime_pool_bytes",
     *(f"{m}_vs_baseline" for m in RATIO_METRICS), "accuracy_minus_baseline",
     *(f"{m}_tf_over_torch" for m in RATIO_METRICS), "accuracy_tf_minus_torch",
     "seconds", "run_dir", "config_hash",
@@ -64,11 +65,22 @@ def result_rows(comparison: Comparison, sections: list[Section]) -> list[dict[st
                     "accuracy_tf_minus_torch": row.tf_over_torch.get("accuracy"),
                     "seconds": s.seconds, "run_dir": _relative(s.run_dir, comparison), "config_hash": config_hash,
                 }
+                d.update(_footprint(r if s.status == "ok" else None))
                 for m in RATIO_METRICS:
                     d[f"{m}_vs_baseline"] = vs.get(m)
                     d[f"{m}_tf_over_torch"] = row.tf_over_torch.get(m)
                 rows.append(d)
     return rows
+
+
+def _footprint(r: Any) -> dict[str, Any]:
+    """Memory used (Vela estimate) and what the deployed file asks its runtime for (read from it)."""
+    v, m = (r.vela, r.memory) if r is not None else (None, None)
+    used = v is not None and v.sram_used_bytes is not None
+    return {"vela_sram_used_bytes": v.sram_used_bytes if used else None, "vela_dram_used_bytes": v.dram_used_bytes if used else None,
+            "vela_flash_used_bytes": (v.on_chip_flash_used_bytes or 0) + (v.off_chip_flash_used_bytes or 0) if used else None,
+            "file_scratch_bytes": m.scratch_bytes + m.fast_scratch_bytes if m else None,
+            "file_runtime_pool_bytes": m.planned_bytes if m else None}
 
 
 def _relative(run_dir: str, comparison: Comparison) -> str:
@@ -90,6 +102,7 @@ def render_json(comparison: Comparison, rows: list[dict[str, Any]]) -> str:
     data = {
         "header": dict(header_items(comparison)),
         "sources": {"vela_*": "estimate (Vela compiler)", "fvp_*": "measured (FVP PMU counters)",
+                    "file_*": "read from the deployed file (.pte memory plan and delegate scratch; Vela .tflite tensors)",
                     "accuracy, weight_sparsity, max_unique_weights_per_layer, artifact_bytes": "measured"},
         "baseline": "post-training-quant of the same frontend (ratios), tf/torch for the same technique",
         "cells": rows,

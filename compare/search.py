@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from condition.backend.atomic import write_json_atomic
+from condition.backend.budget import Limits, Needs, excess, misfits_of, needs
 from condition.backend.metrics import MetricsRecord
 from condition.compare.matrix import Cell
 from condition.compare.search_space import (SEED_POINTS, baseline_config, define_space, describe, distributions, in_space,
@@ -71,6 +72,7 @@ class SearchSpec:
     max_accuracy_drop: float = 1.0  # points
     time_budget_s: float | None = None
     seed: int = 0
+    limits: Limits = field(default_factory=Limits)  # constraints beside accuracy: a trial over one is infeasible
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -115,6 +117,16 @@ class TrialOutcome:
     cycles_source: str = "estimate"
     seconds: float = 0.0
     note: str = ""
+    # What the trial's deployment needs (backend/budget.py), kept so a resumed search judges it by its own limits
+    sram_bytes: int | None = None
+    flash_bytes: int | None = None
+    inference_ms: float | None = None
+    misfit: str = ""  # "does not fit: …" sentences, "; "-joined ("" fits, or no limits)
+    over_limit: float = 0.0  # largest need / limit − 1 (0: fits)
+
+    @property
+    def fits(self) -> bool:
+        return not self.misfit
 
     @property
     def key(self) -> str:
@@ -123,14 +135,16 @@ class TrialOutcome:
     @property
     def feasible(self) -> bool:
         return self.status == "ok" and self.accuracy is not None and self.required_accuracy is not None \
-            and self.accuracy >= self.required_accuracy - 1e-9
+            and self.accuracy >= self.required_accuracy - 1e-9 and self.fits
 
     @property
     def constraint(self) -> float:
-        """(required − accuracy): ≤ 0 feasible; a failed or stopped trial counts as one point short or worse."""
+        """(required − accuracy), or how far over a limit when that is worse: ≤ 0 feasible; a failed or
+        stopped trial counts as one point short or worse."""
         if self.accuracy is None or self.required_accuracy is None:
             return 1.0
-        return round(self.required_accuracy - self.accuracy, 6)
+        short = round(self.required_accuracy - self.accuracy, 6)
+        return max(short, self.over_limit) if self.over_limit > 0 else short
 
     def score(self) -> float:
         """Best-model order among feasible trials: cycles and weights relative to the dense reference
@@ -155,7 +169,8 @@ def settings(spec: SearchSpec) -> dict[str, Any]:
     b = spec.bases[0]
     return {"frontends": list(spec.frontends), "model": b.model, "dataset": b.dataset, "target": b.target.as_dict(),
             "epochs": b.epochs, "seed": b.seed, "train_limit": b.train_limit, "eval_limit": b.eval_limit,
-            "run_fvp": b.run_fvp, "max_accuracy_drop": spec.max_accuracy_drop, "trials_per_frontend": spec.trials}
+            "run_fvp": b.run_fvp, "max_accuracy_drop": spec.max_accuracy_drop, "trials_per_frontend": spec.trials,
+            "limits": spec.limits.as_dict()}
 
 
 def write_manifest(spec: SearchSpec, trials: list[TrialOutcome], references: dict[str, str]) -> Path:
@@ -185,13 +200,22 @@ def previous_trials(spec: SearchSpec) -> list[TrialOutcome]:
     except FileNotFoundError:
         return []
     old, new = dict(data.get("settings", {})), settings(spec)
-    same = [k for k in new if k not in ("max_accuracy_drop", "trials_per_frontend", "frontends")]
+    same = [k for k in new if k not in ("max_accuracy_drop", "trials_per_frontend", "frontends", "limits")]
     if any(old.get(k) != new[k] for k in same):
         raise ConfigError("--out", str(spec.out), "holds a search with other settings",
                           "give another --out, or the same model, data set, target, epochs, seed and limits")
     drop = spec.max_accuracy_drop / 100.0
-    return [dataclasses.replace(t, required_accuracy=None if t.baseline_accuracy is None else round(t.baseline_accuracy - drop, 6))
+    required = lambda t: None if t.baseline_accuracy is None else round(t.baseline_accuracy - drop, 6)  # noqa: E731
+    return [judged(dataclasses.replace(t, required_accuracy=required(t)), spec.limits)
             for t in data["trials"] if t.frontend in spec.frontends]
+
+
+def judged(outcome: TrialOutcome, limits: Limits) -> TrialOutcome:
+    """The outcome judged by `limits` from the needs it keeps (a run trial only; stopped and failed ones have none)."""
+    if outcome.status != "ok":
+        return outcome
+    n = Needs(outcome.sram_bytes, outcome.flash_bytes, outcome.inference_ms)
+    return dataclasses.replace(outcome, misfit="; ".join(misfits_of(n, limits)), over_limit=excess(n, limits))
 
 
 # ---- one trial (runs inside a Tune trial actor on the driver's node) ---------------------------
@@ -328,8 +352,10 @@ def evaluate_trial(frontend: str, params: dict[str, Any], ctx: TrialContext) -> 
     acc = int8_accuracy(record)
     status = "ok" if record.verdict == "ok" and acc is not None and cycles and weights else "failed"
     note = ("flagged: " if record.verdict == "flagged" else "") + (record.reason or "")  # flagged: figures that cannot be right
-    return TrialOutcome(status=status, run_dir=rel(config), accuracy=acc, cycles=cycles, weights=weights, cycles_source=source,
-                        seconds=time.perf_counter() - start, note=note, **common)
+    n = needs(record)
+    return judged(TrialOutcome(status=status, run_dir=rel(config), accuracy=acc, cycles=cycles, weights=weights, cycles_source=source,
+                               seconds=time.perf_counter() - start, note=note, sram_bytes=n.sram_bytes, flash_bytes=n.flash_bytes,
+                               inference_ms=n.inference_ms, **common), spec.limits)
 
 
 def float_cache_units(out: Path, frontend: str, epochs: int) -> dict[str, bytes] | None:

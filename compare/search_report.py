@@ -13,6 +13,7 @@ from pathlib import Path
 
 from condition.backend.atomic import write_text_atomic
 from condition.backend.target import Target
+from condition.backend.budget import Limits
 from condition.compare.plots import COLORS, LIGHT, MARKERS, _pyplot, _svg
 from condition.compare.search import MANIFEST_NAME, TrialOutcome, best_by_frontend, read_manifest, with_references
 from condition.compare.search_space import command_line, describe
@@ -62,17 +63,20 @@ def base_config(settings: dict, frontend: str) -> RunConfig:
 
 def summary_lines(trials: list[TrialOutcome], best: dict[str, TrialOutcome], s: dict) -> list[str]:
     counts = {f: [t for t in trials if t.frontend == f] for f in s["frontends"]}
+    limits = Limits.from_dict(s.get("limits"))
     lines = [f"search: {s['model']} on {s['dataset']}, {s['target']['accelerator']}, int8 accuracy within "
-             f"{s['max_accuracy_drop']:g} points of the dense int8 model trained for the same total epochs"]
+             f"{s['max_accuracy_drop']:g} points of the dense int8 model trained for the same total epochs"
+             + (f"; must fit {limits.describe()}" if limits else "")]
     for f, ts in counts.items():
         ok = sum(t.status == "ok" for t in ts)
         feas = sum(t.feasible for t in ts)
         stopped = sum(t.status == "stopped" for t in ts)
         failed = sum(t.status == "failed" for t in ts)
-        lines.append(f"{f}: {len(ts)} trials ({ok} run, {feas} within the budget, {stopped} stopped early, {failed} failed)")
+        misfit = f"{sum(t.status == 'ok' and not t.fits for t in ts)} did not fit, " if limits else ""
+        lines.append(f"{f}: {len(ts)} trials ({ok} run, {feas} within the budget, {misfit}{stopped} stopped early, {failed} failed)")
         b = best.get(f)
         if b is None:
-            lines.append("  best: none met the accuracy constraint")
+            lines.append("  best: none met the constraints" if limits else "  best: none met the accuracy constraint")
             continue
         lines.append(f"  best: {describe(b.params)}")
         lines.append(f"        {b.weights:,} B encoded weights ({b.weights / 1024:.1f} KiB): "
@@ -181,7 +185,7 @@ def trials_table(trials: list[TrialOutcome], run_column: bool = False) -> list[s
     for i, t in enumerate(trials, 1):
         acc = "" if t.accuracy is None else f"{t.accuracy:.4f}"
         req = "" if t.required_accuracy is None else f"{t.required_accuracy:.4f}"
-        status = "ok" if t.feasible else ("misses" if t.status == "ok" else t.status)
+        status = "ok" if t.feasible else ("does not fit" if t.status == "ok" and not t.fits else "misses" if t.status == "ok" else t.status)
         weights, cycles = _ratio(t.weights, t.reference_weights), _ratio(t.cycles, t.reference_cycles)
         row = f"| {i} | {describe(t.params)} | {status} | {acc} | {req} | {_n(t.weights)} | {weights} | {_n(t.cycles)} | {cycles} |"
         rows.append(row + (f" {t.run_dir or t.note} |" if run_column else ""))

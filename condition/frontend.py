@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from condition.backend.metrics import AccuracyResult, VelaEstimate, WeightStats
+from condition.backend.metrics import AccuracyResult, ArtifactMemory, VelaEstimate, WeightStats
 from condition.backend.target import Target
 from condition.errors import ConditionError, ConfigError, StepError, one_line
 
@@ -94,6 +94,7 @@ class Compiled:
     evaluate: Callable[[Callable[[float | None], None]], AccuracyResult] | None  # bit-exact int8 accuracy
     notes: list[str] = field(default_factory=list)
     accuracy: list[AccuracyResult] = field(default_factory=list)  # measured on the way (e.g. torch fake-quant)
+    memory: ArtifactMemory | None = None  # what the deployed artifact asks its runtime for, read from the file
 
 
 class Frontend(Protocol):

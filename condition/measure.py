@@ -7,13 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from condition.backend.atomic import atomic_folder
+from condition.backend.budget import Limits, judge
 from condition.backend.metrics import Artifact, MetricsRecord, config_hash, tool_versions
 from condition.backend.target import Target
 from condition.errors import ArtifactError
 from condition.run import ARTIFACT_FRONTENDS, load_frontend
 
 
-def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: int | None, out: Path) -> tuple[MetricsRecord, Path]:
+def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: int | None, out: Path,
+                 limits: Limits = Limits()) -> tuple[MetricsRecord, Path]:
     """The record of `path` on `target` (accuracy too when a data set is given) and its folder."""
     if not path.is_file():
         raise ArtifactError(str(path), "file not found")
@@ -37,9 +39,11 @@ def measure_file(path: Path, target: Target, dataset: str | None, eval_limit: in
         record = MetricsRecord(
             frontend="measure", techniques=[], options={"file": str(path)}, model=path.stem,
             dataset=dataset or "", target=target, seed=0, epochs=0,
-            accuracy=fields["accuracy"], weights=fields.get("weights"), vela=estimate, notes=notes,
+            accuracy=fields["accuracy"], weights=fields.get("weights"), vela=estimate, notes=notes, memory=fields.get("memory"),
             artifacts=[Artifact(kind, str(p.relative_to(work)), p.stat().st_size) for kind, p in fields["artifacts"]],
             versions=tool_versions(), config_hash=config_hash(identity),
         )
+        if limits:  # judged, not part of the identity: they change nothing in the file
+            judge(record, limits)
         record.write(work)
     return record, run_dir

@@ -85,6 +85,7 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             stage_weights=[names_like(stage, compiled.weights) for stage in stages],
             vela=compiled.vela,
             fvp=fvp,
+            memory=compiled.memory,
             artifacts=[rec.artifact(kind, path) for kind, path in compiled.artifacts],
             fine_tuning=fine_tuning,
         )

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from condition.backend.atomic import new_work_folder, publish_folder
 from condition.backend.metrics import Artifact, FvpMeasurement, MetricsRecord, tool_versions
+from condition.backend.budget import judge
 from condition.backend.plausibility import problems
 from condition.datasets import dataset_key
 from condition.run import Progress, RunConfig, no_progress
@@ -89,6 +90,8 @@ class RunRecorder:
         self.step_seconds["total"] = round(time.perf_counter() - self._start, 3)
         record = record_for(self.config, step_seconds=dict(self.step_seconds), notes=list(self.notes), **fields)
         record.problems = problems(record.accuracy, record.weights, record.stage_weights, record.options, classes)
+        if self.config.limits:
+            judge(record, self.config.limits)
         record.write(self.work_dir)
         publish_folder(self.work_dir, self.run_dir)
         return record

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from condition.backend.budget import Limits
 from condition.backend.metrics import config_hash
 from condition.backend.target import Target
 from condition.errors import ConfigError
@@ -72,6 +73,10 @@ class RunConfig:
     test_split: float | None = None  # image folder of class folders only: fraction of each class kept for testing
     image_size: tuple[int, int] | None = None  # (H, W) every image is resized to
     distill: bool = False  # fine-tuning distils from the dense float model (condition/fine_tuning.py)
+    # Budgets judge the result (backend/budget.py); they change no byte of the artifact, so they stay out
+    # of `identity`: the same model under another limit is the same run folder, reused and judged again,
+    # not trained again, and adding a limit does not move every recorded run to a new folder.
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.frontend not in FRONTENDS:

@@ -186,7 +186,7 @@ def test_cli_advises_on_a_tflite(tmp_path: Path, capsys) -> None:
     assert [s["macs"] for s in d["sweep"]] == [32, 64, 128, 256]
     assert d["artifact"]["kind"] == "tflite" and d["techniques"][0]["source"] == "estimate"
     folder = next((tmp_path / "advise").iterdir())
-    assert Advice.read(folder / "advice.json").to_dict() == d
+    assert Advice.read(folder / "advice.json").to_dict() == {k: v for k, v in d.items() if k != "memory_modes"}
     assert sorted(p.name for p in (folder / "vela").iterdir()) == ["ethos-u55-128", "ethos-u55-256", "ethos-u55-32", "ethos-u55-64"]
     rc, out, _ = run_cli(["advise", str(TINY / "model_int8.tflite"), "--out", str(tmp_path)], capsys)
     assert rc == 0 and "Per layer at ethos-u85-128" in out and "Techniques ranked" in out and "Rules behind the figures" in out
@@ -331,3 +331,36 @@ def test_the_policy_is_read_from_a_record_of_either_frontend() -> None:
     assert prune_policy(tf, "tf") == prune_policy(torch, "torch") == expected
     assert policy_of("block1_pw_relu", expected) == "" and policy_of("stem_relu", expected).startswith("image stem")
     assert policy_of("pool", expected) is None and policy_of("stem", None) is None
+
+
+def test_memory_modes_that_fit_a_limit(tmp_path: Path, capsys) -> None:
+    args = ["advise", str(TINY / "model_int8.tflite"), "--target", "ethos-u55-128", "--out", str(tmp_path)]
+    rc, out, err = run_cli(args + ["--json"], capsys)
+    assert rc == 0, err
+    modes = json.loads(out)["memory_modes"]
+    assert {(m["system_config"], m["memory_mode"]) for m in modes["modes"]} == {
+        (c, m) for c in ("Ethos_U55_Deep_Embedded", "Ethos_U55_High_End_Embedded") for m in ("Sram_Only", "Shared_Sram")}
+    sram = sorted({m["sram_bytes"] for m in modes["modes"]})
+    assert len(sram) > 1 and modes["cheapest"]["sram_bytes"] == sram[0] and modes["limits"] == {}
+    rc, out, err = run_cli(args + ["--sram-limit", str(sram[0])], capsys)  # only the modes needing the least SRAM fit
+    assert rc == 0, err
+    table = out[out.index("Memory modes"):]
+    assert "must fit SRAM ≤" in table and "| no: SRAM" not in table
+    fit_rows = [l for l in table.splitlines() if l.rstrip().endswith("  yes")]
+    assert fit_rows and all("Shared_Sram" in l for l in fit_rows) and "  no: SRAM " in table
+    assert "cheapest that fits (least SRAM, then shortest inference): Ethos_U55_" in table
+
+
+def test_pte_memory_is_read_from_the_file(tmp_path: Path) -> None:
+    """The .pte's delegate scratch is Vela's SRAM use of the graph it was compiled from (compiled again here)."""
+    pytest.importorskip("executorch")
+    from condition.backend.target import Target
+    from condition.backend.vela import estimate_from_csvs, find_vela_csvs
+    from condition.backend.vela_sweep import compile_one
+    from condition.frontends.torch.pte import pte_memory
+
+    memory = pte_memory(TINY / "torch_run" / "model.pte")
+    assert memory.artifact == "pte" and memory.source == "file"
+    assert memory.planned_bytes >= 784 * 4  # the float input image at least (the quantize op runs on the CPU)
+    compile_one(next((TINY / "torch_run" / "delegate").glob("*.tosa")), Target(), tmp_path / "vela")
+    assert memory.scratch_bytes == estimate_from_csvs(find_vela_csvs(tmp_path / "vela")[0]).sram_used_bytes > 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from condition.backend.target import Target
 from condition.compare.search import TrialOutcome, best_by_frontend, with_references
 from condition.compare.search_report import figures_table, summary_lines, trials_table
@@ -51,3 +53,25 @@ def test_the_best_model_is_ranked_against_the_dense_reference():
     small = trial(24_000, 24_500, **ref)
     fast = dataclasses.replace(trial(30_000, 24_000, **ref), baseline_cycles=120_000, baseline_weights=400_000)
     assert best_by_frontend([fast, small]) == {"tf": small}
+
+
+def test_a_trial_over_a_limit_is_infeasible_and_counted(tmp_path):
+    from condition.backend.budget import Limits
+    from condition.compare.search import judged
+
+    limits = Limits(sram_bytes=16 * 1024, max_ms=0.1)
+    fits = judged(trial(25_000, 24_000, sram_bytes=8192, flash_bytes=40_000, inference_ms=0.05), limits)
+    too_big = judged(trial(20_000, 20_000, sram_bytes=24 * 1024, flash_bytes=30_000, inference_ms=0.02), limits)
+    old = judged(trial(19_000, 19_000), limits)  # a ledger entry without the figures cannot be shown to fit
+    assert fits.feasible and fits.constraint < 0
+    assert not too_big.feasible and too_big.misfit == "does not fit: SRAM 24 KiB > 16 KiB (Vela estimate)"
+    assert too_big.constraint == pytest.approx(0.5)  # accuracy is met: the constraint is how far over the limit
+    assert not old.feasible and old.over_limit == 1.0
+    assert best_by_frontend([too_big, old, fits]) == {"tf": fits}
+    assert judged(too_big, Limits()).feasible  # a resumed search without limits judges it again
+    settings = {"model": "mlp", "dataset": "fashion-mnist", "target": Target().as_dict(), "max_accuracy_drop": 1.0,
+                "frontends": ["tf"], "epochs": 1, "seed": 0, "limits": limits.as_dict()}
+    text = "\n".join(summary_lines([fits, too_big, old], best_by_frontend([fits, too_big, old]), settings))
+    assert "must fit SRAM ≤ 16 KiB, inference ≤ 0.1 ms" in text
+    assert "tf: 3 trials (3 run, 1 within the budget, 2 did not fit, 0 stopped early, 0 failed)" in text
+    assert "| does not fit |" in "\n".join(trials_table([too_big]))

@@ -55,6 +55,9 @@ def test_dense_record_is_complete_and_measured(dense, out):
     assert list((run_dir / "delegate").glob("*.tosa")) and list((run_dir / "delegate").rglob("*_summary_*.csv"))
     assert MetricsRecord.read(run_dir).to_dict()["vela"] == dense.to_dict()["vela"]
     assert (out / "torch" / ".float-cache").is_dir()
+    m = dense.memory  # read back from the .pte: the memory plan (float input 784 × 4 B at least) and the delegate scratch
+    assert m.artifact == "pte" and m.source == "file" and m.planned_bytes >= 784 * 4
+    assert m.scratch_bytes == v.sram_used_bytes > 0  # Shared_Sram: Vela's SRAM use is the delegate's scratch
 
 
 def test_pruning_is_measured_on_int8_weights_and_shrinks_encoding(dense, pruned):
@@ -107,6 +110,9 @@ def test_measure_reads_an_existing_pte(dense, out, tmp_path, capsys):
     record = json.loads(capsys.readouterr().out)
     assert record["vela"]["accelerator"] == "ethos-u85-128" and record["vela"]["source"] == "pte"
     assert 0.9 * dense.vela.encoded_weight_bytes <= record["vela"]["encoded_weight_bytes"] <= dense.artifact("pte").bytes
+    assert record["memory"] == {**dense.to_dict()["memory"]}  # the same file read by measure
+    assert main(["measure", str(pte), "--out", str(tmp_path), "--sram-limit", "64"]) == 3  # no Vela run: the scratch is the SRAM
+    assert "does not fit: SRAM" in capsys.readouterr().err
     assert main(["measure", str(pte), "--target", "ethos-u55-128", "--out", str(tmp_path)]) == 1
     assert "compiled for ethos-u85-128" in capsys.readouterr().err
     assert record["vela"]["memory_mode"] == "Shared_Sram"  # the Target's, checked against the delegate's flags

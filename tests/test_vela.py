@@ -3,11 +3,13 @@ a 784-32-L2Norm-10 int8 model on U85-128, whose L2Norm Vela leaves on the CPU), 
 in-process compile of a tiny model."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from condition.backend.artifact_memory import vela_tflite_memory
 from condition.backend.target import Target
 from condition.backend.tflite_file import read_tflite
 from condition.backend.vela import compile_tflite, estimate_from_csvs, find_vela_csvs, parse_per_layer_csv
@@ -78,6 +80,12 @@ def test_real_compile(tiny_int8_tflite, tmp_path, npu) -> None:
     assert est.original_weight_bytes == 64 * 16 + 16 * 4  # int8 weights of both layers
     assert est.encoded_weight_bytes > 0 and est.total_cycles >= est.npu_cycles > 0
     assert est.ops_on_cpu == 0 and est.macs == 64 * 16 + 16 * 4
+    memory = vela_tflite_memory(result.vela_tflite)  # the arena Vela wrote into the .tflite is the SRAM (or cache) it planned
+    assert memory.source == "file" and memory.planned_bytes >= memory.scratch_bytes + memory.fast_scratch_bytes + 64
+    if target.memory_mode == "Shared_Sram":
+        assert memory.scratch_bytes == est.sram_used_bytes and est.feature_map_storage_area == "SRAM"
+    else:  # U65 Dedicated_Sram_384KB: the arena in DRAM, cached in SRAM
+        assert est.arena_cache_bytes == 384 * 1024 and est.feature_map_storage_area == "DRAM"
     assert read_tflite(tiny_int8_tflite).operator_names == ["Reshape", "FullyConnected", "FullyConnected"]
     assert read_tflite(result.vela_tflite).operator_names == ["ethos-u"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # Vela's temporary folder (beside out/) removed
@@ -89,3 +97,18 @@ def test_vela_failure_is_a_step_error(tiny_int8_tflite, tmp_path) -> None:
     target = Target.default_for("ethos-u85-128", system_config="Nope", vela_config=str(ini))
     with pytest.raises(StepError, match="vela failed"):
         compile_tflite(tiny_int8_tflite, target, tmp_path / "out")
+
+
+def test_over_a_limit_is_flagged_exit_3(tiny_int8_tflite, tmp_path, capsys) -> None:
+    from condition.cli import main
+
+    args = ["measure", str(tiny_int8_tflite), "--out", str(tmp_path), "--json"]
+    assert main(args + ["--sram-limit", "1MiB"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["limits"] == {"sram_limit_bytes": 1048576} and record["problems"] == []
+    assert record["memory"]["artifact"] == "vela_tflite" and record["vela"]["sram_used_bytes"] > 64
+    assert main(args + ["--sram-limit", "64", "--flash-limit", "1KB"]) == 3
+    captured = capsys.readouterr()
+    flagged = [l for l in captured.err.splitlines() if l.startswith("condition: result flagged: does not fit: ")]
+    assert [l.split("does not fit: ")[1].split()[0] for l in flagged] == ["SRAM", "flash"], captured.err
+    assert json.loads(captured.out)["problems"] and "Traceback" not in captured.err

@@ -63,12 +63,47 @@ def summary_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
             ("MACs", _int(v.macs), "Vela estimate"),
             ("ops on NPU / CPU", _ops(v), "compiler placement"),
         ]
+        rows += footprint_rows(v)
+    rows += artifact_memory_rows(record)
+    if getattr(record, "limits", None) and not any(p.startswith("does not fit") for p in record.problems):
+        from condition.backend.budget import Limits
+
+        rows.append(("fits", Limits.from_dict(record.limits).describe(), "judged by the limits given"))
     f = record.fvp
     if f is not None:
         for key, label in FVP_COUNTERS:
             if (value := getattr(f, key)) is not None:
                 rows.append((label, _int(value), f"measured: {f.platform or 'FVP'}"))
     return rows
+
+
+def footprint_rows(v: VelaEstimate) -> list[tuple[str, str, str]]:
+    """Memory the deployment occupies (Vela's allocation), apart from the traffic rows; none for
+    records written before it was recorded."""
+    if v.sram_used_bytes is None:
+        return []
+    rows = [("SRAM used", _bytes(v.sram_used_bytes), "Vela estimate"), ("DRAM used", _bytes(v.dram_used_bytes), "Vela estimate"),
+            ("flash used (on/off chip)", f"{v.on_chip_flash_used_bytes or 0:,} / {v.off_chip_flash_used_bytes or 0:,} B",
+             "Vela estimate"),
+            ("weights in / arena in", f"{v.weights_storage_area or '–'} / {v.feature_map_storage_area or '–'}",
+             f"Vela placement ({v.memory_mode})")]
+    if v.arena_cache_bytes is not None:
+        rows.append(("SRAM cache for the arena", _bytes(v.arena_cache_bytes), f"Vela ({v.memory_mode})"))
+    return rows
+
+
+def artifact_memory_rows(record: MetricsRecord) -> list[tuple[str, str, str]]:
+    """What the deployed artifact asks its runtime for, read from the file."""
+    m = getattr(record, "memory", None)
+    if m is None:
+        return []
+    if m.artifact == "pte":
+        return [("method allocator pool ≥", _bytes(m.planned_bytes), "read from the .pte (memory plan)"),
+                ("scratch pool (Ethos-U)", _bytes(m.scratch_bytes), "read from the .pte (delegate scratch_size)")]
+    rows = [("Vela arena (scratch)", _bytes(m.scratch_bytes), "read from the Vela .tflite")]
+    if m.fast_scratch_bytes:
+        rows.append(("Vela fast scratch", _bytes(m.fast_scratch_bytes), "read from the Vela .tflite"))
+    return rows + [("TFLM tensor arena ≥", _bytes(m.planned_bytes), "read from the Vela .tflite (tensors, 16 B aligned)")]
 
 
 def format_summary(record: MetricsRecord, run_dir: Path | None = None) -> str:

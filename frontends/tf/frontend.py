@@ -90,6 +90,7 @@ class TensorFlowFrontend:
     def compile(self, model: Any, ctx: StepContext, work: Path) -> Compiled:
         from condition.frontends.tf.accuracy import int8_accuracy
         from condition.backend.layer_names import names_from_rows
+        from condition.backend.artifact_memory import vela_tflite_memory
         from condition.backend.vela import compile_tflite
         from condition.frontends.tf.weights import weight_stats
 
@@ -108,7 +109,8 @@ class TensorFlowFrontend:
             return int8_accuracy(tflite, data.x_test, data.y_test)
 
         return Compiled(artifacts=[("tflite", tflite), ("vela_tflite", compiled.vela_tflite)], weights=weights,
-                        vela=estimate, fvp_artifact=compiled.vela_tflite, evaluate=evaluate, notes=notes)
+                        vela=estimate, fvp_artifact=compiled.vela_tflite, evaluate=evaluate, notes=notes,
+                        memory=vela_tflite_memory(compiled.vela_tflite))
 
 
     def measure_artifact(self, path: Path, target: Any, dataset: str | None, eval_limit: int | None,
@@ -127,10 +129,13 @@ class TensorFlowFrontend:
         local = work / path.name
         shutil.copyfile(path, local)
         compiled = compile_tflite(local, target, work / "vela")
+        from condition.backend.artifact_memory import vela_tflite_memory
+
         rewrites = [r.note() for r in mean_rewrites(local, compiled.estimate, target, work / "lowering")]
         estimate, weights = names_from_rows(compiled.estimate, weight_stats(local), lambda t: keras_layer_name(t, t))
         fields: dict[str, Any] = {"weights": weights, "accuracy": [], "vela": estimate, "notes": rewrites,
-                                  "artifacts": [("tflite", local), ("vela_tflite", compiled.vela_tflite)]}
+                                  "artifacts": [("tflite", local), ("vela_tflite", compiled.vela_tflite)],
+                                  "memory": vela_tflite_memory(compiled.vela_tflite)}
         if dataset:
             from condition.datasets import load_dataset
 

@@ -92,9 +92,11 @@ class TorchFrontend:
             notes.append(f"{placement.delegates} NPU partitions: Vela's CSVs describe the last one only")
         if placement.cpu_ops:
             notes.append(f"{len(placement.cpu_ops)} ops left on the CPU by the partitioner: {', '.join(sorted(set(placement.cpu_ops)))}")
+        from condition.frontends.torch.pte import pte_memory
+
         return Compiled(artifacts=[("pte", lowered.pte)] + [("tosa", p) for p in lowered.tosa_files],
                         weights=weights, vela=vela, fvp_artifact=lowered.pte, evaluate=evaluate,
-                        notes=notes, accuracy=[fake_quant])
+                        notes=notes, accuracy=[fake_quant], memory=pte_memory(lowered.pte))
 
 
     def measure_artifact(self, path: Path, target: Any, dataset: str | None, eval_limit: int | None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from condition.backend.metrics import VelaEstimate
+from condition.backend.metrics import ArtifactMemory, VelaEstimate
 from condition.backend.target import Target, vela_target_flags
 from condition.errors import ArtifactError
 
@@ -34,25 +34,55 @@ class PteDelegate:
 
 def vela_blocks(stream: bytes) -> dict[str, int]:
     """Block sizes of a `vela_bin_stream` (name, length, padding to 16 bytes)."""
-    sizes, pos = {}, 0
+    return {name: len(payload) for name, payload in _vela_payloads(stream).items()}
+
+
+def _vela_payloads(stream: bytes) -> dict[str, bytes]:
+    """Blocks of a `vela_bin_stream` by name (a repeated name's payloads joined)."""
+    blocks: dict[str, bytes] = {}
+    pos = 0
     while pos + _HEADER.size <= len(stream):
         name, length, _, _ = _HEADER.unpack_from(stream, pos)
         key = name.rstrip(b"\0").decode(errors="replace")
-        sizes[key] = sizes.get(key, 0) + length
-        pos += _HEADER.size + ((length + 15) // 16) * 16
+        start = pos + _HEADER.size
+        blocks[key] = blocks.get(key, b"") + stream[start:start + length]
+        pos = start + ((length + 15) // 16) * 16
         if key == "vela_end_stream":
             break
-    return sizes
+    return blocks
+
+
+def scratch_size(stream: bytes) -> int:
+    """The Ethos-U scratch a delegate needs: its `scratch_size` block, a little-endian uint32 (how
+    executorch/backends/arm/arm_vela.py packs Vela's scratch shape; 0 when the block is missing)."""
+    payload = _vela_payloads(stream).get("scratch_size", b"")
+    return struct.unpack_from("<I", payload)[0] if len(payload) >= 4 else 0
+
+
+def pte_memory(path: Path) -> ArtifactMemory:
+    """What arm_executor_runner must give this .pte, read from its bytes: the memory plan of its
+    largest method (non-constant buffers; entry 0 is the constant buffer, counted elsewhere) for the
+    method allocator pool, and the largest Ethos-U delegate scratch for the scratch pool (the runner
+    reuses one scratch for every delegate; ExecuTorch's get_ethosu_scratch_from_pte.py takes the max too)."""
+    program = _program(path)
+    planned = max((sum(plan.non_const_buffer_sizes[1:]) for plan in program.execution_plan), default=0)
+    scratch = max((scratch_size(bytes(program.backend_delegate_data[d.processed.index].data))
+                   for plan in program.execution_plan for d in plan.delegates if d.id == ETHOS_U_BACKEND), default=0)
+    return ArtifactMemory(artifact="pte", planned_bytes=planned, scratch_bytes=scratch)
+
+
+def _program(path: Path) -> Any:
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    try:
+        return deserialize_pte_binary(path.read_bytes()).program
+    except Exception as exc:
+        raise ArtifactError(str(path), f"not a readable ExecuTorch program ({type(exc).__name__})") from None
 
 
 def read_pte(path: Path) -> tuple[list[PteDelegate], list[str]]:
     """(Ethos-U delegates, names of kernels run on the CPU) of a .pte file."""
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    try:
-        program = deserialize_pte_binary(path.read_bytes()).program
-    except Exception as exc:
-        raise ArtifactError(str(path), f"not a readable ExecuTorch program ({type(exc).__name__})") from None
+    program = _program(path)
     delegates, cpu_ops = [], []
     for plan in program.execution_plan:
         for d in plan.delegates:
@@ -95,4 +125,5 @@ def measure_pte(path: Path, target: Target, dataset: str | None, eval_limit: int
              "encoded weights are the size of the delegate's Vela weight block; ops_on_npu counts delegates"]
     if dataset:
         notes.append("--dataset ignored: an Ethos-U .pte cannot run on the host")
-    return {"vela": estimate, "weights": None, "accuracy": [], "artifacts": [("pte", local)], "notes": notes}
+    return {"vela": estimate, "weights": None, "accuracy": [], "artifacts": [("pte", local)], "notes": notes,
+            "memory": pte_memory(local)}

@@ -21,7 +21,8 @@ import click
 from condition.backend.advise import ADVICE_NAME, BOUND_LABELS, DEFAULT_CLUSTERS, DEFAULT_SPARSITY, Advice
 from condition.backend.atomic import atomic_folder
 from condition.backend.target import Target
-from condition.cli.commands.common import build_target, target_options
+from condition.backend.budget import Limits, format_size
+from condition.cli.commands.common import build_limits, build_target, limit_options, target_options
 from condition.errors import ArtifactError, ConfigError
 
 ARTIFACT_KINDS = {"tf": "tflite", "torch": "tosa"}  # the metrics record's artifact Vela re-compiles, per frontend
@@ -117,9 +118,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
 
 
+MODES_NAME = "memory_modes.json"
+
+
 def advise_artifact(path: Path, info: dict[str, Any], target: Target, out: Path,
-                    sparsity: float = DEFAULT_SPARSITY, clusters: int = DEFAULT_CLUSTERS) -> tuple[Advice, Path]:
-    """Compile `path` for the Target's family and write OUT/advise/<name>-<hash>/advice.json."""
+                    sparsity: float = DEFAULT_SPARSITY, clusters: int = DEFAULT_CLUSTERS,
+                    limits: Limits | None = None) -> tuple[Advice, Path]:
+    """Compile `path` for the Target's family and write OUT/advise/<name>-<hash>/advice.json; with
+    `limits` (even empty) also every memory mode and system config, judged by them, in memory_modes.json."""
     from condition.backend.advise import advise
     from condition.backend.metrics import config_hash, tool_versions
     from condition.backend.vela_sweep import compile_family
@@ -135,6 +141,12 @@ def advise_artifact(path: Path, info: dict[str, Any], target: Target, out: Path,
         advice = advise(compiles, target, info, sparsity, clusters, tool_versions(), left_out)
         advice = dataclasses.replace(advice, rewrites=_rewrites(path, target, work))
         advice.write(work / ADVICE_NAME)
+        if limits is not None:
+            from condition.backend.atomic import write_json_atomic
+            from condition.backend.memory_modes import compile_modes, modes_document
+
+            fits, refused = compile_modes(path, target, work / "memory-modes", limits)
+            write_json_atomic(work / MODES_NAME, modes_document(fits, refused, limits))
     return advice, folder
 
 
@@ -147,6 +159,28 @@ def _rewrites(path: Path, target: Target, work: Path) -> list[str]:
 
     estimate = estimate_from_csvs(*find_vela_csvs(work / "vela" / target.npu))  # rows named as Vela wrote them
     return [r.note() for r in mean_rewrites(path, estimate, target, work / "lowering")]
+
+
+def format_modes(doc: dict[str, Any], family: str) -> list[str]:
+    """The memory-mode table of `advise`: footprint, cycles and fit per system config × memory mode."""
+    limits = Limits.from_dict(doc["limits"])
+    rows = [[m["system_config"], m["memory_mode"], format_size(m["sram_bytes"]), format_size(m["flash_used_bytes"]),
+             format_size(m["dram_used_bytes"]), format_size(m["model_bytes"]), f"{m['weights_area']} / {m['arena_area']}",
+             f"{m['total_cycles']:,}", f"{m['inference_ms']:.3f}",
+             ("no: " + m["misfit"].replace("does not fit: ", "") if m["misfit"] else "yes") if limits else "–"] for m in doc["modes"]]
+    lines = ["", f"Memory modes: the dense int8 model under every system config and memory mode of {family.upper()} "
+                 f"(Vela estimates{'; must fit ' + limits.describe() if limits else ''})"]
+    lines += _table(["system config", "memory mode", "SRAM", "flash used", "DRAM used", "model (flash)", "weights / arena in",
+                     "total cycles", "ms", "fits"], rows, {2, 3, 4, 5, 7, 8})
+    for key, what in (("cheapest", "cheapest that fits (least SRAM, then shortest inference)"),
+                      ("fastest", "fastest that fits (inference time at each system config's clock)")):
+        m = doc[key]
+        lines.append(f"{what}: " + (f"{m['system_config']} · {m['memory_mode']} — SRAM {format_size(m['sram_bytes'])}, "
+                                    f"model {format_size(m['model_bytes'])}, {m['total_cycles']:,} cycles, {m['inference_ms']:.3f} ms"
+                                    if m else "none"))
+    if doc["refused_by_vela"]:
+        lines.append(f"not offered (Vela refuses the combination): {len(doc['refused_by_vela'])}, e.g. {doc['refused_by_vela'][0]}")
+    return lines
 
 
 # ---- text ------------------------------------------------------------------------------------
@@ -227,6 +261,7 @@ def format_advice(advice: Advice, folder: Path | None = None) -> str:
 @click.option("--frontend", type=click.Choice(["tf", "torch"]), default="tf", show_default=True,
               help="Which frontend makes the dense int8 model when no FILE is given.")
 @target_options
+@limit_options
 @click.option("--model", default="mlp", show_default=True, help="Built-in name or your model (as for `condition tf|torch`).")
 @click.option("--dataset", default="fashion-mnist", show_default=True, help="Data set the float model trains and calibrates on.")
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0),
@@ -248,6 +283,8 @@ def advise(ctx: click.Context, artifact: str | None, sparsity: float, clusters: 
     Compiles the dense int8 model with Vela for the Target and every other MAC size of its family,
     classifies each layer as weight-, memory- or MAC-bound (Vela's cycle breakdown; the MAC sweep as
     evidence), and ranks pruning, 2:4 sparsity and clustering with the best case each can give.
+    Then compiles it under every memory mode and system config of the family: SRAM, flash and
+    cycles of each, which fit --sram-limit / --flash-limit, and the cheapest that fits.
     Every figure is a Vela estimate.
 
     \b
@@ -256,6 +293,7 @@ def advise(ctx: click.Context, artifact: str | None, sparsity: float, clusters: 
       condition advise --frontend torch --target ethos-u55-128
       condition advise model_int8.tflite --target ethos-u85-256
       condition advise runs/torch/mlp/post-training-quant-<hash>/model.pte
+      condition advise --sram-limit 64KiB                the memory modes that fit 64 KiB of SRAM
     """
     from click.core import ParameterSource
 
@@ -268,6 +306,12 @@ def advise(ctx: click.Context, artifact: str | None, sparsity: float, clusters: 
         path, info = resolve_artifact(Path(artifact), target)
     else:
         opts["out"] = opts.get("out") or "runs"
-        path, info = dense_artifact({**opts, "fvp": None})
-    result, folder = advise_artifact(path, info, target, Path(opts["out"]), sparsity, clusters)
-    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_advice(result, folder))
+        # the limits judge the memory modes below, not the dense run
+        path, info = dense_artifact({**opts, "fvp": None, "sram_limit": None, "flash_limit": None})
+    limits = build_limits(opts)
+    result, folder = advise_artifact(path, info, target, Path(opts["out"]), sparsity, clusters, limits)
+    modes = json.loads((folder / MODES_NAME).read_text())
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "memory_modes": modes}, indent=2))
+    else:
+        click.echo(format_advice(result, folder) + "\n" + "\n".join(format_modes(modes, result.family)))

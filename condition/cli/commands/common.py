@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import click
 
+from condition.backend.budget import Limits, parse_size
 from condition.backend.target import MEMORY_MODES, Accelerator, Target
 from condition.models import BUILTIN_MODELS
 from condition.techniques import (IMAGE_CHANNELS, MIN_PRUNE_FAN_IN, MIN_PRUNE_PARAMS, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope,
@@ -32,6 +33,40 @@ def target_options(f: Callable) -> Callable:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+class SizeType(click.ParamType):
+    """A memory size (`256KiB`, `2MiB`, `1.5MB`, plain bytes) → bytes. A bad one raises the project's
+    ConfigError, so it is one `condition: error:` line naming the option, not click's usage block."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return parse_size(value, param.opts[0] if param is not None else "size")
+
+
+SIZE = SizeType()
+
+
+def limit_options(f: Callable) -> Callable:
+    """--sram-limit / --flash-limit: budgets a run is judged by (flagged, exit 3, when over)."""
+    options = [
+        click.option("--sram-limit", default=None, type=SIZE, metavar="SIZE",
+                     help="Budget for Vela's SRAM use (Sram_Only: with the weights), e.g. 256KiB: a run over it is flagged "
+                          "(exit 3), a search trial infeasible, advise marks the memory modes that fit."),
+        click.option("--flash-limit", default=None, type=SIZE, metavar="SIZE",
+                     help="Budget for the deployed artifact's bytes in flash (Vela .tflite / .pte), e.g. 2MiB or 1.5MB; "
+                          "judged like --sram-limit."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def build_limits(opts: dict[str, Any]) -> Limits:
+    return Limits(sram_bytes=opts.get("sram_limit"), flash_bytes=opts.get("flash_limit"), max_ms=opts.get("max_ms"))
 
 
 def image_size_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -146,6 +181,7 @@ def build_run_config(frontend: str, technique: str, opts: dict[str, Any]):
         test_split=opts.get("test_split"),
         image_size=opts.get("image_size"),
         distill=opts.get("distill", False),
+        limits=build_limits(opts),
     )
 
 
@@ -154,6 +190,7 @@ def technique_command(frontend: str, technique: str, help: str, epilog: str, sho
 
     @click.command(name=technique, help=help, epilog=epilog, short_help=short_help)
     @target_options
+    @limit_options
     @run_options
     @technique_options
     def command(as_json: bool, **opts: Any) -> None:

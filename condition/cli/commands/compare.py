@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from condition.cli.commands.common import build_target, image_size_callback, target_options
+from condition.cli.commands.common import build_limits, build_target, image_size_callback, limit_options, target_options
 
 # Every multi-run command runs on Ray (compare/cluster.py); shared by `compare` and `search`.
 address_option = click.option(
@@ -44,6 +44,9 @@ def build_recipe(ctx: click.Context, opts: dict[str, Any]):
     for name in ("epochs", "seed", "train_limit", "eval_limit", "test_split", "image_size"):
         if _given(ctx, name):
             changes[name] = opts[name]
+    if _given(ctx, "sram_limit") or _given(ctx, "flash_limit"):
+        given = build_limits(opts)
+        changes["limits"] = dataclasses.replace(recipe.limits, **{k: v for k, v in vars(given).items() if v is not None})
     return dataclasses.replace(recipe, **changes) if changes else recipe
 
 
@@ -104,6 +107,7 @@ class CompareProgress:
 @click.option("--quick", is_flag=True, help="Smoke version: small train/test subsets and one epoch (under a minute on 2 cores).")
 @click.option("--frontend", type=click.Choice(["tf", "torch", "both"]), default="both", show_default=True, help="Which frontends to run.")
 @target_options
+@limit_options
 @click.option("--model", default="mlp", show_default=True, help="Built-in name or your model file (overrides the recipe's models).")
 @click.option("--dataset", default="fashion-mnist", show_default=True,
               help="fashion-mnist, fashion-mnist-32x32x3, an IDX folder, an .npz or an image folder (overrides the recipe's data sets).")
@@ -144,7 +148,7 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     out = Path(opts["out"] or (QUICK_OUT if opts["quick"] else DEFAULT_OUT))
     fvp = opts["fvp"]
     cells = expand(recipe, out, fvp=None if fvp in (None, "auto") else fvp, run_fvp=fvp is not None)
-    write_manifest(out, cells, recipe.source)
+    write_manifest(out, cells, recipe.source, recipe.limits)
     todo = cells if opts["force"] else [c for c in cells if not is_done(c.config)]
     click.echo(f"condition compare: {len(cells)} cells ({len(recipe.frontends)} frontends × {len(recipe.chains)} chains"
                f"{_more(recipe)}), {len(cells) - len(todo)} already done → {out}", err=True)
@@ -166,8 +170,9 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     if failed:
         click.echo(f"condition: {len(failed)} of {len(cells)} cells failed (listed in the report; re-run to retry them)", err=True)
     if flagged:
-        click.echo(f"condition: {len(flagged)} of {len(cells)} cells flagged: their figures cannot be right (listed in the report "
-                   "with the reasons; the same configuration gives the same result, so a re-run does not change them)", err=True)
+        click.echo(f"condition: {len(flagged)} of {len(cells)} cells flagged: their figures cannot be right, or they do not fit a "
+                   "limit (listed in the report with the reasons; the same configuration gives the same result, so a re-run "
+                   "does not change them)", err=True)
     if failed or flagged:
         raise click.exceptions.Exit(1)
 

@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
-from condition.cli.commands.common import build_target, target_options
+from condition.cli.commands.common import build_limits, build_target, limit_options, target_options
 
 
 @click.command(name="measure")
 @click.argument("artifact", metavar="FILE")
 @target_options
+@limit_options
 @click.option("--dataset", default=None, help="Also measure int8 top-1 on this data set's test images (fashion-mnist, IDX folder or .npz).")
 @click.option("--eval-limit", default=None, type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
@@ -33,5 +34,9 @@ def measure(artifact: str, dataset: str | None, eval_limit: int | None, out: str
 
     from condition.measure import measure_file
 
-    record, run_dir = measure_file(Path(artifact), build_target(opts), dataset, eval_limit, Path(out))
+    record, run_dir = measure_file(Path(artifact), build_target(opts), dataset, eval_limit, Path(out), build_limits(opts))
     click.echo(json.dumps(record.to_dict(), indent=2) if as_json else format_summary(record, run_dir))
+    for problem in record.problems:  # over a budget: flagged like a run (exit 3)
+        click.echo(f"condition: result flagged: {problem}", err=True)
+    if record.problems:
+        raise click.exceptions.Exit(3)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from condition.cli.commands.common import build_target, target_options
+from condition.cli.commands.common import build_limits, build_target, limit_options, target_options
 from condition.cli.commands.compare import CompareProgress, address_option
 
 DEFAULT_OUT = "runs/search"
@@ -24,7 +24,7 @@ class SearchProgress:
         from condition.compare.search_space import describe
 
         if outcome.status == "ok":
-            verdict = "within budget" if outcome.feasible else "misses accuracy"
+            verdict = "within budget" if outcome.feasible else outcome.misfit if not outcome.fits else "misses accuracy"
             what = (f"{outcome.weights:,} B, {outcome.cycles:,} cycles, int8 {outcome.accuracy:.4f} "
                     f"(needs {outcome.required_accuracy:.4f}): {verdict}")
         else:
@@ -43,6 +43,9 @@ def _ratio(value: int | None, of: int | None) -> str:
 @click.option("--frontend", type=click.Choice(["tf", "torch", "both"]), default="both", show_default=True,
               help="Which frontends to search.")
 @target_options
+@limit_options
+@click.option("--max-ms", default=None, type=click.FloatRange(min=0, min_open=True), metavar="MS",
+              help="A trial whose Vela inference time (at the system config's clock) exceeds this is infeasible.")
 @click.option("--model", default="mlp", show_default=True, help="Built-in name or your model file.")
 @click.option("--dataset", default="fashion-mnist", show_default=True, help="fashion-mnist, an IDX folder or an .npz.")
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0), help="Float training epochs before any technique.")
@@ -63,7 +66,8 @@ def _ratio(value: int | None, of: int | None) -> str:
 def search(**opts: Any) -> None:
     """Search prune → cluster → qat / post-training-quant chains and their options for the fewest
     total cycles and encoded weight bytes whose int8 accuracy stays within --max-accuracy-drop
-    points of the dense int8 baseline trained as long (the same total epochs).
+    points of the dense int8 baseline trained as long (the same total epochs), and, when given, fit
+    --sram-limit, --flash-limit and --max-ms (a trial over one is infeasible; the report counts them).
 
     \b
     The space (per frontend, by the --target's NPU):
@@ -95,7 +99,7 @@ def search(**opts: Any) -> None:
         seed=opts["seed"], out=out, train_limit=opts["train_limit"], eval_limit=opts["eval_limit"],
         fvp=None if fvp in (None, "auto") else fvp, run_fvp=fvp is not None)) for f in frontends)
     spec = SearchSpec(bases, trials=opts["trials"], max_accuracy_drop=opts["max_accuracy_drop"],
-                      time_budget_s=opts["time_budget"], seed=opts["seed"])
+                      time_budget_s=opts["time_budget"], seed=opts["seed"], limits=build_limits(opts))
     click.echo(f"condition search: {' and '.join(frontends)}, {opts['trials']} trials each → {out}", err=True)
     references = CompareProgress()
     try:

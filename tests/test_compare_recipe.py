@@ -63,7 +63,7 @@ def test_compare_cell_has_the_same_hash_as_the_same_single_run(tmp_path):
     from condition.cli.commands.common import build_run_config
 
     opts = {"then": (), "sparsity": 0.95, "structure": "unstructured", "schedule": "constant", "clusters": 16,
-            "centroid_init": "kmeans++", "preserve_sparsity": True, "fine_tune_epochs": 1, "qat_epochs": 1,
+            "centroid_init": "kmeans++", "preserve_sparsity": True, "fine_tune_epochs": None, "qat_epochs": 1,
             "calibration_images": 200, "target": "ethos-u85-128", "system_config": None, "memory_mode": None,
             "vela_config": None, "model": "mlp", "dataset": "fashion-mnist", "epochs": 1, "seed": 0, "out": str(tmp_path)}
     single = build_run_config("tf", "prune", opts)

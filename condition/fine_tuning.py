@@ -38,7 +38,7 @@ PEAK_LEARNING_RATE = 1e-3  # the float training rate
 FINAL_FRACTION = 1.0  # constant; 0.05 is a cosine decay to 5 % of the peak
 TEMPERATURE = 4.0
 DISTILL_WEIGHT = 0.5  # α
-FINE_TUNE_VERSION = 1  # part of the run identity: raise when the recipe above changes
+FINE_TUNE_VERSION = 2  # part of the run identity: raise when this recipe or PruneConfig.epochs_for changes
 
 
 @dataclass(frozen=True)

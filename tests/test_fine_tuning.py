@@ -116,7 +116,9 @@ def test_prune_chooses_its_fine_tuning_epochs_from_the_sparsity_and_the_steps() 
 
     assert fine_tune_epochs(PruneConfig(sparsity=0.5), 12000) == 1
     assert fine_tune_epochs(PruneConfig(sparsity=0.9), 12000) == 3  # 94 steps an epoch: 3 epochs, the 282 steps that recovered
-    assert fine_tune_epochs(PruneConfig(sparsity=0.95), 60000) == 1  # 469 steps in one epoch
-    assert fine_tune_epochs(PruneConfig(sparsity=0.95), 500) == 5  # at most 5
+    assert fine_tune_epochs(PruneConfig(sparsity=0.9), 60000) == 1  # 469 steps in one epoch
+    assert fine_tune_epochs(PruneConfig(sparsity=0.95), 12000) == 6  # 560 steps
+    assert fine_tune_epochs(PruneConfig(sparsity=0.95), 60000) == 2
+    assert fine_tune_epochs(PruneConfig(sparsity=0.95), 500) == 8  # at most 8
     assert fine_tune_epochs(PruneConfig(sparsity=0.95, fine_tune_epochs=2), 500) == 2  # as given
     assert fine_tune_epochs(ClusterConfig(), 500) == 1

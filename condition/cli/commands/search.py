@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from condition.cli.commands.common import build_target, target_options
+from condition.cli.commands.common import DURATION, build_target, target_options
 from condition.cli.commands.compare import CompareProgress, address_option
 
 DEFAULT_OUT = "runs/search"
@@ -48,8 +48,8 @@ def _ratio(value: int | None, of: int | None) -> str:
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0), help="Float training epochs before any technique.")
 @click.option("--trials", default=20, show_default=True, type=click.IntRange(min=1),
               help="Trials per frontend (resumed searches count earlier ones).")
-@click.option("--time-budget", default=None, type=click.FloatRange(min=1), metavar="SECONDS",
-              help="Stop starting trials after this long (the running ones are stopped too).")
+@click.option("--time-budget", default=None, type=DURATION, metavar="DURATION",
+              help="Stop starting trials after this long (the running ones are stopped too): 90s, 30m, 1h30m or plain seconds.")
 @click.option("--max-accuracy-drop", default=1.0, show_default=True, type=click.FloatRange(0, 100), metavar="POINTS",
               help="Int8 accuracy may fall this many points below the dense int8 model trained for the same total epochs.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, shuffling, calibration and the sampler.")

@@ -120,6 +120,17 @@ class ClusterError(ConditionError):
         return f"{where}: {self.problem}"
 
 
+@dataclass
+class OutBusyError(ConditionError):
+    """Another live `compare`/`search` is working on this OUT (compare/out_lock.py)."""
+
+    out: str
+    holder: str
+
+    def __str__(self) -> str:
+        return f"{self.out} is in use by {self.holder} (wait for it to end, or give another --out)"
+
+
 def one_line(error: BaseException | str, limit: int = 200) -> str:
     """The first line of an error, trimmed: frameworks raise multi-page messages, we print one line."""
     first = (str(error).strip().splitlines() or [""])[0].strip()

@@ -81,7 +81,10 @@ def search(**opts: Any) -> None:
     trials are not redone). Writes search.md / search.html with the Pareto fronts, the best
     model of each frontend beside the dense reference (the dense int8 model of the float
     epochs) and its same-epochs baseline, and the command line that reproduces it.
+    One command per OUT: while a search or compare works on OUT (it holds OUT/.lock), another
+    one on the same OUT refuses at once, naming it; a lock left by a process that is gone is taken over.
     """
+    from condition.compare.out_lock import hold_out
     from condition.compare.search import SearchSpec, run_search
     from condition.compare.search_report import write_search_report
     from condition.compare.search_space import reference_config
@@ -98,11 +101,12 @@ def search(**opts: Any) -> None:
                       time_budget_s=opts["time_budget"], seed=opts["seed"])
     click.echo(f"condition search: {' and '.join(frontends)}, {opts['trials']} trials each → {out}", err=True)
     references = CompareProgress()
-    try:
-        run_search(spec, address=opts["address"], events=SearchProgress(), reference_events=references)
-    finally:
-        references.close()
-    report = write_search_report(out)
+    with hold_out(out):  # one writer per OUT: a second compare/search on it refuses, naming this one
+        try:
+            run_search(spec, address=opts["address"], events=SearchProgress(), reference_events=references)
+        finally:
+            references.close()
+        report = write_search_report(out)
     click.echo(report.text)
     click.echo(f"\nreport: {report.html}\n        {report.markdown}", err=False)
     sys.stdout.flush()

@@ -1,5 +1,5 @@
-"""`condition compare` on Ray: a tiny recipe on a real local cluster started with `ray start --head`
-(address passed, cluster left running for its owner), and a compare killed with Ctrl-C that leaves
+"""`condition compare` on Ray: the quick matrix on a real local cluster started with `ray start --head` and
+Ray 2.60's default token auth (address passed, cluster left running for its owner), and a compare killed with Ctrl-C that leaves
 no partial folder and no Ray process, then resumes without redoing the finished cell."""
 from __future__ import annotations
 
@@ -62,16 +62,32 @@ def test_quick_compare_on_a_local_ray_cluster_resumes_and_gives_the_bytes_of_a_r
     the same record but for wall times and the float-cache note. Then the compare again: nothing redone."""
     port = _free_port()
     temp = Path("/tmp") / f"crt-{os.getpid()}"  # Ray's socket paths must stay short
-    # Token auth on both sides, set before either process imports ray (as a user of a cluster would).
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
-    subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    f"--temp-dir={temp}", "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    # Ray 2.60's defaults, as a user meets them: nothing set, and a token in ~/.ray/auth_token (an embedded
+    # Ray, e.g. an earlier `condition compare`, writes one there), so `ray start` turns token auth on.
+    # HOME is a folder of this test: the machine's own ~/.ray plays no part.
+    env = user_env(tmp_path / "home")
+    subprocess.run([str(RAY), "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=120)
+    started = subprocess.run([str(RAY), "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
+                              "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp), "--disable-usage-stats"],
+                             check=True, env=env, capture_output=True, text=True, timeout=180)
+    assert "Token authentication is enabled" in started.stdout + started.stderr
     out = tmp_path / "quick"
     compare = [*CONDITION, "compare", "--quick", "--address", f"127.0.0.1:{port}", "--out", str(out)]
     try:
+        # Without a token the cluster refuses this driver: one line saying what to set, Ray's retries in
+        # OUT/logs (RAY_NUM_REDIS_GET_RETRIES only shortens Ray's 20 s of retries for the test).
+        refused = subprocess.run(compare, env={**user_env(tmp_path / "other-home"), "RAY_NUM_REDIS_GET_RETRIES": "3"},
+                                 capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr and "gcs_client" not in refused.stderr
+        assert refused.stderr.strip().splitlines()[-1].startswith(
+            f"condition: error: Ray cluster at 127.0.0.1:{port}: the cluster wants Ray's authentication token and none was "
+            "found here: set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH")
+        assert "InvalidAuthToken" in (out / "logs" / "ray-driver.log").read_text()
+
         done = subprocess.run(compare, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:] + "".join(p.read_text()[-3000:] for p in out.rglob("error.log"))
         assert f"Ray at 127.0.0.1:{port}" in done.stderr and "12 cells" in done.stderr and "0 already done" in done.stderr
+        assert "gcs_client" not in done.stderr and "InvalidAuthToken" not in done.stderr
         assert done.stderr.count(": ok in ") == 12
         records = _records(out)
         assert len(records) == 12 and {r.status for r in records.values()} == {"ok"}
@@ -115,6 +131,13 @@ def test_quick_compare_on_a_local_ray_cluster_resumes_and_gives_the_bytes_of_a_r
     finally:
         _stop(f"{temp}/")
     assert _processes_mentioning(f"{temp}/") == []
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """A shell of a user whose HOME is `home`: no Ray address, no auth mode, token or token path set."""
+    home.mkdir(parents=True, exist_ok=True)
+    drop = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, "HOME": str(home)}
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")

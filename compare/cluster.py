@@ -55,8 +55,8 @@ def ray_session(out: str | Path, address: str | None = None, num_cpus: int | Non
     """Connect to (or start) Ray for the duration of a command; see the module docstring."""
     import ray
 
-    if ray.is_initialized():  # a caller (a library user, a test) already connected: use that Ray as is
-        yield _session(None)
+    if ray.is_initialized():  # a caller (a library user, a test, a search's references) already connected: use that Ray as is
+        yield _current or _session(None)
         return
     address = resolve_address(address)
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C raises here; our `finally` cleans up
@@ -89,12 +89,18 @@ def ray_session(out: str | Path, address: str | None = None, num_cpus: int | Non
     except Exception as exc:  # noqa: BLE001 — any start/connect failure is one line for the user
         _cleanup(temp, out)
         raise ClusterError(address, f"{type(exc).__name__}: {one_line(exc, limit=300)} (Ray's output: {log})") from None
+    global _current
+    _current = _session(address)
     try:
-        yield _session(address)
+        yield _current
     finally:
+        _current = None
         with stderr_to(log):
             ray.shutdown()
         _cleanup(temp, out)
+
+
+_current: Session | None = None  # the session ray_session opened, for nested use (a search's reference cells)
 
 
 @contextlib.contextmanager

@@ -53,6 +53,7 @@ def resolve_address(address: str | None) -> str | None:
 @contextlib.contextmanager
 def ray_session(out: str | Path, address: str | None = None, num_cpus: int | None = None) -> Iterator[Session]:
     """Connect to (or start) Ray for the duration of a command; see the module docstring."""
+    global _current
     import ray
 
     if ray.is_initialized():  # a caller (a library user, a test, a search's references) already connected: use that Ray as is
@@ -89,7 +90,6 @@ def ray_session(out: str | Path, address: str | None = None, num_cpus: int | Non
     except Exception as exc:  # noqa: BLE001 — any start/connect failure is one line for the user
         _cleanup(temp, out)
         raise ClusterError(address, f"{type(exc).__name__}: {one_line(exc, limit=300)} (Ray's output: {log})") from None
-    global _current
     _current = _session(address)
     try:
         yield _current

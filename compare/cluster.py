@@ -2,9 +2,10 @@
 
 By default an embedded local Ray is started on this machine's cores and shut down when the command
 ends, also on Ctrl-C and on errors; its logs are copied to OUT/logs/ray. It exposes as little as
-Ray allows: node address 127.0.0.1, no dashboard, token authentication kept on (Ray 2.60's GCS,
-raylet and worker gRPC servers still listen on every interface; the token guards them: README,
-"Security"). `--address` (or RAY_ADDRESS) connects to an existing cluster instead, which is left
+Ray allows: node address 127.0.0.1, no dashboard, token authentication kept on. Ray 2.60's GCS,
+raylet and worker gRPC servers bind the node address, so they are on loopback here (on a cluster of
+real addresses they listen on every interface and the token guards them: README, "Ray clusters and
+security"). `--address` (or RAY_ADDRESS) connects to an existing cluster instead, which is left
 running; a token available to this user is sent (compare/ray_auth.py). What Ray's C++ side prints
 while connecting and disconnecting (GCS client retries, `InvalidAuthToken` warnings) goes to
 OUT/logs/ray-driver.log, not the terminal. Ray's own session folder holds Unix sockets whose paths

@@ -1,6 +1,6 @@
 """One OUT, one writer: a second compare or search on an OUT another live process works on refuses in
 one line naming it; a lock left by a dead process is taken over. Two real compares on one OUT, 4 s apart
-(each cell run once): tests/test_cluster_nodes.py."""
+(each cell run once): tests/test_compare_ray.py."""
 from __future__ import annotations
 
 import os

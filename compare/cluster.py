@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from condition.compare.ray_auth import is_auth_failure, missing_token_hint, refused_token_hint, turn_token_mode_on, use_available_token
+from condition.compare.ray_auth import auth_failure_hint, is_auth_failure, turn_token_mode_on, use_available_token
 from condition.errors import ClusterError, ConditionError, one_line
 
 ADDRESS_ENV = "RAY_ADDRESS"
@@ -75,7 +75,7 @@ def ray_session(out: str | Path, address: str | None = None, num_cpus: int | Non
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
             except Exception as exc:  # noqa: BLE001 — say why in one line: a token, or what Ray said
                 if is_auth_failure(_since(log, start) + str(exc)):
-                    raise ClusterError(address, refused_token_hint(token) if token else missing_token_hint()) from None
+                    raise ClusterError(address, auth_failure_hint(token)) from None
                 raise
         else:
             turn_token_mode_on()  # Ray's default for a new local Ray, kept even when RAY_AUTH_MODE says otherwise

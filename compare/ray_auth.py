@@ -85,6 +85,17 @@ def is_auth_failure(text: str) -> bool:
     return any(mark in text for mark in AUTH_FAILURE_MARKS)
 
 
+def auth_failure_hint(token: TokenSource | None) -> str:
+    """One line for a cluster that refused this driver: the token was wrong, token mode was turned off
+    by the user, or no token was found."""
+    if token is not None:
+        return refused_token_hint(token)
+    if os.environ.get(AUTH_MODE_ENV, "").lower() not in ("", "token"):
+        return (f"the cluster wants Ray's authentication token and {AUTH_MODE_ENV}={os.environ[AUTH_MODE_ENV]} turns it off "
+                f"here: unset {AUTH_MODE_ENV} (or set it to token)")
+    return missing_token_hint()
+
+
 def missing_token_hint() -> str:
     """One line: what to set when the cluster wants a token and none is available here."""
     return (f"the cluster wants Ray's authentication token and none was found here: set {TOKEN_ENV}, or {TOKEN_PATH_ENV} "

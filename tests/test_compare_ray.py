@@ -110,7 +110,8 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path):
       (sys.addaudithook, via sitecustomize) logging each file they write, create, rename or remove under
       OUT or the node's cell folder, and it does see the cells' work in their private folders;
     - each frontend's prune cell is byte for byte (.tflite, Vela's .tflite and CSVs, .pte, TOSA) and record
-      for record (but wall times and the float-cache note) the cell of an embedded-Ray compare;
+      for record (but wall times and the float-cache note) the cell of an embedded-Ray compare and the cell
+      run alone in a fresh process with the frameworks' default threads;
     - `search` runs on the same cluster; the compare again redoes nothing."""
     port = _free_port()
     tag = f"/tmp/crt{os.getpid()}"  # Ray's socket paths must stay short
@@ -207,20 +208,29 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path):
         assert any(f"cells-{name}/condition-cells/" in line for line in lines), name  # the hook saw the node's cell work
     assert [line for lines in writes.values() for line in lines if f" {out}/" in line or line.endswith(f" {out}")] == []
 
-    recipe = tmp_path / "prune.toml"  # the quick matrix's prune 95 % cells, on an embedded Ray
+    # The prune 95 % cells again: on an embedded Ray (a compare of just them), and each alone in a fresh
+    # process with the frameworks' default threads. Same hash, same bytes, same record on all three.
+    recipe = tmp_path / "prune.toml"
     recipe.write_text(PRUNE_CELLS)
-    embedded = tmp_path / "embedded"
+    embedded, alone = tmp_path / "embedded", tmp_path / "alone"
     shell = {k: v for k, v in env.items() if k not in THREAD_VARS}  # as from a shell: default threads
     done = subprocess.run([*CONDITION, "compare", "--recipe", str(recipe), "--out", str(embedded)], env=shell,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0 and "embedded Ray" in done.stderr, done.stderr[-3000:]
+    runs = [subprocess.Popen([*CONDITION, fw, "prune", "--sparsity", "0.95", "--train-limit", "2000", "--eval-limit", "300",
+                              "--out", str(alone)], env=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for fw in ("tf", "torch")]
+    for run in runs:
+        output = run.communicate(timeout=900)[0]
+        assert run.returncode == 0, output[-2000:]
     for fw, artifact in (("tf", "model_int8.tflite"), ("torch", "model.pte")):
-        a, b = _prune_folder(embedded, fw), _prune_folder(out, fw, pruned_to=0.95)
-        assert a.name == b.name  # the same configuration hash
-        digests = _digests(a)
+        cluster = _prune_folder(out, fw, pruned_to=0.95)
+        digests = _digests(cluster)
         assert artifact in digests and any(name.endswith((".tosa", "_vela.tflite")) for name in digests)
-        assert digests == _digests(b), fw
-        assert _comparable(MetricsRecord.read(a)) == _comparable(MetricsRecord.read(b)), fw
+        for other in (_prune_folder(embedded, fw), _prune_folder(alone, fw)):
+            assert other.name == cluster.name  # the same configuration hash
+            assert _digests(other) == digests, (fw, other)
+            assert _comparable(MetricsRecord.read(other)) == _comparable(MetricsRecord.read(cluster)), (fw, other)
 
 
 def _start_node(args: list[str], env: dict[str, str]) -> str:

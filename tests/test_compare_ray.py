@@ -99,7 +99,8 @@ steps = [{technique = "prune", sparsity = 0.95}]
 
 
 @pytest.mark.slow
-def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path):
+@pytest.mark.usefixtures("shared_ray")  # the embedded run of the prune cells: in this process, warm for the next test
+def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
     """The issue's commands on a cluster of two `ray start` nodes (each its own temp dir and cell folder,
     1 CPU), with Ray 2.60's default token auth and nothing set in the shell:
     - without the token, compare refuses in one line saying what to set;
@@ -214,12 +215,12 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path):
     recipe.write_text(PRUNE_CELLS)
     embedded, alone = tmp_path / "embedded", tmp_path / "alone"
     shell = {k: v for k, v in env.items() if k not in THREAD_VARS}  # as from a shell: default threads
-    done = subprocess.run([*CONDITION, "compare", "--recipe", str(recipe), "--out", str(embedded)], env=shell,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0 and "embedded Ray" in done.stderr, done.stderr[-3000:]
     runs = [subprocess.Popen([*CONDITION, fw, "prune", "--sparsity", "0.95", "--train-limit", "2000", "--eval-limit", "300",
                               "--out", str(alone)], env=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for fw in ("tf", "torch")]
+    capsys.readouterr()
+    assert main(["compare", "--recipe", str(recipe), "--out", str(embedded)]) == 0, capsys.readouterr().err[-3000:]
+    assert "embedded Ray" in capsys.readouterr().err
     for run in runs:
         output = run.communicate(timeout=900)[0]
         assert run.returncode == 0, output[-2000:]

@@ -35,6 +35,7 @@ from condition.backend.atomic import write_json_atomic
 from condition.backend.metrics import RECORD_NAME, MetricsRecord
 from condition.compare.cluster import ray_session, usable_cores
 from condition.compare.matrix import Cell, lanes
+from condition.compare.out_lock import hold_out
 from condition.compare.transfer import Units, install, is_cache, pack
 from condition.compare.worker import CellResult, is_alive, log_path, run_cell, runtime_env, write_failed_record
 from condition.errors import ArtifactError
@@ -50,6 +51,7 @@ class CellOutcome:
     status: str  # "ok", "failed", "flagged" (ran, but its figures cannot be right) or "skipped" (an ok record was already there)
     seconds: float = 0.0
     error: str | None = None
+    node: str = ""  # the Ray node id it ran on
 
 
 class Events(Protocol):
@@ -118,6 +120,14 @@ def run_cells(cells: list[Cell], jobs: int | None = None, force: bool = False, e
     `threads`: per cell (default: the CPUs shared out among `jobs` cells at once).
     Ctrl-C / SIGTERM stops the tasks (their unfinished runs leave no folder) and re-raises
     KeyboardInterrupt; finished cells stay recorded, so the next call resumes."""
+    if not cells:
+        return []
+    with hold_out(cells[0].config.out):  # one writer per OUT (re-entrant: the CLI and a search hold it already)
+        return _run_cells(cells, jobs, force, events, address, threads)
+
+
+def _run_cells(cells: list[Cell], jobs: int | None, force: bool, events: Events | None, address: str | None,
+               threads: int | None) -> list[CellOutcome]:
     events = events or NoEvents()
     outcomes: dict[str, CellOutcome] = {}
     todo = []
@@ -180,7 +190,8 @@ def install_result(out: Path, config: RunConfig, result: CellResult) -> list[str
     path = log_path(out, config.frontend)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:  # a header per cell, so the log says which cell printed what (also when it printed nothing)
-        f.write(f"=== {config.run_dir().relative_to(config.out).as_posix()}: {result.status} in {result.seconds:.1f} s ===\n")
+        where = f" on node {result.node} (pid {result.pid})" if result.node else ""
+        f.write(f"=== {config.run_dir().relative_to(config.out).as_posix()}: {result.status} in {result.seconds:.1f} s{where} ===\n")
         if result.log.strip():
             f.write(result.log if result.log.endswith("\n") else result.log + "\n")
     return [rel for rel in result.units if is_cache(rel)]
@@ -320,7 +331,7 @@ class _Scheduler:
             key = lane_key(cell)
             self.lane_cache.add(key, rels)
             self.cache_refs.pop(key, None)  # the lane's next cells get the new entries
-        self._finish(i, CellOutcome(cell, result.status, round(result.seconds, 1), result.error))
+        self._finish(i, CellOutcome(cell, result.status, round(result.seconds, 1), result.error, result.node))
 
     def _finish(self, i: int, outcome: CellOutcome) -> None:
         self.done.add(i)

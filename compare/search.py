@@ -526,11 +526,18 @@ class _Ledger:
 def run_search(spec: SearchSpec, address: str | None = None, events: SearchEvents | None = None,
                reference_events: Any = None) -> list[TrialOutcome]:
     """Run (or resume) the search; returns every trial of OUT/search.json, this run's and earlier ones."""
-    from condition.compare.cluster import ray_session
-    from condition.compare.runner import LaneCache, lane_key, run_cells
+    from condition.compare.out_lock import hold_out
 
     # Tune runs each trial in a working folder of its own: a relative OUT would land there
     spec = dataclasses.replace(spec, bases=tuple(dataclasses.replace(b, out=Path(b.out).resolve()) for b in spec.bases))
+    with hold_out(spec.out):  # one writer per OUT (re-entrant: the CLI holds it already)
+        return _run_search(spec, address, events, reference_events)
+
+
+def _run_search(spec: SearchSpec, address: str | None, events: SearchEvents | None, reference_events: Any) -> list[TrialOutcome]:
+    from condition.compare.cluster import ray_session
+    from condition.compare.runner import LaneCache, lane_key, run_cells
+
     events = events or SearchEvents()
     started = time.monotonic()
     earlier = previous_trials(spec)

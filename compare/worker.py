@@ -48,6 +48,8 @@ class CellResult:
     seconds: float
     units: Units  # folder relative to OUT → tar (compare/transfer.py)
     log: str  # what the frameworks printed while the cell ran
+    node: str = ""  # the Ray node id the cell ran on (OUT/logs/<frontend>.log names it per cell)
+    pid: int = 0  # the worker process
 
 
 def runtime_env(frontend: str, threads: int) -> dict[str, Any]:
@@ -91,9 +93,19 @@ def run_cell(cell_id: int, config: RunConfig, threads: int, cache: Units | None 
         seconds = time.perf_counter() - start
         new_cache = [f for f in float_cache_folders(private) if f not in before]
         units = pack(private, [local.run_dir().relative_to(private).as_posix(), *new_cache])
-        return CellResult(cell_id, status, error, seconds, units, log.read_text(errors="replace")[-LOG_LIMIT:])
+        return CellResult(cell_id, status, error, seconds, units, log.read_text(errors="replace")[-LOG_LIMIT:], node_id(), os.getpid())
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def node_id() -> str:
+    """This process's Ray node ("" outside Ray, e.g. a cell run in-process by a test)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # noqa: BLE001 — which node ran a cell is information, never a failure
+        return ""
 
 
 def _put(queue: Any, message: tuple[Any, ...]) -> None:

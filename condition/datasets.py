@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from condition import images
-from condition.errors import ConfigError, DatasetError
+from condition.errors import ConfigError, DatasetError, UnseenLabelsError
 
 DEFAULT_DATASET = "fashion-mnist"
 FASHION_MNIST_32X32X3 = "fashion-mnist-32x32x3"  # resized to 32×32 and repeated to 3 channels, made on load
@@ -164,6 +164,10 @@ def _checked(name: str, x_train, y_train, x_test, y_test, where: str) -> Dataset
     x_train, x_test = (_as_uint8_if_integer(x, split, where) for x, split in ((x_train, "train"), (x_test, "test")))
     if x_train.dtype.kind != x_test.dtype.kind:
         raise DatasetError(where, f"train images are {x_train.dtype} and test images {x_test.dtype}; give both the same type")
+    unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+    if unseen.size:  # the model could never predict them: a capped accuracy with no reason given
+        raise UnseenLabelsError(where, "test labels never seen in training", tuple(int(v) for v in unseen),
+                                tuple(int(v) for v in np.unique(y_train)))
     return Dataset(name, np.ascontiguousarray(x_train), y_train.astype(np.int64), np.ascontiguousarray(x_test), y_test.astype(np.int64))
 
 

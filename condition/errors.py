@@ -20,6 +20,36 @@ class DatasetError(ConditionError):
 
 
 @dataclass
+class UnseenLabelsError(DatasetError):
+    """Test labels of classes the training split never holds: the model cannot predict them, so its
+    accuracy would be capped (and flagged "near chance") without saying why."""
+
+    labels: tuple[int, ...] = ()
+    train_labels: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        return (f"data set {self.path}: test labels {_ranges(self.labels)} never occur in training "
+                f"(train labels {_ranges(self.train_labels)}); give a training split that holds every class")
+
+
+def _ranges(values: tuple[int, ...]) -> str:
+    """(0, 1, 2, 5, 7, 8) → "0-2, 5, 7-8": short, however many classes."""
+    parts: list[str] = []
+    start = prev = None
+    for v in sorted(values):
+        if start is None:
+            start = prev = v
+        elif v == prev + 1:
+            prev = v
+        else:
+            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = v
+    if start is not None:
+        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ", ".join(parts)
+
+
+@dataclass
 class ModelError(ConditionError):
     model: str
     problem: str
@@ -88,6 +118,17 @@ class ClusterError(ConditionError):
     def __str__(self) -> str:
         where = f"Ray cluster at {self.address}" if self.address else "embedded Ray"
         return f"{where}: {self.problem}"
+
+
+@dataclass
+class OutBusyError(ConditionError):
+    """Another live `compare`/`search` is working on this OUT (compare/out_lock.py)."""
+
+    out: str
+    holder: str
+
+    def __str__(self) -> str:
+        return f"{self.out} is in use by {self.holder} (wait for it to end, or give another --out)"
 
 
 def one_line(error: BaseException | str, limit: int = 200) -> str:

@@ -25,11 +25,11 @@ EVALUATE_STEP = "evaluate int8"
 def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
     """Condition, export, compile and measure one configuration; returns the written record."""
     pin_thread_env()  # same threads alone, in compare and in tests: same bytes
-    frontend = load_frontend(config.frontend)
-    frontend.pin_threads(COMPUTE_THREADS)
     with RunRecorder(config, progress) as rec:
         with rec.step("load data"):
             dataset = load_dataset(config.dataset, config.test_split, config.image_size).subset(config.train_limit, config.eval_limit)
+        frontend = load_frontend(config.frontend)  # after the data: a bad data set is one line before a framework loads
+        frontend.pin_threads(COMPUTE_THREADS)
         with rec.step("train float"):
             start = frontend.float_model(config, dataset, progress)
         if start.cached:

@@ -1,5 +1,5 @@
-"""`condition compare` on Ray: a tiny recipe on a real local cluster started with `ray start --head`
-(address passed, cluster left running for its owner), and a compare killed with Ctrl-C that leaves
+"""`condition compare` on Ray: the quick matrix and a search on a real local cluster of two `ray start` nodes
+with Ray 2.60's default token auth (address passed, cluster left running for its owner), and a compare killed with Ctrl-C that leaves
 no partial folder and no Ray process, then resumes without redoing the finished cell."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -54,32 +55,125 @@ def _debris(out: Path) -> list[str]:
     return [str(p) for p in out.rglob(".*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
 
 
+AUDIT_HOOK = '''
+import os
+import sys
+
+_LOG = os.environ.get("CONDITION_AUDIT_LOG")
+_WATCHED = tuple(p for p in os.environ.get("CONDITION_AUDIT_PATHS", "").split(os.pathsep) if p)
+_CHANGES = {"os.mkdir", "os.remove", "os.rmdir", "os.rename", "os.symlink", "os.link", "os.truncate", "shutil.rmtree",
+            "shutil.copyfile", "shutil.copytree", "shutil.move"}
+
+
+def _paths(event, args):
+    if event == "open":
+        path, mode, flags = args
+        if mode is not None:
+            return [path] if any(c in mode for c in "wax+") else []
+        return [path] if isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) else []
+    return [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
+
+
+def _hook(event, args):
+    if event != "open" and event not in _CHANGES:
+        return
+    for path in _paths(event, args):
+        if isinstance(path, int):
+            continue
+        text = os.path.abspath(os.fsdecode(path))
+        if text.startswith(_WATCHED):
+            with open(_LOG, "a") as log:  # not watched itself: no recursion
+                log.write(f"{os.getpid()} {event} {text}\\n")
+
+
+if _LOG and _WATCHED:
+    sys.addaudithook(_hook)
+'''
+PRUNE_CELLS = """
+frontends = ["tf", "torch"]
+train_limit = 2000
+eval_limit = 300
+[[chains]]
+steps = [{technique = "prune", sparsity = 0.95}]
+"""
+
+
 @pytest.mark.slow
-def test_quick_compare_on_a_local_ray_cluster_resumes_and_gives_the_bytes_of_a_run_alone(tmp_path):
-    """`compare --quick` on a cluster started here (2 CPUs: two cells at once), then each frontend's
-    prune cell run alone in a fresh process with the frameworks' default threads: the same
-    configuration hash, byte-identical artifacts (.tflite, Vela's .tflite and CSVs, .pte, TOSA) and
-    the same record but for wall times and the float-cache note. Then the compare again: nothing redone."""
+@pytest.mark.usefixtures("shared_ray")  # the embedded run of the prune cells: in this process, warm for the next test
+def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
+    """The issue's commands on a cluster of two `ray start` nodes (each its own temp dir and cell folder,
+    1 CPU), with Ray 2.60's default token auth and nothing set in the shell:
+    - without the token, compare refuses in one line saying what to set;
+    - `compare --quick --address` runs the 12 cells on both nodes (each cell's node id is in
+      OUT/logs/<frontend>.log), while a second compare on the same OUT, started 4 s later, refuses naming
+      the first: 12 cell runs for 12 cells;
+    - no process of the cluster writes into OUT: every node's Python processes carry an audit hook
+      (sys.addaudithook, via sitecustomize) logging each file they write, create, rename or remove under
+      OUT or the node's cell folder, and it does see the cells' work in their private folders;
+    - each frontend's prune cell is byte for byte (.tflite, Vela's .tflite and CSVs, .pte, TOSA) and record
+      for record (but wall times and the float-cache note) the cell of an embedded-Ray compare and the cell
+      run alone in a fresh process with the frameworks' default threads;
+    - `search` runs on the same cluster; the compare again redoes nothing."""
     port = _free_port()
-    temp = Path("/tmp") / f"crt-{os.getpid()}"  # Ray's socket paths must stay short
-    # Token auth on both sides, set before either process imports ray (as a user of a cluster would).
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
-    subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    f"--temp-dir={temp}", "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
-    out = tmp_path / "quick"
+    tag = f"/tmp/crt{os.getpid()}"  # Ray's socket paths must stay short
+    # Ray 2.60's defaults, as a user meets them: nothing set, and a token in ~/.ray/auth_token (an embedded
+    # Ray, e.g. an earlier `condition compare`, writes one there), so `ray start` turns token auth on.
+    # HOME is a folder of this test: the machine's own ~/.ray plays no part.
+    env = user_env(tmp_path / "home")
+    subprocess.run([str(RAY), "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=120)
+    out, searched = tmp_path / "quick", tmp_path / "search"
+    hook = tmp_path / "audit"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(AUDIT_HOOK)
+    nodes = {}
+    for name in ("a", "b"):
+        (tmp_path / f"cells-{name}").mkdir()
+        nodes[name] = {**env, "PYTHONPATH": str(hook), "CONDITION_CELL_TMP": str(tmp_path / f"cells-{name}"),
+                       "CONDITION_AUDIT_LOG": str(tmp_path / f"audit-{name}.log"),
+                       "CONDITION_AUDIT_PATHS": os.pathsep.join([str(out), str(searched), str(tmp_path / f"cells-{name}")])}
     compare = [*CONDITION, "compare", "--quick", "--address", f"127.0.0.1:{port}", "--out", str(out)]
     try:
-        done = subprocess.run(compare, env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:] + "".join(p.read_text()[-3000:] for p in out.rglob("error.log"))
-        assert f"Ray at 127.0.0.1:{port}" in done.stderr and "12 cells" in done.stderr and "0 already done" in done.stderr
-        assert done.stderr.count(": ok in ") == 12
+        head = _start_node(["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", f"{tag}a"], nodes["a"])
+        assert "Token authentication is enabled" in head
+        # Ray's own `ray start --address` does not turn token mode on for an explicit address: a node joins with it set
+        _start_node(["--address", f"127.0.0.1:{port}", "--temp-dir", f"{tag}b"], {**nodes["b"], "RAY_AUTH_MODE": "token"})
+
+        # Without a token the cluster refuses this driver: one line saying what to set, Ray's retries in
+        # OUT/logs (RAY_NUM_REDIS_GET_RETRIES only shortens Ray's 20 s of retries for the test).
+        refused = subprocess.run(compare, env={**user_env(tmp_path / "other-home"), "RAY_NUM_REDIS_GET_RETRIES": "3"},
+                                 capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr and "gcs_client" not in refused.stderr
+        assert refused.stderr.strip().splitlines()[-1].startswith(
+            f"condition: error: Ray cluster at 127.0.0.1:{port}: the cluster wants Ray's authentication token and none was "
+            "found here: set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH")
+        assert "InvalidAuthToken" in (out / "logs" / "ray-driver.log").read_text()
+
+        first = subprocess.Popen(compare, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(4)
+            assert first.poll() is None
+            second = subprocess.run(compare, env=env, capture_output=True, text=True, timeout=120)
+            _, err = first.communicate(timeout=900)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        refusal = second.stderr.strip().splitlines()[-1]
+        assert refusal.startswith(f"condition: error: {out} is in use by pid {first.pid} on {os.uname().nodename}, started ")
+        assert refusal.endswith(f": condition {' '.join(compare[3:])} (wait for it to end, or give another --out)")
+        assert first.returncode == 0, err[-3000:] + "".join(p.read_text()[-3000:] for p in out.rglob("error.log"))
+        assert f"Ray at 127.0.0.1:{port}" in err and "12 cells" in err and "0 already done" in err
+        assert "gcs_client" not in err and "InvalidAuthToken" not in err
+        assert err.count(": ok in ") == 12
+        ran_on = _cell_nodes(out)
+        assert len(ran_on) == 12 and len(set(ran_on.values())) == 2, ran_on  # 12 cell runs, on both nodes
         records = _records(out)
         assert len(records) == 12 and {r.status for r in records.values()} == {"ok"}
         assert not any(r.problems for r in records.values())
         assert not (out / "logs" / "ray").exists()  # a cluster's logs stay with the cluster
         assert (out / "logs" / "tf.log").is_file() and (out / "logs" / "torch.log").is_file()  # sent back by the workers
         assert _debris(out) == []
-        assert _processes_mentioning(f"{temp}/")  # the command disconnected and left the cluster running
+        assert _processes_mentioning(f"{tag}a/")  # the command disconnected and left the cluster running
         for name in ("report.md", "report.html", "results.csv", "results.json", "compare.json"):
             assert (out / name).is_file(), name
         rows = list(csv.DictReader((out / "results.csv").open()))
@@ -92,29 +186,76 @@ def test_quick_compare_on_a_local_ray_cluster_resumes_and_gives_the_bytes_of_a_r
         assert all(float(r["weight_sparsity"]) > 0.9 and float(r["encoded_weight_bytes_vs_baseline"]) < 0.2 for r in pruned)
         report, html = (out / "report.md").read_text(), (out / "report.html").read_text()
 
-        alone = tmp_path / "alone"
-        shell = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}  # as from a shell: default threads
-        runs = [subprocess.Popen([*CONDITION, fw, "prune", "--sparsity", "0.95", "--train-limit", "2000", "--eval-limit", "300",
-                                  "--out", str(alone)], env=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                for fw in ("tf", "torch")]
-        for run in runs:
-            output = run.communicate(timeout=900)[0]
-            assert run.returncode == 0, output[-2000:]
-        for fw, artifact in (("tf", "model_int8.tflite"), ("torch", "model.pte")):
-            a, b = _prune_folder(alone, fw), _prune_folder(out, fw, pruned_to=0.95)
-            assert a.name == b.name  # the same configuration hash
-            digests = _digests(a)
-            assert artifact in digests and any(name.endswith((".tosa", "_vela.tflite")) for name in digests)
-            assert digests == _digests(b), fw
-            assert _comparable(MetricsRecord.read(a)) == _comparable(MetricsRecord.read(b)), fw
+        search = subprocess.run([*CONDITION, "search", "--frontend", "tf", "--trials", "1", "--train-limit", "300",
+                                 "--eval-limit", "100", "--address", f"127.0.0.1:{port}", "--out", str(searched)],
+                                env=env, capture_output=True, text=True, timeout=900)
+        assert search.returncode == 0, search.stderr[-3000:]
+        assert search.stderr.count(f"on Ray at 127.0.0.1:{port}") == 2  # the search and its reference cells
+        trials = json.loads((searched / "search.json").read_text())["trials"]
+        assert len(trials) == 1 and trials[0]["status"] == "ok", trials
+        assert set(_cell_nodes(searched).values()) <= set(ran_on.values())  # the same two nodes
 
         again = subprocess.run(compare, env=env, capture_output=True, text=True, timeout=900)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "12 already done" in again.stderr and ": ok in " not in again.stderr
         assert (out / "report.md").read_text() == report and (out / "report.html").read_text() == html
     finally:
-        _stop(f"{temp}/")
-    assert _processes_mentioning(f"{temp}/") == []
+        for name in ("a", "b"):
+            _stop(f"{tag}{name}/")
+    assert _processes_mentioning(f"{tag}a/") == [] and _processes_mentioning(f"{tag}b/") == []
+
+    writes = {name: (tmp_path / f"audit-{name}.log").read_text().splitlines() for name in nodes}
+    for name, lines in writes.items():
+        assert any(f"cells-{name}/condition-cells/" in line for line in lines), name  # the hook saw the node's cell work
+    assert [line for lines in writes.values() for line in lines if f" {out}/" in line or line.endswith(f" {out}")] == []
+
+    # The prune 95 % cells again: on an embedded Ray (a compare of just them), and each alone in a fresh
+    # process with the frameworks' default threads. Same hash, same bytes, same record on all three.
+    recipe = tmp_path / "prune.toml"
+    recipe.write_text(PRUNE_CELLS)
+    embedded, alone = tmp_path / "embedded", tmp_path / "alone"
+    shell = {k: v for k, v in env.items() if k not in THREAD_VARS}  # as from a shell: default threads
+    runs = [subprocess.Popen([*CONDITION, fw, "prune", "--sparsity", "0.95", "--train-limit", "2000", "--eval-limit", "300",
+                              "--out", str(alone)], env=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for fw in ("tf", "torch")]
+    capsys.readouterr()
+    assert main(["compare", "--recipe", str(recipe), "--out", str(embedded)]) == 0, capsys.readouterr().err[-3000:]
+    assert "embedded Ray" in capsys.readouterr().err
+    for run in runs:
+        output = run.communicate(timeout=900)[0]
+        assert run.returncode == 0, output[-2000:]
+    for fw, artifact in (("tf", "model_int8.tflite"), ("torch", "model.pte")):
+        cluster = _prune_folder(out, fw, pruned_to=0.95)
+        digests = _digests(cluster)
+        assert artifact in digests and any(name.endswith((".tosa", "_vela.tflite")) for name in digests)
+        for other in (_prune_folder(embedded, fw), _prune_folder(alone, fw)):
+            assert other.name == cluster.name  # the same configuration hash
+            assert _digests(other) == digests, (fw, other)
+            assert _comparable(MetricsRecord.read(other)) == _comparable(MetricsRecord.read(cluster)), (fw, other)
+
+
+def _start_node(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run([str(RAY), "start", *args, "--num-cpus", "1", "--node-ip-address", "127.0.0.1",
+                           "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
+def _cell_nodes(out: Path) -> dict[str, str]:
+    """run folder → the Ray node id it ran on, from the header the driver writes per cell run."""
+    found: dict[str, str] = {}
+    for log in (out / "logs").glob("*.log"):
+        for folder, node in re.findall(r"^=== (\S+): \w+ in [\d.]+ s on node (\w+) \(pid \d+\) ===$", log.read_text(), re.M):
+            assert folder not in found  # no cell ran twice
+            found[folder] = node
+    return found
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """A shell of a user whose HOME is `home`: no Ray address, no auth mode, token or token path set."""
+    home.mkdir(parents=True, exist_ok=True)
+    drop = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, "HOME": str(home)}
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")

@@ -347,3 +347,24 @@ def test_image_folder_identity_follows_its_files(tmp_path) -> None:
     assert dataset_identity(str(root)) != before
     assert dataset_identity("fashion-mnist") == "fashion-mnist"
     assert dataset_identity("fashion-mnist", image_size=32) == {"name": "fashion-mnist", "image_size": [32, 32]}
+
+
+def test_test_labels_training_never_sees_stop_with_one_line_naming_them(tmp_path, capsys) -> None:
+    """Test classes 0-14, train classes 0-9: the model could never predict 10-14. Before, it trained and
+    was flagged "near chance" with no cause given; now the data set is refused, naming the file."""
+    from condition.cli import main
+    from condition.errors import UnseenLabelsError
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "fifteen.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y_train=np.arange(40) % 10,
+             x_test=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), y_test=np.arange(30) % 15)
+    with pytest.raises(UnseenLabelsError) as err:
+        datasets.load_dataset(str(path))
+    assert err.value.labels == (10, 11, 12, 13, 14)
+    assert str(err.value) == (f"data set {path}: test labels 10-14 never occur in training (train labels 0-9); "
+                              "give a training split that holds every class")
+    assert main(["tf", "post-training-quant", "--dataset", str(path), "--out", str(tmp_path / "runs")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == f"condition: error: {err.value}" and "Traceback" not in "".join(lines)
+    assert not list((tmp_path / "runs").rglob("model_int8.tflite"))

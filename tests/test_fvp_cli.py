@@ -126,6 +126,28 @@ def test_doctor_reports_and_exits_zero(tmp_path: Path, monkeypatch, capsys) -> N
     assert "missing, and what fixes it" in out and "Measuring on an FVP" in out
 
 
+def test_doctor_shows_ray_and_where_its_token_is_never_the_token(tmp_path: Path, monkeypatch, capsys) -> None:
+    from importlib import metadata
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    _, out, _ = run(["doctor"], capsys)
+    assert any(line.split() == ["Ray", metadata.version("ray")] for line in out.splitlines())
+    assert "RAY_ADDRESS not set" in out and "RAY_AUTH_MODE not set" in out and "token       none" in out
+    secret = "0123456789abcdef" * 4
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text(secret)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    _, out, _ = run(["doctor"], capsys)
+    assert "RAY_ADDRESS=127.0.0.1:6379" in out and "RAY_AUTH_MODE=token" in out
+    assert f"token       found: ~/.ray/auth_token ({tmp_path / '.ray' / 'auth_token'})" in out
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secret)
+    _, out, _ = run(["doctor"], capsys)
+    assert "token       found: RAY_AUTH_TOKEN" in out and secret not in out
+
+
 def test_doctor_fails_without_vela(monkeypatch, capsys) -> None:
     import importlib
 

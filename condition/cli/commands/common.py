@@ -17,6 +17,24 @@ from condition.techniques import (IMAGE_CHANNELS, MIN_PRUNE_FAN_IN, MIN_PRUNE_PA
 TECHNIQUE_CHOICE = click.Choice(TECHNIQUE_NAMES)
 
 
+class Duration(click.ParamType):
+    """`30m`, `1h30m`, `90s` or plain seconds → seconds (condition/durations.py). A bad value is a
+    ConfigError, so it is one `condition: error:` line naming the option, like every other bad value."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from condition.durations import parse_duration
+
+        if isinstance(value, float):
+            return value
+        option = param.opts[0] if param is not None and param.opts else "duration"
+        return parse_duration(value, option)
+
+
+DURATION = Duration()
+
+
 def target_options(f: Callable) -> Callable:
     options = [
         # A plain string checked by Target (not click.Choice), so a typo is one `condition: error:` line

@@ -134,18 +134,28 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     \b
     Cells already finished with the same configuration are skipped, so an interrupted run resumes
     where it stopped; a failing cell is recorded with its error and the others go on.
+    One command per OUT: while a compare or search works on OUT (it holds OUT/.lock), another
+    one on the same OUT refuses at once, naming it (pid, host, command, start time); a lock
+    left by a process that is gone is taken over.
     Cycle and traffic figures are Vela estimates unless marked as FVP measurements.
     """
+    from condition.compare.out_lock import hold_out
+
+    recipe = build_recipe(ctx, opts)
+    out = Path(opts["out"] or (QUICK_OUT if opts["quick"] else DEFAULT_OUT))
+    with hold_out(out):  # one writer per OUT: a second compare/search on it refuses, naming this one
+        _compare(recipe, out, opts)
+
+
+def _compare(recipe: Any, out: Path, opts: dict[str, Any]) -> None:
+    from condition.compare.advice import write_comparison_advice  # `condition advise` on each baseline cell
     from condition.compare.matrix import expand
-    from condition.compare.records import write_manifest
+    from condition.compare.records import load_comparison, write_manifest
     from condition.compare.report import write_report
     from condition.compare.report_text import render_text
     from condition.compare.runner import is_done, run_cells
     from condition.compare.table import build_sections
-    from condition.compare.records import load_comparison
 
-    recipe = build_recipe(ctx, opts)
-    out = Path(opts["out"] or (QUICK_OUT if opts["quick"] else DEFAULT_OUT))
     fvp = opts["fvp"]
     cells = expand(recipe, out, fvp=None if fvp in (None, "auto") else fvp, run_fvp=fvp is not None)
     write_manifest(out, cells, recipe.source, recipe.limits)
@@ -158,8 +168,6 @@ def compare(ctx: click.Context, **opts: Any) -> None:
     finally:
         progress.close()
     comparison = load_comparison(out)
-    from condition.compare.advice import write_comparison_advice  # `condition advise` on each baseline cell
-
     for problem in write_comparison_advice(comparison):
         click.echo(f"condition: {problem}", err=True)
     files = write_report(out, comparison)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import os
 import platform
 from dataclasses import dataclass
 from importlib import metadata
@@ -24,6 +25,7 @@ PACKAGES = (
     ("torchao", "torchao"),
     ("Vela", "ethos-u-vela"),
     ("TOSA reference model", "tosa-tools"),
+    ("Ray", "ray"),
 )
 # what a package's version decides, shown beside it
 PACKAGE_NOTES = {"Vela": "compiles both frontends' artifacts in-process, ExecuTorch's Ethos-U delegate included; "
@@ -108,6 +110,25 @@ def _fvp_checks() -> list[Check]:
     return checks
 
 
+def ray_lines() -> list[str]:
+    """How `compare`/`search` would reach Ray from this shell: the cluster address and auth mode
+    variables, and where Ray would find a token (its place only: the token is never printed)."""
+    from condition.compare.ray_auth import AUTH_MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV, find_token
+
+    def env(name: str) -> str:
+        value = os.environ.get(name)
+        return f"{name}={value}" if value else f"{name} not set"
+
+    address = os.environ.get("RAY_ADDRESS")
+    token = find_token()
+    return [
+        f"  cluster     {env('RAY_ADDRESS')}" + ("" if address else " (compare/search start an embedded Ray unless --address is given)"),
+        f"  auth mode   {env(AUTH_MODE_ENV)}" + ("" if os.environ.get(AUTH_MODE_ENV) else
+                                                  " (condition turns token mode on when a token is found)"),
+        f"  token       {'found: ' + token.where if token else f'none ({TOKEN_ENV}, {TOKEN_PATH_ENV}, ~/.ray/auth_token)'}",
+    ]
+
+
 def collect() -> tuple[dict[str, str | None], list[Check]]:
     """Package versions and every check, without printing (the test and the command share it)."""
     versions = {label: _version(dist) for label, dist in PACKAGES}
@@ -134,6 +155,7 @@ def doctor() -> None:
     for label, version in versions.items():
         note = f"  ({PACKAGE_NOTES[label]})" if version and label in PACKAGE_NOTES else ""
         lines.append(f"  {label:<{width}}  {version or 'not installed'}{note}")
+    lines += ["", "ray (compare, search):", *ray_lines()]
     lines += ["", "checks:"]
     cwidth = max(len(c.name) for c in checks)
     for c in checks:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from condition.cli.commands.common import build_limits, build_target, limit_options, target_options
+from condition.cli.commands.common import DURATION, build_limits, build_target, limit_options, target_options
 from condition.cli.commands.compare import CompareProgress, address_option
 
 DEFAULT_OUT = "runs/search"
@@ -51,8 +51,8 @@ def _ratio(value: int | None, of: int | None) -> str:
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=0), help="Float training epochs before any technique.")
 @click.option("--trials", default=20, show_default=True, type=click.IntRange(min=1),
               help="Trials per frontend (resumed searches count earlier ones).")
-@click.option("--time-budget", default=None, type=click.FloatRange(min=1), metavar="SECONDS",
-              help="Stop starting trials after this long (the running ones are stopped too).")
+@click.option("--time-budget", default=None, type=DURATION, metavar="DURATION",
+              help="Stop starting trials after this long (the running ones are stopped too): 90s, 30m, 1h30m or plain seconds.")
 @click.option("--max-accuracy-drop", default=1.0, show_default=True, type=click.FloatRange(0, 100), metavar="POINTS",
               help="Int8 accuracy may fall this many points below the dense int8 model trained for the same total epochs.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, shuffling, calibration and the sampler.")
@@ -85,7 +85,10 @@ def search(**opts: Any) -> None:
     trials are not redone). Writes search.md / search.html with the Pareto fronts, the best
     model of each frontend beside the dense reference (the dense int8 model of the float
     epochs) and its same-epochs baseline, and the command line that reproduces it.
+    One command per OUT: while a search or compare works on OUT (it holds OUT/.lock), another
+    one on the same OUT refuses at once, naming it; a lock left by a process that is gone is taken over.
     """
+    from condition.compare.out_lock import hold_out
     from condition.compare.search import SearchSpec, run_search
     from condition.compare.search_report import write_search_report
     from condition.compare.search_space import reference_config
@@ -102,11 +105,12 @@ def search(**opts: Any) -> None:
                       time_budget_s=opts["time_budget"], seed=opts["seed"], limits=build_limits(opts))
     click.echo(f"condition search: {' and '.join(frontends)}, {opts['trials']} trials each → {out}", err=True)
     references = CompareProgress()
-    try:
-        run_search(spec, address=opts["address"], events=SearchProgress(), reference_events=references)
-    finally:
-        references.close()
-    report = write_search_report(out)
+    with hold_out(out):  # one writer per OUT: a second compare/search on it refuses, naming this one
+        try:
+            run_search(spec, address=opts["address"], events=SearchProgress(), reference_events=references)
+        finally:
+            references.close()
+        report = write_search_report(out)
     click.echo(report.text)
     click.echo(f"\nreport: {report.html}\n        {report.markdown}", err=False)
     sys.stdout.flush()

@@ -74,7 +74,7 @@ if times.is_file():
 print("| model | NPU | run | tf NPU cycles | torch NPU cycles | Δ cycles | tf encoded B | torch encoded B | Δ bytes | tf / torch int8 | within 5 % |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 cells, met = {}, 0
-for r in records:
+for r in sorted(records, key=lambda r: r["created"]):  # newest record of a cell wins (re-runs under other versions)
     cells.setdefault((model_of(r), r["target"]["accelerator"], label(r)), {})[r["frontend"]] = r
 for (model, npu, run), sides in sorted(cells.items()):
     if set(sides) != {"tf", "torch"}:

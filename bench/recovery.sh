@@ -45,7 +45,7 @@ def int8(r):
 
 
 cells = {}
-for r in records:
+for r in sorted(records, key=lambda r: r["created"]):  # a re-run under a new fine-tuning recipe leaves the old folders: newest wins
     cells.setdefault((r["model"], r["dataset"]), {}).setdefault(label(r), {})[r["frontend"]] = r
 print("# Recovery after fine-tuning, default options (issue 20)\n")
 print("Produced by `bench/recovery.sh` (recipe `bench/recovery.toml`): U85-128, 12,000 training images, 2 float epochs, "

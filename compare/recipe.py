@@ -108,14 +108,23 @@ def default_recipe(quick: bool = False) -> Recipe:
 
 
 def quicken(recipe: Recipe) -> Recipe:
-    """Small subsets for a smoke run (keeps limits a recipe already set lower)."""
+    """Small subsets for a smoke run (keeps limits a recipe already set lower); prune fine-tunes one epoch
+    unless the recipe says otherwise (on 2,000 images it would choose up to 8: recovery is not what a smoke
+    run checks)."""
     return dataclasses.replace(
         recipe,
+        chains=tuple(dataclasses.replace(c, steps=tuple(_one_epoch(s) for s in c.steps)) for c in recipe.chains),
         train_limit=min(recipe.train_limit or QUICK_TRAIN_LIMIT, QUICK_TRAIN_LIMIT),
         eval_limit=min(recipe.eval_limit or QUICK_EVAL_LIMIT, QUICK_EVAL_LIMIT),
         epochs=min(recipe.epochs, 1),
         source=recipe.source + " (--quick)",
     )
+
+
+def _one_epoch(step: TechniqueConfig) -> TechniqueConfig:
+    if getattr(step, "fine_tune_epochs", 0) is None:  # a prune that would choose its epochs
+        return dataclasses.replace(step, fine_tune_epochs=1)
+    return step
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -36,7 +36,7 @@ eval_limit = 100
 [[chains]]
 steps = [{technique = "post-training-quant", calibration_images = 20}]
 [[chains]]
-steps = [{technique = "prune", sparsity = 0.9}]
+steps = [{technique = "prune", sparsity = 0.9, fine_tune_epochs = 1}]
 """
 
 
@@ -94,7 +94,7 @@ frontends = ["tf", "torch"]
 train_limit = 2000
 eval_limit = 300
 [[chains]]
-steps = [{technique = "prune", sparsity = 0.95}]
+steps = [{technique = "prune", sparsity = 0.95, fine_tune_epochs = 1}]
 """
 
 
@@ -215,7 +215,7 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
     recipe.write_text(PRUNE_CELLS)
     embedded, alone = tmp_path / "embedded", tmp_path / "alone"
     shell = {k: v for k, v in env.items() if k not in THREAD_VARS}  # as from a shell: default threads
-    runs = [subprocess.Popen([*CONDITION, fw, "prune", "--sparsity", "0.95", "--train-limit", "2000", "--eval-limit", "300",
+    runs = [subprocess.Popen([*CONDITION, fw, "prune", "--sparsity", "0.95", "--train-limit", "2000", "--eval-limit", "300", "--fine-tune-epochs", "1",
                               "--out", str(alone)], env=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for fw in ("tf", "torch")]
     capsys.readouterr()

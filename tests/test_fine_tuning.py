@@ -122,3 +122,28 @@ def test_prune_chooses_its_fine_tuning_epochs_from_the_sparsity_and_the_steps() 
     assert fine_tune_epochs(PruneConfig(sparsity=0.95), 500) == 8  # at most 8
     assert fine_tune_epochs(PruneConfig(sparsity=0.95, fine_tune_epochs=2), 500) == 2  # as given
     assert fine_tune_epochs(ClusterConfig(), 500) == 1
+
+
+def test_a_default_prune_of_a_small_batchnorm_cnn_recovers(tmp_path) -> None:
+    """`condition torch prune --sparsity 0.9` with default options on a conv + BatchNorm + depthwise + residual CNN,
+    1,000 training images: prune picks its epochs (8 here: 8 steps an epoch) and the int8 model stays within 3
+    points of the dense one, where one epoch (the old default) loses more."""
+    import sys
+    from pathlib import Path
+
+    from conftest import needs_fashion_mnist  # noqa: F401  (skip marker below)
+    from condition.datasets import FASHION_MNIST_DIR
+    from condition.run import RunConfig, run_config
+    from condition.techniques import PostTrainingQuantConfig, PruneConfig
+
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip("Fashion-MNIST (dataset-fashion-mnist) not installed")
+    sys.path.insert(0, str(Path(__file__).parent))
+    base = dict(model="torch_test_models:bn_cnn", out=tmp_path, train_limit=1000, eval_limit=500, epochs=3)
+    int8 = lambda rec: rec.accuracy_of("int8").value  # noqa: E731
+    dense = int8(run_config(RunConfig("torch", (PostTrainingQuantConfig(),), **base)))
+    chosen = run_config(RunConfig("torch", (PruneConfig(0.9),), **base))
+    one = run_config(RunConfig("torch", (PruneConfig(0.9, fine_tune_epochs=1),), **base))
+    assert chosen.fine_tuning["epochs"] == {"prune": 8}
+    assert dense > 0.25 and int8(chosen) >= dense - 0.03, (dense, int8(chosen), int8(one))  # chance: 0.1
+    assert int8(chosen) > int8(one)

@@ -58,7 +58,7 @@ def test_cluster_holds_k_values_per_tensor_after_batchnorm_folding(data, tmp_pat
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_prune_scope_policy_and_per_layer_sparsity(data, tmp_path, scope):
     notes = []
-    layers = _chain(data, tmp_path, PruneConfig(0.9, scope=scope), notes=notes)
+    layers = _chain(data, tmp_path, PruneConfig(0.9, scope=scope, fine_tune_epochs=1), notes=notes)
     check_prune_scope(layers, notes, scope)
 
 
@@ -70,7 +70,7 @@ def test_prune_keeps_a_weight_in_every_output_channel(data, schedule):
     model = bn_cnn()
     kernel = model.get_layer("head").kernel
     kernel.assign(kernel.numpy() * np.where(np.arange(64) < 8, 1e-3, 1.0).astype(np.float32))
-    pruned = FRONTEND.registry.apply(model, PruneConfig(0.9, schedule=schedule), StepContext(data, Target(), 0, ()))
+    pruned = FRONTEND.registry.apply(model, PruneConfig(0.9, schedule=schedule, fine_tune_epochs=1), StepContext(data, Target(), 0, ()))
     head = pruned.get_layer("head").kernel.numpy().reshape(-1, 64)  # (32 inputs, 64 outputs)
     assert int((head == 0).sum()) == head.size - kept_count(head.size, 0.9)
     kept = (head != 0).sum(axis=0)
@@ -81,12 +81,12 @@ def test_prune_keeps_a_weight_in_every_output_channel(data, schedule):
 
 
 def test_two_four_layers_carry_the_pattern_and_depthwise_does_not(data, tmp_path):
-    layers = _chain(data, tmp_path, PruneConfig(0.5, structure="2:4"))
+    layers = _chain(data, tmp_path, PruneConfig(0.5, structure="2:4", fine_tune_epochs=1))
     check_two_four(layers)
 
 
 def test_batchnorm_chain_prune_cluster_qat_keeps_zeros_and_shared_values(data, tmp_path):
-    layers = _chain(data, tmp_path, PruneConfig(0.8), ClusterConfig(clusters=8), QatConfig())
+    layers = _chain(data, tmp_path, PruneConfig(0.8, fine_tune_epochs=1), ClusterConfig(clusters=8), QatConfig())
     for layer in layers.values():  # CQAT quantizes convs per channel, Dense per tensor; the depthwise kernel is held
         assert layer.unique_values <= 8 and "cluster" in layer.conditioned, layer
     for n in ("pw", "head"):

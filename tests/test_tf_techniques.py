@@ -27,7 +27,10 @@ def runs(tmp_path_factory):
     def run(*steps: tuple[str, dict], target: str = "ethos-u85-128", model: str = "mlp"):
         key = (tuple((t, tuple(sorted(o.items()))) for t, o in steps), target, model)
         if key not in done:
-            config = RunConfig("tf", tuple(make_config(t, o) for t, o in steps), target=Target.default_for(target),
+            # prune with 1 fine-tuning epoch, as before it chose its epochs: these tests check what each technique does
+            # to the weights, not how far fine-tuning recovers (tests/test_fine_tuning.py)
+            config = RunConfig("tf", tuple(make_config(t, {"fine_tune_epochs": 1, **o} if t == "prune" else o) for t, o in steps),
+                               target=Target.default_for(target),
                                model=model, out=out, **SMALL)
             done[key] = (run_config(config), config.run_dir())
         return done[key]

@@ -50,7 +50,7 @@ def test_cluster_holds_k_values_per_tensor_after_batchnorm_folding(data):
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_prune_scope_policy_and_per_layer_sparsity(data, scope):
     notes = []
-    layers = _chain(data, PruneConfig(0.9, scope=scope), notes=notes)
+    layers = _chain(data, PruneConfig(0.9, scope=scope, fine_tune_epochs=1), notes=notes)
     check_prune_scope(layers, notes, scope)
 
 
@@ -64,7 +64,7 @@ def test_prune_keeps_a_weight_in_every_output_channel(data, schedule):
     model = bn_cnn()
     with torch.no_grad():
         model.head.weight[:8] *= 1e-3
-    pruned = REGISTRY.apply(model, PruneConfig(0.9, schedule=schedule), StepContext(data, Target(), 0, ()))
+    pruned = REGISTRY.apply(model, PruneConfig(0.9, schedule=schedule, fine_tune_epochs=1), StepContext(data, Target(), 0, ()))
     head = pruned.head.weight.detach().flatten(1)  # (64 outputs, 32 inputs)
     assert int((head == 0).sum()) == head.numel() - kept_count(head.numel(), 0.9)
     kept = (head != 0).sum(dim=1)
@@ -75,20 +75,20 @@ def test_prune_keeps_a_weight_in_every_output_channel(data, schedule):
 
 
 def test_two_four_layers_carry_the_pattern_and_depthwise_does_not(data):
-    layers = _chain(data, PruneConfig(0.5, structure="2:4"))
+    layers = _chain(data, PruneConfig(0.5, structure="2:4", fine_tune_epochs=1))
     check_two_four(layers)
 
 
 def test_prune_then_qat_on_batchnorm_keeps_the_masks(data):
     """prepare_qat_pt2e renames every weight of a conv-BN graph: the masks must follow them."""
-    layers = _chain(data, PruneConfig(0.8), QatConfig())
+    layers = _chain(data, PruneConfig(0.8, fine_tune_epochs=1), QatConfig())
     for n in ("pw", "head"):
         assert layers[n].sparsity >= 0.79, n
     assert layers["pw"].unique_axis == "channel"  # no clustering: per-channel scales as usual
 
 
 def test_batchnorm_chain_prune_cluster_qat_keeps_zeros_and_shared_values(data):
-    layers = _chain(data, PruneConfig(0.8), ClusterConfig(clusters=8), QatConfig())
+    layers = _chain(data, PruneConfig(0.8, fine_tune_epochs=1), ClusterConfig(clusters=8), QatConfig())
     for n, layer in layers.items():
         assert layer.unique_values <= 8 and layer.unique_axis == "tensor", layer
         assert "cluster" in layer.conditioned
@@ -113,7 +113,7 @@ def test_qat_on_ds_cnn_folds_batchnorm_keeps_the_zeros_and_lowers_every_op_to_th
     from condition.models import ModelSpec
 
     model, done = build_model(ModelSpec("builtin", "ds-cnn"), data.input_shape, 10, seed=0), ()
-    for step in (PruneConfig(0.8), QatConfig()):
+    for step in (PruneConfig(0.8, fine_tune_epochs=1), QatConfig()):
         model = REGISTRY.apply(model, step, StepContext(data, Target(), 0, done))
         done = (*done, step)
     assert not [n for n in model.graph.nodes if "batch_norm" in str(n.target)]

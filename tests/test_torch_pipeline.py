@@ -35,7 +35,7 @@ def dense(out) -> MetricsRecord:
 
 @pytest.fixture(scope="session")
 def pruned(out) -> MetricsRecord:
-    return _run(out, PruneConfig(sparsity=0.9))
+    return _run(out, PruneConfig(sparsity=0.9, fine_tune_epochs=1))
 
 
 def test_dense_record_is_complete_and_measured(dense, out):
@@ -68,7 +68,7 @@ def test_pruning_is_measured_on_int8_weights_and_shrinks_encoding(dense, pruned)
 
 
 def test_two_four_pattern_survives_quantization(out, dense):
-    rec = _run(out, PruneConfig(sparsity=0.75, structure="2:4"))
+    rec = _run(out, PruneConfig(sparsity=0.75, structure="2:4", fine_tune_epochs=1))
     assert rec.weights.sparsity >= 0.74
     # U85's MAC array skips 2:4 zeros only if the pattern runs along the input channels and
     # survived int8 conversion: Vela then estimates far fewer NPU cycles than for the dense MLP.
@@ -76,7 +76,7 @@ def test_two_four_pattern_survives_quantization(out, dense):
 
 
 def test_cluster_then_qat_keeps_shared_values_and_zeros(out):
-    rec = _run(out, PruneConfig(sparsity=0.5), ClusterConfig(clusters=8), QatConfig())
+    rec = _run(out, PruneConfig(sparsity=0.5, fine_tune_epochs=1), ClusterConfig(clusters=8), QatConfig())
     assert rec.weights.max_unique_values <= 8  # int8 codes per layer: clustering survived QAT
     assert rec.weights.sparsity >= 0.49  # and so did pruning
     assert {a.kind for a in rec.accuracy} == {"float", "fake_quant", "int8"}
@@ -137,7 +137,7 @@ def test_pt2_model_round_trip(out, tmp_path):
     path = tmp_path / "tiny.pt2"
     batch = torch.export.Dim("batch", min=1, max=1024)
     torch.export.save(torch.export.export(tiny(), (torch.zeros(2, 1, 28, 28),), dynamic_shapes=({0: batch},)), str(path))
-    rec = _run(out, PruneConfig(sparsity=0.8), model=str(path))
+    rec = _run(out, PruneConfig(sparsity=0.8, fine_tune_epochs=1), model=str(path))
     fc1, fc2 = rec.weights.layers  # the classifier fc2 stays dense (320 of 25,408 weights): 0.79 over both
     assert fc1.conditioned == ["prune"] and fc1.sparsity == pytest.approx(0.8, abs=0.01) and fc2.sparsity < 0.1
     assert rec.vela.encoded_weight_bytes > 0

@@ -113,7 +113,7 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
     - each frontend's prune cell is byte for byte (.tflite, Vela's .tflite and CSVs, .pte, TOSA) and record
       for record (but wall times and the float-cache note) the cell of an embedded-Ray compare and the cell
       run alone in a fresh process with the frameworks' default threads;
-    - `search` runs on the same cluster; the compare again redoes nothing."""
+    - `search` runs on the same cluster."""
     port = _free_port()
     tag = f"/tmp/crt{os.getpid()}"  # Ray's socket paths must stay short
     # Ray 2.60's defaults, as a user meets them: nothing set, and a token in ~/.ray/auth_token (an embedded
@@ -184,7 +184,6 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
         pruned = [r for r in cells if r["technique"] == "prune 95 %"]
         assert len(pruned) == 2
         assert all(float(r["weight_sparsity"]) > 0.9 and float(r["encoded_weight_bytes_vs_baseline"]) < 0.2 for r in pruned)
-        report, html = (out / "report.md").read_text(), (out / "report.html").read_text()
 
         search = subprocess.run([*CONDITION, "search", "--frontend", "tf", "--trials", "1", "--train-limit", "300",
                                  "--eval-limit", "100", "--address", f"127.0.0.1:{port}", "--out", str(searched)],
@@ -194,11 +193,7 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
         trials = json.loads((searched / "search.json").read_text())["trials"]
         assert len(trials) == 1 and trials[0]["status"] == "ok", trials
         assert set(_cell_nodes(searched).values()) <= set(ran_on.values())  # the same two nodes
-
-        again = subprocess.run(compare, env=env, capture_output=True, text=True, timeout=900)
-        assert again.returncode == 0, again.stderr[-3000:]
-        assert "12 already done" in again.stderr and ": ok in " not in again.stderr
-        assert (out / "report.md").read_text() == report and (out / "report.html").read_text() == html
+        # (a resumed compare redoing nothing: test_killed_compare_leaves_nothing_behind_and_resumes, embedded)
     finally:
         for name in ("a", "b"):
             _stop(f"{tag}{name}/")

@@ -52,7 +52,7 @@ def outputs_logits(model: Any) -> bool:
 def compile_for_training(model: Any, fine_tune: FineTune | None = None, steps: int = 0) -> None:
     """Adam 1e-3 and cross-entropy (float training); a technique's `fine_tune` brings its cosine-decayed
     rate over `steps` and, with teacher logits, the distillation loss (condition/fine_tuning.py)."""
-    tf, keras, _ = keras_modules()
+    _, keras, _ = keras_modules()
     from_logits = outputs_logits(model)
     if fine_tune is None:
         model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),

@@ -5,9 +5,9 @@ float model the run started from. Float training itself is unchanged (Adam at 1e
 The defaults are what measured best (bench/fine_tune_variants.py, the README's "Fine-tuning" table;
 ds-cnn, 12,000 images, 2 float epochs, prune 0.9): the float rate, constant, without distillation. A lower
 or decaying rate lost points in the short fine-tunings users run (1 epoch: 5e-4 cosine −5.5 points on tf,
-1e-3 cosine −2.5, against 1e-3 constant), and distillation from a float model trained for a few epochs held the student near its teacher
-(3 epochs: tf 0.749 with it, 0.782 without; torch 0.755 and 0.787; dense int8 0.782 and 0.797). What
-recovered was more steps (PruneConfig.epochs_for). Both stay available: `--distill`, and a FineTune with
+1e-3 cosine −2.5, against 1e-3 constant), and distillation from a float model trained for a few epochs
+held the student near its teacher (3 epochs: tf 0.749 with it, 0.782 without; torch 0.755 and 0.787;
+dense int8 0.782 and 0.797). What recovered was more steps (PruneConfig.epochs_for). Both stay available: `--distill`, and a FineTune with
 another peak and decay.
 
 Learning rate at optimizer step k of K (cosine decay from `peak` to `final · peak`; `final` 1 is constant;

@@ -7,8 +7,8 @@ ds-cnn, 12,000 images, 2 float epochs, prune 0.9): the float rate, constant, wit
 or decaying rate lost points in the short fine-tunings users run (1 epoch: 5e-4 cosine −5.5 points on tf,
 1e-3 cosine −2.5, against 1e-3 constant), and distillation from a float model trained for a few epochs
 held the student near its teacher (3 epochs: tf 0.749 with it, 0.782 without; torch 0.755 and 0.787;
-dense int8 0.782 and 0.797). What recovered was more steps (PruneConfig.epochs_for). Both stay available: `--distill`, and a FineTune with
-another peak and decay.
+dense int8 0.782 and 0.797). What recovered was more steps (PruneConfig.epochs_for). Both stay available:
+`--distill`, and a FineTune with another peak and decay.
 
 Learning rate at optimizer step k of K (cosine decay from `peak` to `final · peak`; `final` 1 is constant;
 Keras' `CosineDecay` and this function give the same numbers, tests check both frontends):

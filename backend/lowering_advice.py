@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from condition.backend.metrics import VelaEstimate
 from condition.backend.target import Target
-from condition.backend.tflite_file import INT8, TfliteGraph, read_tflite
+from condition.backend.tflite_file import INT8, TensorSpec, TfliteGraph, read_tflite, write_one_op_tflite
 
 MEAN = 40  # tflite BuiltinOperator.MEAN
 AVERAGE_POOL_2D = 1
@@ -91,74 +92,18 @@ def mean_rewrites(tflite: str | Path, estimate: VelaEstimate, target: Target, wo
 def avgpool_tflite(path: Path, height: int, width: int, channels: int) -> Path:
     """A .tflite of one int8 AVERAGE_POOL_2D (VALID, stride 1, the whole H×W window), input and output
     quantized alike as the converter requires: only its shape matters for Vela's cycles."""
-    import flatbuffers
-    from ethosu.vela.tflite import (BuiltinOptions, Model, Operator, OperatorCode, Padding, Pool2DOptions,
-                                    QuantizationParameters, SubGraph, Tensor)
-    from ethosu.vela.tflite import Buffer
+    from ethosu.vela.tflite import BuiltinOptions, Padding, Pool2DOptions
 
-    b = flatbuffers.Builder(1024)
+    def pool_options(b: Any) -> int:
+        Pool2DOptions.Pool2DOptionsStart(b)
+        Pool2DOptions.Pool2DOptionsAddPadding(b, Padding.Padding.VALID)
+        Pool2DOptions.Pool2DOptionsAddStrideW(b, 1)
+        Pool2DOptions.Pool2DOptionsAddStrideH(b, 1)
+        Pool2DOptions.Pool2DOptionsAddFilterWidth(b, width)
+        Pool2DOptions.Pool2DOptionsAddFilterHeight(b, height)
+        return Pool2DOptions.Pool2DOptionsEnd(b)
 
-    def vector(start, items, prepend) -> int:
-        start(b, len(items))
-        for item in reversed(items):
-            prepend(item)
-        return b.EndVector()
-
-    Buffer.BufferStart(b)
-    empty = Buffer.BufferEnd(b)
-    scale, zero = b.CreateNumpyVector(np.array([0.05], np.float32)), b.CreateNumpyVector(np.array([0], np.int64))
-    QuantizationParameters.QuantizationParametersStart(b)
-    QuantizationParameters.QuantizationParametersAddScale(b, scale)
-    QuantizationParameters.QuantizationParametersAddZeroPoint(b, zero)
-    quant = QuantizationParameters.QuantizationParametersEnd(b)
-    tensors = []
-    for name, shape in (("input", [1, height, width, channels]), ("output", [1, 1, 1, channels])):
-        name_off, shape_off = b.CreateString(name), b.CreateNumpyVector(np.array(shape, np.int32))
-        Tensor.TensorStart(b)
-        Tensor.TensorAddName(b, name_off)
-        Tensor.TensorAddShape(b, shape_off)
-        Tensor.TensorAddType(b, INT8)
-        Tensor.TensorAddBuffer(b, 0)
-        Tensor.TensorAddQuantization(b, quant)
-        tensors.append(Tensor.TensorEnd(b))
-    Pool2DOptions.Pool2DOptionsStart(b)
-    Pool2DOptions.Pool2DOptionsAddPadding(b, Padding.Padding.VALID)
-    Pool2DOptions.Pool2DOptionsAddStrideW(b, 1)
-    Pool2DOptions.Pool2DOptionsAddStrideH(b, 1)
-    Pool2DOptions.Pool2DOptionsAddFilterWidth(b, width)
-    Pool2DOptions.Pool2DOptionsAddFilterHeight(b, height)
-    options = Pool2DOptions.Pool2DOptionsEnd(b)
-    ins, outs = b.CreateNumpyVector(np.array([0], np.int32)), b.CreateNumpyVector(np.array([1], np.int32))
-    Operator.OperatorStart(b)
-    Operator.OperatorAddOpcodeIndex(b, 0)
-    Operator.OperatorAddInputs(b, ins)
-    Operator.OperatorAddOutputs(b, outs)
-    Operator.OperatorAddBuiltinOptionsType(b, BuiltinOptions.BuiltinOptions.Pool2DOptions)
-    Operator.OperatorAddBuiltinOptions(b, options)
-    op = Operator.OperatorEnd(b)
-    tensor_vec = vector(SubGraph.SubGraphStartTensorsVector, tensors, b.PrependUOffsetTRelative)
-    op_vec = vector(SubGraph.SubGraphStartOperatorsVector, [op], b.PrependUOffsetTRelative)
-    sg_in, sg_out = b.CreateNumpyVector(np.array([0], np.int32)), b.CreateNumpyVector(np.array([1], np.int32))
-    SubGraph.SubGraphStart(b)
-    SubGraph.SubGraphAddTensors(b, tensor_vec)
-    SubGraph.SubGraphAddInputs(b, sg_in)
-    SubGraph.SubGraphAddOutputs(b, sg_out)
-    SubGraph.SubGraphAddOperators(b, op_vec)
-    subgraph = SubGraph.SubGraphEnd(b)
-    OperatorCode.OperatorCodeStart(b)
-    OperatorCode.OperatorCodeAddBuiltinCode(b, AVERAGE_POOL_2D)
-    OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, AVERAGE_POOL_2D)
-    OperatorCode.OperatorCodeAddVersion(b, 2)
-    code = OperatorCode.OperatorCodeEnd(b)
-    codes = vector(Model.ModelStartOperatorCodesVector, [code], b.PrependUOffsetTRelative)
-    subgraphs = vector(Model.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
-    buffers = vector(Model.ModelStartBuffersVector, [empty], b.PrependUOffsetTRelative)
-    Model.ModelStart(b)
-    Model.ModelAddVersion(b, 3)
-    Model.ModelAddOperatorCodes(b, codes)
-    Model.ModelAddSubgraphs(b, subgraphs)
-    Model.ModelAddBuffers(b, buffers)
-    b.Finish(Model.ModelEnd(b), file_identifier=b"TFL3")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bytes(b.Output()))
-    return path
+    quant = dict(scales=(0.05,), zero_points=(0,))
+    tensors = [TensorSpec("input", (1, height, width, channels), **quant), TensorSpec("output", (1, 1, 1, channels), **quant)]
+    return write_one_op_tflite(path, tensors, AVERAGE_POOL_2D, (0,), (1,),
+                               (BuiltinOptions.BuiltinOptions.Pool2DOptions, pool_options))

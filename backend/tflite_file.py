@@ -122,3 +122,104 @@ def _parse(path: Path, data: bytes) -> TfliteGraph:
 def _array(value: Any) -> Any:
     """flatbuffers returns 0 instead of an empty array for an absent vector."""
     return () if isinstance(value, int) else value
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor of a .tflite `write_one_op_tflite` builds: constant when it has `data`, quantized when it has `scales`."""
+
+    name: str
+    shape: tuple[int, ...]
+    type: int = INT8
+    data: np.ndarray | None = None
+    scales: tuple[float, ...] = ()
+    zero_points: tuple[int, ...] = ()
+
+
+def write_one_op_tflite(path: str | Path, tensors: list[TensorSpec], builtin_code: int, inputs: tuple[int, ...],
+                        outputs: tuple[int, ...], options: tuple[int, Any] | None = None) -> Path:
+    """A .tflite of one builtin operator, built with Vela's flatbuffer classes (no framework): the one-op
+    models `condition advise` compiles to estimate a rewrite, and the tests' hand-made files. `options` is
+    (BuiltinOptions type, a function builder → options offset)."""
+    import flatbuffers
+    from ethosu.vela.tflite import Buffer, Model, Operator, OperatorCode, QuantizationParameters, SubGraph, Tensor
+
+    b = flatbuffers.Builder(1024)
+
+    def vector(start: Any, items: list[int]) -> int:
+        start(b, len(items))
+        for item in reversed(items):
+            b.PrependUOffsetTRelative(item)
+        return b.EndVector()
+
+    def numbers(values: Any, dtype: Any) -> int:
+        return b.CreateNumpyVector(np.asarray(values, dtype=dtype).ravel())
+
+    buffers = []
+    Buffer.BufferStart(b)
+    buffers.append(Buffer.BufferEnd(b))  # buffer 0: empty, for tensors computed at run time
+    tensor_offsets = []
+    for spec in tensors:
+        buffer = 0
+        if spec.data is not None:
+            data = numbers(spec.data.view(np.uint8), np.uint8)
+            Buffer.BufferStart(b)
+            Buffer.BufferAddData(b, data)
+            buffers.append(Buffer.BufferEnd(b))
+            buffer = len(buffers) - 1
+        quant = None
+        if spec.scales:
+            scale = numbers(spec.scales, np.float32)
+            zero = numbers(spec.zero_points, np.int64) if spec.zero_points else None
+            QuantizationParameters.QuantizationParametersStart(b)
+            QuantizationParameters.QuantizationParametersAddScale(b, scale)
+            if zero is not None:
+                QuantizationParameters.QuantizationParametersAddZeroPoint(b, zero)
+            quant = QuantizationParameters.QuantizationParametersEnd(b)
+        name, shape = b.CreateString(spec.name), numbers(spec.shape, np.int32)
+        Tensor.TensorStart(b)
+        Tensor.TensorAddName(b, name)
+        Tensor.TensorAddShape(b, shape)
+        Tensor.TensorAddType(b, spec.type)
+        Tensor.TensorAddBuffer(b, buffer)
+        if quant is not None:
+            Tensor.TensorAddQuantization(b, quant)
+        tensor_offsets.append(Tensor.TensorEnd(b))
+    built_options = options[1](b) if options else None
+    ins, outs = numbers(inputs, np.int32), numbers(outputs, np.int32)
+    Operator.OperatorStart(b)
+    Operator.OperatorAddOpcodeIndex(b, 0)
+    Operator.OperatorAddInputs(b, ins)
+    Operator.OperatorAddOutputs(b, outs)
+    if options:
+        Operator.OperatorAddBuiltinOptionsType(b, options[0])
+        Operator.OperatorAddBuiltinOptions(b, built_options)
+    op = Operator.OperatorEnd(b)
+    tensor_vec = vector(SubGraph.SubGraphStartTensorsVector, tensor_offsets)
+    op_vec = vector(SubGraph.SubGraphStartOperatorsVector, [op])
+    graph_ins = numbers([i for i in inputs if i >= 0 and tensors[i].data is None], np.int32)
+    graph_outs = numbers(outputs, np.int32)
+    SubGraph.SubGraphStart(b)
+    SubGraph.SubGraphAddTensors(b, tensor_vec)
+    SubGraph.SubGraphAddInputs(b, graph_ins)
+    SubGraph.SubGraphAddOutputs(b, graph_outs)
+    SubGraph.SubGraphAddOperators(b, op_vec)
+    subgraph = SubGraph.SubGraphEnd(b)
+    OperatorCode.OperatorCodeStart(b)
+    OperatorCode.OperatorCodeAddBuiltinCode(b, builtin_code)
+    OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, builtin_code)
+    OperatorCode.OperatorCodeAddVersion(b, 2)
+    code = OperatorCode.OperatorCodeEnd(b)
+    codes = vector(Model.ModelStartOperatorCodesVector, [code])
+    subgraphs = vector(Model.ModelStartSubgraphsVector, [subgraph])
+    buffer_vec = vector(Model.ModelStartBuffersVector, buffers)
+    Model.ModelStart(b)
+    Model.ModelAddVersion(b, 3)
+    Model.ModelAddOperatorCodes(b, codes)
+    Model.ModelAddSubgraphs(b, subgraphs)
+    Model.ModelAddBuffers(b, buffer_vec)
+    b.Finish(Model.ModelEnd(b), file_identifier=_IDENTIFIER)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(b.Output()))
+    return path

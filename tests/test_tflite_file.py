@@ -7,74 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from condition.backend.tflite_file import INT8, read_tflite, require_int8
+from condition.backend.tflite_file import INT8, TensorSpec, read_tflite, require_int8, write_one_op_tflite
 from condition.errors import ArtifactError
 
 FLOAT32 = 0
 FULLY_CONNECTED = 9
 
 
-def _vector(builder, start, items, prepend) -> int:
-    start(builder, len(items))
-    for item in reversed(items):
-        prepend(item)
-    return builder.EndVector()
-
-
 def tiny_tflite(path: Path, weights: np.ndarray, tensor_type: int = INT8, scales: int = 2) -> Path:
     """One FULLY_CONNECTED op: input [1, 4] → output [1, 2] through constant weights [2, 4]."""
-    import flatbuffers
-    from ethosu.vela.tflite import Buffer, Model, Operator, OperatorCode, QuantizationParameters, SubGraph, Tensor
-
-    b = flatbuffers.Builder(1024)
-    data = b.CreateNumpyVector(weights.astype(np.int8).view(np.uint8).ravel())
-    Buffer.BufferStart(b)
-    empty = Buffer.BufferEnd(b)
-    Buffer.BufferStart(b)
-    Buffer.BufferAddData(b, data)
-    weight_buffer = Buffer.BufferEnd(b)
-    scale = b.CreateNumpyVector(np.full(scales, 0.1, dtype=np.float32))
-    QuantizationParameters.QuantizationParametersStart(b)
-    QuantizationParameters.QuantizationParametersAddScale(b, scale)
-    quant = QuantizationParameters.QuantizationParametersEnd(b)
-    tensors = []
-    for name, shape, buffer in (("input", [1, 4], 0), ("fc/weights", list(weights.shape), 1), ("output", [1, 2], 0)):
-        name_off, shape_off = b.CreateString(name), b.CreateNumpyVector(np.array(shape, dtype=np.int32))
-        Tensor.TensorStart(b)
-        Tensor.TensorAddName(b, name_off)
-        Tensor.TensorAddShape(b, shape_off)
-        Tensor.TensorAddType(b, tensor_type)
-        Tensor.TensorAddBuffer(b, buffer)
-        if buffer:
-            Tensor.TensorAddQuantization(b, quant)
-        tensors.append(Tensor.TensorEnd(b))
-    inputs, outputs = b.CreateNumpyVector(np.array([0, 1, -1], dtype=np.int32)), b.CreateNumpyVector(np.array([2], dtype=np.int32))
-    Operator.OperatorStart(b)
-    Operator.OperatorAddOpcodeIndex(b, 0)
-    Operator.OperatorAddInputs(b, inputs)
-    Operator.OperatorAddOutputs(b, outputs)
-    op = Operator.OperatorEnd(b)
-    tensor_vec = _vector(b, SubGraph.SubGraphStartTensorsVector, tensors, b.PrependUOffsetTRelative)
-    op_vec = _vector(b, SubGraph.SubGraphStartOperatorsVector, [op], b.PrependUOffsetTRelative)
-    SubGraph.SubGraphStart(b)
-    SubGraph.SubGraphAddTensors(b, tensor_vec)
-    SubGraph.SubGraphAddOperators(b, op_vec)
-    subgraph = SubGraph.SubGraphEnd(b)
-    OperatorCode.OperatorCodeStart(b)
-    OperatorCode.OperatorCodeAddBuiltinCode(b, FULLY_CONNECTED)
-    OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, FULLY_CONNECTED)
-    code = OperatorCode.OperatorCodeEnd(b)
-    codes = _vector(b, Model.ModelStartOperatorCodesVector, [code], b.PrependUOffsetTRelative)
-    subgraphs = _vector(b, Model.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
-    buffers = _vector(b, Model.ModelStartBuffersVector, [empty, weight_buffer], b.PrependUOffsetTRelative)
-    Model.ModelStart(b)
-    Model.ModelAddVersion(b, 3)
-    Model.ModelAddOperatorCodes(b, codes)
-    Model.ModelAddSubgraphs(b, subgraphs)
-    Model.ModelAddBuffers(b, buffers)
-    b.Finish(Model.ModelEnd(b), file_identifier=b"TFL3")
-    path.write_bytes(bytes(b.Output()))
-    return path
+    tensors = [TensorSpec("input", (1, 4), tensor_type),
+               TensorSpec("fc/weights", weights.shape, tensor_type, weights.astype(np.int8), (0.1,) * scales),
+               TensorSpec("output", (1, 2), tensor_type)]
+    return write_one_op_tflite(path, tensors, FULLY_CONNECTED, (0, 1, -1), (2,))
 
 
 WEIGHTS = np.array([[0, 0, 3, -3], [5, 5, 0, 7]], dtype=np.int8)

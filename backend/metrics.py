@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -307,15 +308,19 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:10]
 
 
-def tool_versions() -> dict[str, str]:
-    """Installed versions of the tools a figure depends on (no imports of the heavy packages)."""
+@functools.cache
+def installed_version(dist: str) -> str | None:
+    """A distribution's installed version from its metadata (no import of the package); None when absent."""
     from importlib import metadata
 
-    out = {}
-    for dist in ("condition", "tensorflow", "tf-keras", "tensorflow-model-optimization", "torch", "executorch", "torchao",
-                 "ethos-u-vela", "tosa-tools"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools a figure depends on (no imports of the heavy packages)."""
+    dists = ("condition", "tensorflow", "tf-keras", "tensorflow-model-optimization", "torch", "executorch", "torchao",
+             "ethos-u-vela", "tosa-tools")
+    return {dist: version for dist in dists if (version := installed_version(dist)) is not None}

@@ -5,7 +5,6 @@ framework; `condition.pipeline.run` drives either one through the same steps.
 """
 from __future__ import annotations
 
-import functools
 import importlib
 import re
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from condition.backend.budget import Limits
-from condition.backend.metrics import config_hash
+from condition.backend.metrics import config_hash, installed_version
 from condition.backend.target import Target
 from condition.errors import ConfigError
 from condition.fine_tuning import FINE_TUNE_VERSION
@@ -125,20 +124,10 @@ class RunConfig:
         return Path(self.out) / self.frontend / model / f"{chain_slug(self.chain)}-{self.hash}"
 
 
-@functools.cache
-def _installed_version(dist: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def result_tool_versions(frontend: str) -> dict[str, str]:
     """{distribution: installed version} of the tools that shape `frontend`'s results (read from package
     metadata, nothing imported)."""
-    return {dist: _installed_version(dist) for dist in RESULT_TOOLS.get(frontend, ())}
+    return {dist: installed_version(dist) or "not installed" for dist in RESULT_TOOLS.get(frontend, ())}
 
 
 def run_config(config: RunConfig, progress: Progress = no_progress):

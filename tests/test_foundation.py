@@ -85,7 +85,7 @@ def test_run_identity_holds_the_versions_that_change_results(tmp_path: Path, mon
     assert tf.identity()["tools"]["ethos-u-vela"] == metadata.version("ethos-u-vela") == torch.identity()["tools"]["ethos-u-vela"]
     assert "tensorflow" in tf.identity()["tools"] and "executorch" in torch.identity()["tools"]
     before = tf.hash
-    monkeypatch.setattr(run, "_installed_version", lambda dist: "5.1.0" if dist == "ethos-u-vela" else metadata.version(dist))
+    monkeypatch.setattr(run, "installed_version", lambda dist: "5.1.0" if dist == "ethos-u-vela" else metadata.version(dist))
     assert tf.identity()["tools"]["ethos-u-vela"] == "5.1.0" and tf.hash != before
 
 

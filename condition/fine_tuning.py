@@ -78,11 +78,12 @@ class FineTune:
         }
 
 
-BATCH_SIZE = 128  # both frontends' training batch
+BATCH_SIZE = 128  # both frontends' training batch (the seed notebook's); frontends/*/train.py train with it
 
 
 def fine_tune_epochs(step: Any, train_images: int) -> int:
-    """The epochs a technique config fine-tunes for on `train_images` images (prune chooses them from its sparsity)."""
+    """The epochs a technique config fine-tunes for on `train_images` images (prune chooses them from its
+    sparsity): what the frontends train and what the record says, from this one place."""
     epochs_for = getattr(step, "epochs_for", None)
     if epochs_for is not None:
         return int(epochs_for(-(-train_images // BATCH_SIZE)))

@@ -25,7 +25,7 @@ from condition.frontend import StepContext
 from condition.frontends.tf import REGISTRY, keras_modules
 from condition.frontends.tf.layers import kernel_of, layer_infos
 from condition.frontends.tf.models import clone
-from condition.fine_tuning import FineTune
+from condition.fine_tuning import FineTune, fine_tune_epochs
 from condition.frontends.tf.train import TrainData, fit
 from condition.pruning import layer_mask
 from condition.techniques import PruneConfig, Schedule, Scope, Structure, plan_note
@@ -155,7 +155,7 @@ def apply(model: Any, config: PruneConfig, ctx: StepContext) -> Any:
     names = [n for n, info in infos.items() if config.left_out(info) is None]
     ctx.note(plan_note(config, list(infos.values())))
     per_layer = shares(model, config, names)
-    epochs = config.epochs_for(-(-len(data.x_train) // data.batch_size))
+    epochs = fine_tune_epochs(config, len(data.x_train))
     if epochs == 0:
         return _one_shot(model, config, per_layer)
     steps = epochs * -(-len(data.x_train) // data.batch_size)

@@ -11,12 +11,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from condition.fine_tuning import FineTune
+from condition.fine_tuning import BATCH_SIZE, FineTune
 from condition.float_cache import cached, file_identity, store
 from condition.frontends.tf import keras_modules
 from condition.run import Progress, no_progress
 
-BATCH_SIZE = 128
 LEARNING_RATE = 1e-3  # the seed notebook's Adam rate
 
 

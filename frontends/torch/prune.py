@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from condition.datasets import Dataset
+from condition.fine_tuning import fine_tune_epochs
 from condition.frontend import StepContext
 from condition.frontends.torch import REGISTRY
 from condition.frontends.torch import constraints as cons
@@ -107,7 +108,7 @@ def apply(model: nn.Module, config: PruneConfig, ctx: StepContext) -> nn.Module:
         mask.apply(model)
         return mask
 
-    epochs = config.epochs_for(steps_per_epoch(data))
+    epochs = fine_tune_epochs(config, len(data.x_train))
     steps = epochs * steps_per_epoch(data)
     ramp = config.schedule is Schedule.POLYNOMIAL and steps > 0
     ramp_steps = int(steps * RAMP_FRACTION)

@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from condition.datasets import Dataset
-from condition.fine_tuning import FineTune
+from condition.fine_tuning import BATCH_SIZE, FineTune
 from condition.frontends.torch.models import input_shape_nchw, set_train_mode as _set_train
 
 LR = 1e-3  # the seed notebook's Adam settings
-BATCH_SIZE = 128
 StepHook = Callable[[int, int], None]  # (step, total steps)
 
 

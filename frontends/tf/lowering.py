@@ -42,14 +42,14 @@ def npu_friendly(model: Any) -> tuple[Any, list[str]]:
     if not pools:
         return model, []
     notes: list[str] = []
-    rewrite: dict[str, tuple[int, int, int, bool]] = {}
+    rewrite: dict[str, tuple[int, int, bool]] = {}  # pooling layer → window height, width, keepdims
     for layer in pools:
         reason = _cannot_rewrite(layer, model)
         if reason:
             notes.append(f"{layer.name} (GlobalAveragePooling2D) kept as TFLite MEAN (Vela: DepthwiseConv2D + Mul): {reason}")
             continue
-        _, h, w, c = layer.input_shape
-        rewrite[layer.name] = (h, w, c, bool(layer.get_config().get("keepdims", False)))
+        _, h, w, _ = layer.input_shape
+        rewrite[layer.name] = (h, w, bool(layer.get_config().get("keepdims", False)))
     if not rewrite:
         return model, notes
     try:
@@ -58,7 +58,7 @@ def npu_friendly(model: Any) -> tuple[Any, list[str]]:
         log.info("GlobalAveragePooling2D rewrite failed: %s", exc)
         return model, notes + [f"{name} (GlobalAveragePooling2D) kept as TFLite MEAN: the model could not be rebuilt "
                                f"({type(exc).__name__}: {one_line(exc)})" for name in rewrite]
-    for name, (h, w, c, keepdims) in rewrite.items():
+    for name, (h, w, keepdims) in rewrite.items():
         notes.append(f"rewrite: {name} GlobalAveragePooling2D → AveragePooling2D({h}×{w}, valid)"
                      + ("" if keepdims else " + Flatten")
                      + " (TFLite MEAN → AVERAGE_POOL_2D: one Vela AvgPool instead of DepthwiseConv2D + Mul)")
@@ -96,7 +96,7 @@ def _flatten_config(name: str, dtype: Any) -> dict[str, Any]:
     return {"class_name": "Flatten", "config": {"name": name, "trainable": True, "dtype": dtype, "data_format": "channels_last"}}
 
 
-def _rebuilt(model: Any, rewrite: dict[str, tuple[int, int, int, bool]]) -> Any:
+def _rebuilt(model: Any, rewrite: dict[str, tuple[int, int, bool]]) -> Any:
     """The model rebuilt from its edited config, with every layer's weights copied by name."""
     _, keras, _ = keras_modules()
     config = copy.deepcopy(model.get_config())
@@ -110,7 +110,7 @@ def _rebuilt(model: Any, rewrite: dict[str, tuple[int, int, int, bool]]) -> Any:
         if name not in rewrite:
             out.append(entry)
             continue
-        h, w, c, keepdims = rewrite[name]
+        h, w, keepdims = rewrite[name]
         dtype = entry["config"].get("dtype")
         pool = _pool_config(name, h, w, dtype)
         if not sequential:

@@ -260,9 +260,50 @@ class QatConfig:
         return self.name
 
 
-TechniqueConfig = PostTrainingQuantConfig | QatConfig | PruneConfig | ClusterConfig
+# channel-prune's defaults when neither --channel-sparsity nor --cycle-target is given
+DEFAULT_CHANNEL_SPARSITY = 0.5
+DEFAULT_CHANNEL_FINE_TUNE_EPOCHS = 2
+
+
+@dataclass(frozen=True)
+class ChannelPruneConfig:
+    """Remove whole output channels (with everything that reads or carries them), so layers do fewer MACs:
+    the one technique here that makes a CNN faster on U55 and U65. Either a share of each layer's channels
+    or a target fraction of the dense model's Vela NPU cycles; kept counts are whole granules of the
+    Target's NPU (condition/channel_plan.py, condition/backend/npu_granule.py). It runs first in a chain."""
+
+    name: ClassVar[str] = "channel-prune"
+    abbreviation: ClassVar[str] = "CP"
+    chain_rank: ClassVar[int] = -1
+    quantizes: ClassVar[bool] = False
+    cli_options: ClassVar[dict[str, str]] = {o: o for o in ("channel_sparsity", "cycle_target", "fine_tune_epochs")}
+
+    channel_sparsity: float | None = None  # share of each prunable layer's output channels removed
+    cycle_target: float | None = None  # or: reach this fraction of the dense model's NPU cycles
+    fine_tune_epochs: int = DEFAULT_CHANNEL_FINE_TUNE_EPOCHS
+
+    def __post_init__(self) -> None:
+        if self.channel_sparsity is not None and self.cycle_target is not None:
+            raise ConfigError("--cycle-target", self.cycle_target, "cannot be combined with --channel-sparsity",
+                              "give one: a share of channels, or a fraction of the dense NPU cycles")
+        if self.channel_sparsity is None and self.cycle_target is None:
+            object.__setattr__(self, "channel_sparsity", DEFAULT_CHANNEL_SPARSITY)
+        if self.channel_sparsity is not None and not 0.0 <= self.channel_sparsity < 1.0:
+            raise ConfigError("--channel-sparsity", self.channel_sparsity, "must be in [0, 1)", "e.g. 0.5 to remove half of each layer's channels")
+        if self.cycle_target is not None and not 0.0 < self.cycle_target <= 1.0:
+            raise ConfigError("--cycle-target", self.cycle_target, "must be in (0, 1]", "e.g. 0.5 for half the dense NPU cycles")
+        if self.fine_tune_epochs < 0:
+            raise ConfigError("--fine-tune-epochs", self.fine_tune_epochs, "must be 0 or more")
+
+    def label(self) -> str:
+        if self.cycle_target is not None:
+            return f"channel-prune {self.cycle_target:g}× cycles"
+        return f"channel-prune {self.channel_sparsity * 100:g} %"
+
+
+TechniqueConfig = PostTrainingQuantConfig | QatConfig | PruneConfig | ClusterConfig | ChannelPruneConfig
 # The one list of techniques, in the order the CLI and reports show them.
-TECHNIQUES: tuple[type, ...] = (PostTrainingQuantConfig, QatConfig, PruneConfig, ClusterConfig)
+TECHNIQUES: tuple[type, ...] = (PostTrainingQuantConfig, QatConfig, PruneConfig, ClusterConfig, ChannelPruneConfig)
 TECHNIQUE_NAMES: tuple[str, ...] = tuple(t.name for t in TECHNIQUES)
 
 

@@ -1,0 +1,234 @@
+"""Channel pruning's plan, framework-free, so `tf channel-prune` and `torch channel-prune` keep the same
+number of channels in every layer of the same network.
+
+A frontend reads its model into `ChannelGroup`s (the channels that must go together: the outputs of the
+convs an Add joins, with the BatchNorms and depthwise convs that carry them channel for channel, up to the
+layers that read them) and `LayerGeometry`s (what Vela's cost of a weighted layer depends on). The plan says
+how many channels each group keeps; `channel_scores` says which (the same formula on both frontends), and
+the frontend removes the others.
+
+    plan = share_plan(groups, share=0.5, granule=16)
+    plan.kept["block1_pw"]            # 32 of 64
+    plan.layer_rows(geometry)         # per layer: channels before → after, or why left out
+
+Two modes (`ChannelPruneConfig`): a share of every group's channels, rounded down to the NPU's granule
+(`share_plan`); or a fraction of the dense model's NPU cycles (`cycle_plan`): widths chosen greedily
+(NetAdapt's one-step-at-a-time, AIMET's greedy per-layer ratios) from Vela's cycles of each layer at each
+candidate width for the run's Target (`condition.backend.layer_cost`). The widths depend on the network's
+shapes and the Target only, never on the trained weights, so both frontends choose the same widths; the
+weights choose which channels stay.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Channels removed together, named after their first producer.
+
+    producers: conv / dense layers whose output channels these are (several when an Add joins them).
+    followers: layers that carry them channel for channel (BatchNorm, a depthwise conv and its BatchNorm).
+    readers: conv / dense layers that read them as input channels (a Dense after Flatten reads each
+      channel at `LayerGeometry.in_per_channel` positions).
+    left_out: why all of them stay (the class outputs, a coupling the frontend cannot follow, ...).
+    """
+
+    name: str
+    channels: int
+    producers: tuple[str, ...]
+    followers: tuple[str, ...] = ()
+    readers: tuple[str, ...] = ()
+    left_out: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """A weighted layer's shape, all Vela needs to estimate its cycles.
+
+    in_group / out_group: the ChannelGroup its input / output channels belong to (None: the image, the class
+    outputs, or a left-out group's fixed channels). A depthwise conv has the same group on both sides.
+    in_per_channel: input values per input channel (a Dense after Flatten of H×W: H·W; else 1).
+    """
+
+    name: str
+    kind: str  # "conv" | "depthwise" | "fc"
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    input_hw: tuple[int, int] = (1, 1)
+    in_group: str | None = None
+    out_group: str | None = None
+    in_per_channel: int = 1
+
+    def resized(self, kept: dict[str, int]) -> "LayerGeometry":
+        """This layer with its groups' kept channel counts (`kept`: group name → channels)."""
+        from dataclasses import replace
+
+        c_in = kept.get(self.in_group, None) if self.in_group else None
+        c_out = kept.get(self.out_group, None) if self.out_group else None
+        return replace(self, in_channels=self.in_channels if c_in is None else c_in * self.in_per_channel,
+                       out_channels=self.out_channels if c_out is None else c_out)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of the record's plan: channels before → after, or why its channels stay."""
+
+    name: str
+    kind: str
+    out_before: int
+    out_after: int
+    in_before: int
+    in_after: int
+    left_out: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "kind": self.kind, "out_channels": [self.out_before, self.out_after],
+                "in_channels": [self.in_before, self.in_after], **({"left_out": self.left_out} if self.left_out else {})}
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """How many channels each group keeps (`kept`: group name → count; left-out groups are not in it)."""
+
+    granule: int
+    channels: dict[str, int]  # every group's channels before
+    kept: dict[str, int]
+    left_out: dict[str, str]  # group name → why it keeps all its channels
+    mode: str  # "share" | "cycles"
+    share: float | None = None
+    cycle_target: float | None = None
+    estimated_fraction: float | None = None  # Vela's cycles of the planned layers / the dense layers' (cycle mode)
+    steps: list[str] = field(default_factory=list)  # cycle mode: the greedy choices, in order
+
+    def kept_of(self, group: str) -> int:
+        return self.kept.get(group, self.channels[group])
+
+    def layer_rows(self, geometry: Sequence[LayerGeometry]) -> list[LayerRow]:
+        rows = []
+        for g in geometry:
+            after = g.resized(self.kept)
+            reason = ""
+            if g.out_group is None or g.out_group in self.left_out:
+                reason = self.left_out.get(g.out_group or "", "") or "its outputs are the model's class scores"
+            rows.append(LayerRow(g.name, g.kind, g.out_channels, after.out_channels, g.in_channels, after.in_channels,
+                                 reason if after.out_channels == g.out_channels else ""))
+        return rows
+
+    def note(self, geometry: Sequence[LayerGeometry]) -> str:
+        """One line for the record: the mode, the granule, each layer's channels before → after, what stayed and why."""
+        head = (f"channel-prune {self.share * 100:g} % of each layer's channels" if self.mode == "share"
+                else f"channel-prune to {self.cycle_target:g}× dense NPU cycles (plan's Vela estimate "
+                     f"{self.estimated_fraction:.3f}×)")
+        rows = self.layer_rows(geometry)
+        changed = [f"{r.name} {r.out_before}→{r.out_after}" for r in rows if r.out_after != r.out_before]
+        kept = {}
+        for r in rows:
+            if r.out_after == r.out_before and r.kind != "depthwise":
+                kept.setdefault(r.left_out or "no whole granule to remove", []).append(r.name)
+        line = f"{head}, in steps of {self.granule} channels (the Target's granule, from Vela): " + (", ".join(changed) or "no layer changed")
+        if kept:
+            line += "; left as they were: " + "; ".join(f"{', '.join(n)} ({why})" for why, n in kept.items())
+        return line
+
+    def as_dict(self, geometry: Sequence[LayerGeometry]) -> dict[str, object]:
+        return {"mode": self.mode, "granule": self.granule, "share": self.share, "cycle_target": self.cycle_target,
+                "estimated_fraction": self.estimated_fraction,
+                "groups": {name: [c, self.kept_of(name)] for name, c in self.channels.items()},
+                "left_out": dict(self.left_out), "layers": [r.as_dict() for r in self.layer_rows(geometry)],
+                **({"greedy_steps": list(self.steps)} if self.steps else {})}
+
+
+def round_down(channels: float, granule: int) -> int:
+    """`channels` rounded down to a whole number of granules, at least one granule."""
+    return max(granule, int(channels // granule) * granule)
+
+
+def prunable(groups: Sequence[ChannelGroup], granule: int) -> tuple[list[ChannelGroup], dict[str, str]]:
+    """(groups the plan may shrink, {group: why it stays}): left out by the frontend, or no more than one granule."""
+    left_out, chosen = {}, []
+    for g in groups:
+        if g.left_out:
+            left_out[g.name] = g.left_out
+        elif g.channels <= granule:
+            left_out[g.name] = f"{g.channels} channels, not more than the granule of {granule}"
+        else:
+            chosen.append(g)
+    return chosen, left_out
+
+
+def share_plan(groups: Sequence[ChannelGroup], share: float, granule: int) -> ChannelPlan:
+    """Remove `share` of every prunable group's channels, keeping a whole number of granules (rounded down,
+    at least one granule: 64 channels at 0.5 keep 32, at 0.6 with granule 16 keep 16, never 25)."""
+    chosen, left_out = prunable(groups, granule)
+    kept = {g.name: round_down(g.channels * (1.0 - share), granule) for g in chosen}
+    return ChannelPlan(granule, {g.name: g.channels for g in groups}, kept, left_out, "share", share=share)
+
+
+LayerCost = Callable[[LayerGeometry], int]  # Vela's cycles of one layer at this shape, for the run's Target
+
+
+def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry], fraction: float, granule: int,
+               cost: LayerCost) -> ChannelPlan:
+    """Widths for `fraction` × the weighted layers' dense cycles, one granule at a time (NetAdapt's loop with
+    Vela's per-layer estimate as the latency table): each step takes a granule from the group whose removal
+    saves the most cycles per share of its own channels removed (a wide, expensive group gives first; a
+    group already cut deep costs more per channel), until the estimate reaches the target. Ties go to the
+    earlier group, so the plan is the same wherever it runs."""
+    chosen, left_out = prunable(groups, granule)
+    kept = {g.name: g.channels for g in chosen}
+    total = {g.name: g.channels for g in chosen}
+
+    def cycles(plan: dict[str, int]) -> int:
+        return sum(cost(g.resized(plan)) for g in geometry)
+
+    dense = cycles({})
+    goal = fraction * dense
+    now = cycles(kept)
+    steps: list[str] = []
+    while now > goal:
+        best, best_value, best_cycles = None, -1.0, now
+        for g in chosen:
+            smaller = kept[g.name] - granule
+            if smaller < granule:
+                continue
+            trial = {**kept, g.name: smaller}
+            after = cycles(trial)
+            saved = now - after
+            # share of the group's remaining channels this step removes: cutting deep gets dearer
+            value = saved / (granule / kept[g.name]) if saved > 0 else 0.0
+            if value > best_value:
+                best, best_value, best_cycles = g.name, value, after
+        if best is None or best_value <= 0.0:
+            break  # no granule left that saves cycles: the target is out of reach; the record says what was reached
+        kept[best] -= granule
+        steps.append(f"{best} {kept[best] + granule}→{kept[best]} ({now:,}→{best_cycles:,} cycles)")
+        now = best_cycles
+    return ChannelPlan(granule, {g.name: g.channels for g in groups}, {n: c for n, c in kept.items() if c != total[n]},
+                       left_out, "cycles", cycle_target=fraction, estimated_fraction=now / dense if dense else 1.0, steps=steps)
+
+
+def kept_indices(scores: np.ndarray, keep: int) -> np.ndarray:
+    """The `keep` channels with the highest scores, in ascending channel order (ties: the lower index)."""
+    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores, dtype=np.float64)))
+    return np.sort(order[:keep])
+
+
+def channel_scores(filters: Sequence[np.ndarray], bn_scales: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Importance of each channel of a group, the same on both frontends: for every producer, the L1 norm of
+    each output channel's filter (`filters[i]`: [channels, ...]) times |γ / √(var + ε)| of the BatchNorm that
+    follows it (`bn_scales[i]`, None without one), i.e. the filter's size after BatchNorm folding; divided by
+    the producer's mean so producers of different scales weigh alike; summed over the producers."""
+    total = None
+    for w, scale in zip(filters, bn_scales):
+        norms = np.abs(np.asarray(w, dtype=np.float64).reshape(w.shape[0], -1)).sum(axis=1)
+        if scale is not None:
+            norms = norms * np.abs(np.asarray(scale, dtype=np.float64))
+        norms = norms / max(float(norms.mean()), 1e-12)
+        total = norms if total is None else total + norms
+    return total if total is not None else np.zeros(0)

@@ -21,9 +21,13 @@ weights choose which channels stay.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from condition.backend.target import Target
+    from condition.techniques import ChannelPruneConfig
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,18 @@ def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry]
         now = best_cycles
     return ChannelPlan(granule, {g.name: g.channels for g in groups}, {n: c for n, c in kept.items() if c != total[n]},
                        left_out, "cycles", cycle_target=fraction, estimated_fraction=now / dense if dense else 1.0, steps=steps)
+
+
+def plan_for(config: "ChannelPruneConfig", groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry],
+             target: "Target") -> ChannelPlan:
+    """The plan of `config` (a share, or a cycle target) for this network on `target`'s NPU, in whole granules
+    of the NPU found with Vela (condition/backend/npu_granule.py)."""
+    from condition.backend.npu_granule import channel_granule, layer_cycles
+
+    granule = channel_granule(target)
+    if config.cycle_target is None:
+        return share_plan(groups, config.channel_sparsity, granule)
+    return cycle_plan(groups, geometry, config.cycle_target, granule, lambda g: layer_cycles(g, target))
 
 
 def kept_indices(scores: np.ndarray, keep: int) -> np.ndarray:

@@ -28,6 +28,10 @@ def no_note(text: str) -> None:
     return None
 
 
+def no_record(key: str, value: Any) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class StepContext:
     """Everything a technique handler may need besides the model and its config."""
@@ -40,6 +44,7 @@ class StepContext:
     model_name: str = ""  # for error messages
     note: Callable[[str], None] = no_note  # a line for the record's notes (e.g. the layers a technique left out, and why)
     fine_tune: Any = None  # condition.fine_tuning.FineTune: every fine-tuning's schedule and distillation teacher
+    record: Callable[[str, Any], None] = no_record  # a field of the metrics record (e.g. "channel_plan": ChannelPlan.as_dict)
 
 
 Handler = Callable[[Any, Any, StepContext], Any]

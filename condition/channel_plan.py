@@ -119,7 +119,7 @@ class ChannelPlan:
             after = g.resized(self.kept)
             reason = ""
             if g.out_group is None or g.out_group in self.left_out:
-                reason = self.left_out.get(g.out_group or "", "") or "its outputs are the model's class scores"
+                reason = self.left_out.get(g.out_group or "", "") or "the model's class scores"
             rows.append(LayerRow(g.name, g.kind, g.out_channels, after.out_channels, g.in_channels, after.in_channels,
                                  reason if after.out_channels == g.out_channels else ""))
         return rows

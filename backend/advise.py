@@ -25,12 +25,14 @@ from typing import Any, Sequence
 
 from condition.backend.target import Target
 from condition.backend.vela_sweep import VelaCompile, VelaLayer
+from condition.techniques import DEFAULT_CHANNEL_SPARSITY
 from condition.errors import ArtifactError
 
 ADVICE_VERSION = 1
 ADVICE_NAME = "advice.json"
 DEFAULT_SPARSITY = 0.95
 DEFAULT_CLUSTERS = 16
+IMAGE_CHANNELS = 3  # a layer reading at most this many channels reads the image: its inputs stay (techniques.py)
 
 # The documented rule factors; every bound comes from these and the measured rows.
 TWO_FOUR_FACTOR = 0.5  # U85: the MAC array skips 2 of every 4 weights, half the MAC work
@@ -56,6 +58,11 @@ RULES: dict[str, str] = {
                    "weights × (1 − sparsity); other layers as prune",
     "cluster": f"Vela's palette codes k ≤ {PALETTE_MAX} shared values in about log2(k) bits instead of 8: weight cycles and "
                "encoded weights × log2(k)/8; cycles fall only where a layer is weight-bound",
+    "channel-prune": "removing a share S of every layer's output channels (and the next layer's matching inputs): a "
+                     "Conv/FC layer's NPU compute and weights × (1 − S)² (× (1 − S) for an image stem, whose inputs stay, "
+                     "and for the classifier, whose outputs stay), a depthwise or weightless op's × (1 − S), feature-map "
+                     "traffic × the mean of its input and output factors; MAC-bound layers gain most, and it is the only "
+                     "technique here that lowers MAC cycles on U55 and U65 (granule rounding not counted)",
     "estimate": "every bound is a Vela-based estimate from these per-layer rows: a best case, not a measurement",
 }
 BOUND_LABELS = {"weight": "weight-bound", "memory": "memory-bound", "mac": "MAC-bound"}
@@ -231,11 +238,30 @@ def _cluster_factor(clusters: int) -> float:
     return min(1.0, math.log2(clusters) / 8) if 2 <= clusters <= PALETTE_MAX else 1.0
 
 
-def layer_bound(layer: LayerAdvice, technique: str, sparsity: float, clusters: int) -> tuple[int, int | None]:
-    """(cycles, encoded weight bytes) of one layer at best after `technique` (the RULES)."""
+def channel_factors(layer: LayerAdvice, keep: float, classifier: bool, outside: bool) -> tuple[float, float]:
+    """(input, output) channel factors of `layer` when every prunable layer keeps `keep` of its output channels;
+    `outside`: before the first weighted layer (on the image) or after the classifier (on the class scores)."""
+    if outside:
+        return 1.0, 1.0
+    out_f = 1.0 if classifier else keep
+    if not layer.weight_bytes or "depthwise" in layer.operator.lower():
+        return 1.0, out_f  # carries its input's channels: one factor
+    reads_image = layer.ifm_channels is not None and layer.ifm_channels <= IMAGE_CHANNELS
+    return (1.0 if reads_image else keep), out_f
+
+
+def layer_bound(layer: LayerAdvice, technique: str, sparsity: float, clusters: int,
+                channel_factor: tuple[float, float] = (1.0, 1.0)) -> tuple[int, int | None]:
+    """(cycles, encoded weight bytes) of one layer at best after `technique` (the RULES); `channel_factor`:
+    channel-prune's (input, output) factors of this layer (`channel_factors`)."""
     compute, weight, fmap, op = layer.npu_cycles, layer.weight_cycles, layer.feature_map_cycles, layer.op_cycles
     wbytes = layer.weight_bytes
     eligible = bool(layer.two_four_eligible)
+    if technique == "channel-prune":
+        in_f, out_f = channel_factor
+        factor = in_f * out_f
+        cycles = min(op, max(round(compute * factor), round(fmap * (in_f + out_f) / 2), round(weight * factor)))
+        return cycles, (round(wbytes * factor) if wbytes is not None else None)
     if technique == "prune":  # a layer the pruning policy keeps dense keeps its weights
         mac_f, weight_f = 1.0, 1.0 if layer.prune_left_out else 1.0 - sparsity
     elif technique == "2:4":
@@ -250,16 +276,21 @@ def layer_bound(layer: LayerAdvice, technique: str, sparsity: float, clusters: i
     return cycles, (round(wbytes * weight_f) if wbytes is not None else None)
 
 
-TECHNIQUES = ("prune", "2:4", "2:4 + prune", "cluster")
+TECHNIQUES = ("prune", "2:4", "2:4 + prune", "cluster", "channel-prune")
 
 
 def technique_bound(advice_layers: Sequence[LayerAdvice], family: str, technique: str, dense: dict[str, int],
-                    sparsity: float = DEFAULT_SPARSITY, clusters: int = DEFAULT_CLUSTERS) -> TechniqueBound:
+                    sparsity: float = DEFAULT_SPARSITY, clusters: int = DEFAULT_CLUSTERS,
+                    channel_sparsity: float = DEFAULT_CHANNEL_SPARSITY) -> TechniqueBound:
     """The best case of `technique` on these layers (also used by the compare report to recompute
     the bound at the parameters a cell actually ran with)."""
     cycles, wbytes, helped = 0, 0, []
-    for l in advice_layers:
-        c, b = layer_bound(l, technique, sparsity, clusters)
+    weighted = [i for i, l in enumerate(advice_layers) if l.weight_bytes]
+    first, last = (weighted[0], weighted[-1]) if weighted else (0, len(advice_layers))
+    for i, l in enumerate(advice_layers):
+        factor = (channel_factors(l, 1.0 - channel_sparsity, i == last, not first <= i <= last) if technique == "channel-prune"
+                  else (1.0, 1.0))
+        c, b = layer_bound(l, technique, sparsity, clusters, factor)
         cycles += c
         wbytes += b if b is not None else (l.weight_bytes or 0)
         if c < l.op_cycles * 0.97:
@@ -279,9 +310,14 @@ def technique_bound(advice_layers: Sequence[LayerAdvice], family: str, technique
         note = "kept dense by the pruning policy: " + ", ".join(dict.fromkeys(kept))
     if technique == "cluster" and _cluster_factor(clusters) >= 1.0:
         note = f"{clusters} clusters: outside Vela's palette (2–{PALETTE_MAX} values), no gain expected"
+    if technique == "channel-prune":
+        mac = [l.name for l in advice_layers if l.bound == "mac" and l.name in helped]
+        note = ("fewer MACs in the MAC-bound layers " + ", ".join(dict.fromkeys(mac)) if mac
+                else "no MAC-bound layer: fewer channels mostly shrink weights and feature maps here")
     label = {"prune": f"prune {sparsity:.0%}", "2:4": "2:4", "2:4 + prune": f"2:4 + prune {sparsity:.0%}",
-             "cluster": f"cluster {clusters}"}[technique]
-    params = {"sparsity": sparsity} if "prune" in technique else ({"clusters": clusters} if technique == "cluster" else {})
+             "cluster": f"cluster {clusters}", "channel-prune": f"channel-prune {channel_sparsity:.0%}"}[technique]
+    params = ({"channel_sparsity": channel_sparsity} if technique == "channel-prune" else {"sparsity": sparsity} if "prune" in technique
+              else ({"clusters": clusters} if technique == "cluster" else {}))
     return TechniqueBound(
         technique=technique, label=label, parameters=params, applicable=applicable,
         total_cycles=int(cycles), cycles_vs_dense=cycles / dense["total_cycles"] if dense["total_cycles"] else 1.0,

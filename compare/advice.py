@@ -17,7 +17,7 @@ from condition.backend.advise import Advice, technique_bound
 from condition.compare.records import Comparison
 from condition.compare.table import Row, Section, build_sections
 from condition.errors import ArtifactError, ConditionError
-from condition.techniques import ClusterConfig, PruneConfig, Structure
+from condition.techniques import DEFAULT_CHANNEL_SPARSITY, ChannelPruneConfig, ClusterConfig, PruneConfig, Structure
 
 ADVICE_DIR = "advice"
 ARTIFACT_KINDS = {"tf": "tflite", "torch": "tosa"}  # what Vela re-compiles from a baseline run folder
@@ -111,6 +111,8 @@ def technique_of(techniques: list[str], options: dict[str, Any]) -> tuple[str, d
         return "prune", {"sparsity": s}
     if name == ClusterConfig.name:
         return "cluster", {"clusters": int(o.get("clusters", ClusterConfig.clusters))}
+    if name == ChannelPruneConfig.name and o.get("channel_sparsity") is not None:
+        return "channel-prune", {"channel_sparsity": float(o["channel_sparsity"])}
     return None
 
 
@@ -148,7 +150,8 @@ def advice_tables(comparison: Comparison, section: Section) -> list[AdviceTable]
             technique, params = found
             bound = technique_bound(advice.layers, advice.family, technique, advice.dense,
                                     sparsity=params.get("sparsity", advice.parameters.get("sparsity", 0.95)),
-                                    clusters=params.get("clusters", advice.parameters.get("clusters", 16)))
+                                    clusters=params.get("clusters", advice.parameters.get("clusters", 16)),
+                                    channel_sparsity=params.get("channel_sparsity", DEFAULT_CHANNEL_SPARSITY))
             if not bound.applicable:
                 rows.append(AdviceRow(row.label, technique, bound.total_cycles, side.total_cycles, bound.encoded_weight_bytes,
                                       side.encoded_weight_bytes, "not expected to help here (" + bound.note + ")"))

@@ -16,12 +16,15 @@ The space depends on the Target's NPU (`space_for`):
   change torch runs only.
 - U55, U65: prune unstructured with sparsity 0.50–0.98, constant or polynomial schedule (these
   NPUs do not skip 2:4 zeros; the pattern would only cost accuracy).
-- Both: fine-tuning epochs 1–3 (prune and cluster each), clusters 0 (none), 4, 8, 16 or 32,
-  quantization qat (1–2 epochs) or post-training-quant.
+- Both: channel-prune first with a share of 0 (none), 0.5, 0.75 or 0.875 of every layer's channels (the one
+  lever that removes MACs on every NPU; the share grid keeps power-of-two widths), fine-tuning epochs 1–3
+  (channel-prune, prune and cluster each), clusters 0 (none), 4, 8, 16 or 32, quantization qat (1–2 epochs)
+  or post-training-quant.
 
 Seed points, evaluated first on each frontend (`SEED_POINTS`): the space's structure at sparsity
-0.95 with 8 clusters, 0.97 with 8 and 0.96 with 4, each with 3 fine-tuning epochs and 1 QAT epoch
-(the first is the hand-picked best found by hand on the seed MLP).
+0.95 with 8 clusters and 0.97 with 8 (the first is the hand-picked best found by hand on the seed
+MLP), each with 3 fine-tuning epochs, then a quarter of the channels with sparsity 0.9 and 8 clusters,
+2 fine-tuning epochs each (the same total epochs: one baseline serves all three); 1 QAT epoch.
 
     params = {"structure": "2:4", "sparsity": 0.95, "schedule": "constant", "fine_tune_epochs": 3,
               "clusters": 8, "quantize": "qat", "qat_epochs": 1}
@@ -36,10 +39,14 @@ from typing import Any
 
 from condition.run import RunConfig
 
+# channel-prune first (0: none): the share of every layer's channels removed, on a power-of-two grid so the kept
+# counts stay whole granules of the NPU (512 → 256, 128, 64)
+CHANNEL_SHARES = (0.0, 0.5, 0.75, 0.875)
 # name → ("categorical", choices) | ("int", low, high) | ("float", low, high, step). Conditional:
 # qat_epochs only when quantize is "qat". One space per pruning structure; `space_for` picks it by
 # the Target's NPU (module docstring: why).
 _COMMON: dict[str, tuple[Any, ...]] = {
+    "channel_sparsity": ("categorical", CHANNEL_SHARES),
     "fine_tune_epochs": ("int", 1, 3),
     "clusters": ("categorical", (0, 4, 8, 16, 32)),
     "quantize": ("categorical", ("qat", "post-training-quant")),
@@ -52,14 +59,15 @@ SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
                      "schedule": ("categorical", ("constant", "polynomial")), **_COMMON},
 }
 # Evaluated first, in this order, so every search starts from known good points (the best found by hand on
-# the seed MLP, then the same chain with more zeros and with fewer clusters); TPE proposes from then on.
+# the seed MLP, the same chain with more zeros, and a quarter of the channels); TPE proposes from then on.
 SEED_POINTS: dict[str, list[dict[str, Any]]] = {
-    structure: [dict(structure=structure, sparsity=sparsity, schedule="constant", fine_tune_epochs=3, clusters=clusters,
-                     quantize="qat", qat_epochs=1) for sparsity, clusters in ((0.95, 8), (0.97, 8), (0.96, 4))]
+    structure: [dict(channel_sparsity=channels, structure=structure, sparsity=sparsity, schedule="constant", fine_tune_epochs=epochs,
+                     clusters=clusters, quantize="qat", qat_epochs=1)
+                for channels, sparsity, clusters, epochs in ((0.0, 0.95, 8, 3), (0.0, 0.97, 8, 3), (0.75, 0.9, 8, 2))]
     for structure in SPACES
 }
 SEED_POINT: dict[str, Any] = SEED_POINTS["2:4"][0]
-NAMES = ("structure", "sparsity", "schedule", "fine_tune_epochs", "clusters", "quantize")
+NAMES = ("channel_sparsity", "structure", "sparsity", "schedule", "fine_tune_epochs", "clusters", "quantize")
 
 
 def space_for(target: Any) -> str:
@@ -112,7 +120,8 @@ def in_space(params: dict[str, Any], space: str) -> bool:
 
 def normalise(params: dict[str, Any]) -> dict[str, Any]:
     """Only the parameters that matter, with clean values (sparsity on its 0.01 grid)."""
-    p = {k: params[k] for k in NAMES}
+    p = {k: params.get(k, 0.0) if k == "channel_sparsity" else params[k] for k in NAMES}  # older trials: no channel step
+    p["channel_sparsity"] = float(p["channel_sparsity"])
     p["sparsity"] = round(float(p["sparsity"]), 2)
     p["fine_tune_epochs"] = int(p["fine_tune_epochs"])
     p["clusters"] = int(p["clusters"])
@@ -124,7 +133,10 @@ def normalise(params: dict[str, Any]) -> dict[str, Any]:
 def chain_steps(params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(technique, options) of a trial, in chain order."""
     p = normalise(params)
-    steps: list[tuple[str, dict[str, Any]]] = [
+    steps: list[tuple[str, dict[str, Any]]] = []
+    if p["channel_sparsity"]:
+        steps.append(("channel-prune", {"channel_sparsity": p["channel_sparsity"], "fine_tune_epochs": p["fine_tune_epochs"]}))
+    steps += [
         ("prune", {"sparsity": p["sparsity"], "structure": p["structure"], "schedule": p["schedule"],
                    "fine_tune_epochs": p["fine_tune_epochs"]})]
     if p["clusters"]:
@@ -168,14 +180,17 @@ def reference_config(base: RunConfig) -> RunConfig:
 
 
 def command_line(params: dict[str, Any], base: RunConfig) -> str:
-    """`condition <frontend> prune …` that reproduces the trial (same configuration hash)."""
+    """`condition <frontend> [channel-prune … --then] prune …` that reproduces the trial (same configuration hash)."""
     steps = chain_steps(params)
     p = normalise(params)
-    argv = ["condition", base.frontend, "prune", "--structure", p["structure"], "--sparsity", f"{p['sparsity']:g}"]
+    argv = ["condition", base.frontend, steps[0][0]]
+    if p["channel_sparsity"]:
+        argv += ["--channel-sparsity", f"{p['channel_sparsity']:g}", "--then", "prune"]
+    argv += ["--structure", p["structure"], "--sparsity", f"{p['sparsity']:g}"]
     if p["schedule"] != "constant":
         argv += ["--schedule", p["schedule"]]
     argv += ["--fine-tune-epochs", str(p["fine_tune_epochs"])]
-    for technique, options in steps[1:]:
+    for technique, options in steps[1 + bool(p["channel_sparsity"]):]:
         argv += ["--then", technique]
         if technique == "cluster":
             argv += ["--clusters", str(options["clusters"])]

@@ -29,6 +29,8 @@ PARAMS = [
      "quantize": "post-training-quant"},
     {"structure": "2:4", "sparsity": 0.5, "schedule": "constant", "fine_tune_epochs": 2, "clusters": 32, "quantize": "qat",
      "qat_epochs": 2},
+    {"channel_sparsity": 0.75, "structure": "unstructured", "sparsity": 0.9, "schedule": "constant", "fine_tune_epochs": 2,
+     "clusters": 8, "quantize": "qat", "qat_epochs": 1},
 ]
 
 
@@ -39,18 +41,22 @@ def base(frontend: str = "tf", out: Path = Path("/tmp/unused")) -> RunConfig:
 @pytest.mark.parametrize("params", PARAMS)
 @pytest.mark.parametrize("frontend", ["tf", "torch"])
 def test_the_command_line_reproduces_the_trial(frontend, params):
-    """What the report prints is a `condition <frontend> prune …` run with the trial's very hash."""
+    """What the report prints is a `condition <frontend> prune …` (or `channel-prune … --then prune …`) run with the
+    trial's very hash."""
     config = trial_config(params, base(frontend))
     argv = shlex.split(command_line(params, base(frontend)))
-    assert argv[:3] == ["condition", frontend, "prune"]
-    command = cli.get_command(None, frontend).get_command(None, "prune")
-    ctx = command.make_context("prune", argv[3:])
+    first = "channel-prune" if params.get("channel_sparsity") else "prune"
+    assert argv[:3] == ["condition", frontend, first]
+    command = cli.get_command(None, frontend).get_command(None, first)
+    ctx = command.make_context(first, argv[3:])
     opts = {**ctx.params, "out": "/tmp/unused"}
-    assert build_run_config(frontend, "prune", opts).hash == config.hash
+    assert build_run_config(frontend, first, opts).hash == config.hash
 
 
 def test_chains_follow_the_collaborative_order_and_epochs_add_up():
     assert [t for t, _ in chain_steps(SEED_POINT)] == ["prune", "cluster", "qat"]
+    assert [t for t, _ in chain_steps(PARAMS[3])] == ["channel-prune", "prune", "cluster", "qat"]
+    assert total_epochs(PARAMS[3], 1) == 1 + 2 + 2 + 2 + 1
     assert [t for t, _ in chain_steps(PARAMS[1])] == ["prune", "post-training-quant"]
     assert total_epochs(SEED_POINT, 1) == 1 + 3 + 3 + 1  # float + prune + cluster fine-tuning + QAT
     assert total_epochs(PARAMS[1], 2) == 3

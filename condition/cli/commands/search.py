@@ -64,7 +64,7 @@ def _ratio(value: int | None, of: int | None) -> str:
 @click.option("--out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
               help="Trials, baselines and the report go here.")
 def search(**opts: Any) -> None:
-    """Search prune → cluster → qat / post-training-quant chains and their options for the fewest
+    """Search channel-prune → prune → cluster → qat / post-training-quant chains and their options for the fewest
     total cycles and encoded weight bytes whose int8 accuracy stays within --max-accuracy-drop
     points of the dense int8 baseline trained as long (the same total epochs), and, when given, fit
     --sram-limit, --flash-limit and --max-ms (a trial over one is infeasible; the report counts them).
@@ -74,10 +74,12 @@ def search(**opts: Any) -> None:
       U85:      prune 2:4 (zeros U85 skips), sparsity 0.80-0.98 (further zeros pruned
                 inside the pattern), constant schedule
       U55, U65: prune unstructured, sparsity 0.50-0.98, constant or polynomial schedule
-      both:     fine-tuning epochs 1-3; clusters none, 4, 8, 16 or 32;
-                qat (1-2 epochs) or post-training-quant
+      both:     channel-prune first: none, or 0.5, 0.75 or 0.875 of every layer's
+                channels (fewer MACs on every NPU); fine-tuning epochs 1-3;
+                clusters none, 4, 8, 16 or 32; qat (1-2 epochs) or post-training-quant
     First, on each frontend, three seed points: sparsity 0.95 with 8 clusters, 0.97 with
-    8, 0.96 with 4 (3 fine-tuning epochs, 1 QAT epoch); TPE proposes from the 4th trial on.
+    8 (3 fine-tuning epochs), 0.9 with 8 after channel-prune 0.75 (2 fine-tuning epochs
+    each), 1 QAT epoch; TPE proposes from the 4th trial on.
 
     \b
     Ray Tune drives Optuna's constrained multi-objective TPE sampler, one study per frontend.

@@ -220,4 +220,28 @@ def test_handler_plans_notes_records_and_fine_tunes():
     assert fields["channel_plan"]["groups"]["stem"] == [32, max(granule, 16 // granule * granule)]
     assert _kernel(pruned, "stem").shape[-1] == fields["channel_plan"]["groups"]["stem"][1]
     assert len(notes) == 1 and notes[0].startswith("channel-prune 50 % of each layer's channels")
-    assert not np.array_equal(_kernel(pruned, "fc"), _kernel(model, "fc")[: _kernel(pruned, "fc").shape[0]])  # it trained
+    kept = {name: after for name, (before, after) in fields["channel_plan"]["groups"].items() if after != before}
+    untrained = remove_channels(model, channel_groups(model), kept)
+    assert _kernel(untrained, "fc").shape == _kernel(pruned, "fc").shape
+    assert not np.array_equal(_kernel(untrained, "fc"), _kernel(pruned, "fc"))  # fine-tuned after the removal
+
+
+def test_a_subclassed_model_is_named_and_left_as_it_is():
+    _, keras, _ = keras_modules()
+    L = keras.layers
+
+    class Net(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = L.Conv2D(32, 3, name="conv")
+            self.fc = L.Dense(3, name="fc")
+
+        def call(self, x):
+            return self.fc(L.Flatten()(self.conv(x)))
+
+    net = Net()
+    net(_images((5, 5, 1)))
+    groups = channel_groups(net)
+    assert [(g.name, g.channels) for g in groups] == [("conv", 32), ("fc", 3)]
+    assert all(g.left_out.startswith("a subclassed Keras model") for g in groups)
+    assert share_plan(groups, 0.5, 8).kept == {}

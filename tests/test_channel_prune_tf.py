@@ -161,7 +161,7 @@ def test_flatten_then_dense_keeps_each_kept_channel_at_every_position():
     np.testing.assert_allclose(pruned(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_a_concatenate_is_left_out_with_its_reason():
+def test_a_concatenate_and_a_shared_layer_are_left_out_with_their_reasons():
     _, keras, _ = keras_modules()
     L = keras.layers
     keras.utils.set_random_seed(0)
@@ -169,13 +169,24 @@ def test_a_concatenate_is_left_out_with_its_reason():
     a = L.Conv2D(32, 3, padding="same", name="a")(inputs)
     b = L.Conv2D(32, 3, padding="same", name="b")(inputs)
     x = L.Conv2D(32, 1, name="after")(L.Concatenate(name="concat")([a, b]))
+    shared = L.Conv2D(32, 1, name="shared")  # called twice: its weights serve both calls
+    side = L.Conv2D(32, 1, name="side")(inputs)
+    x = L.Add(name="add")([x, shared(side), shared(L.ReLU(name="side_relu")(side))])
     model = keras.Model(inputs, L.Dense(3, name="fc")(L.GlobalAveragePooling2D(name="gap")(x)))
     groups = _by_name(channel_groups(model))
+    assert sorted(groups) == ["a", "after", "b", "fc", "side"]  # the shared conv makes no group
     assert groups["a"].left_out == groups["b"].left_out == "read by Concatenate concat (not followed)"
-    assert groups["after"].left_out is None
-    plan = share_plan(list(groups.values()), 0.5, 8)
+    assert groups["side"].left_out == "read by Conv2D shared, a layer called 2 times (not followed)"
+    assert groups["after"].left_out == "added by Add add to channels that stay (the image or a layer not followed)"  # the shared conv's
+
+    keras.utils.set_random_seed(0)
+    x = L.Conv2D(32, 1, name="after")(L.Concatenate(name="concat")([L.Conv2D(32, 3, padding="same", name="a")(inputs),
+                                                                   L.Conv2D(32, 3, padding="same", name="b")(inputs)]))
+    model = keras.Model(inputs, L.Dense(3, name="fc")(L.GlobalAveragePooling2D(name="gap")(x)))
+    groups = channel_groups(model)
+    plan = share_plan(groups, 0.5, 8)
     assert plan.kept == {"after": 16} and plan.left_out["a"] == "read by Concatenate concat (not followed)"
-    pruned = remove_channels(model, list(groups.values()), plan.kept)
+    pruned = remove_channels(model, groups, plan.kept)
     assert _kernel(pruned, "a").shape == (3, 3, 1, 32) and _kernel(pruned, "after").shape == (1, 1, 64, 16)
     assert pruned(_images((8, 8, 1))).shape == (4, 3)
 

@@ -297,10 +297,10 @@ def _not_followed(node: _Node, ins: list[_Tensor], outputs: set[Any]) -> str | N
     """Why this layer call cannot carry or read its inputs' channels (None: it can)."""
     cls, cfg = node.class_name, node.config
     label = f"read by {cls} {node.name} (not followed)"
+    if node.calls != 1:  # a shared layer's weights serve every call: its channels stay, whatever it reads
+        return f"read by {cls} {node.name}, a layer called {node.calls} times (not followed)"
     if not any(t.group for t in ins):
         return label if cls not in PASS_THROUGH | {"Conv2D", "Dense", "DepthwiseConv2D", "Add", "Flatten"} else None
-    if node.calls != 1:
-        return f"read by {cls} {node.name}, a layer called {node.calls} times (not followed)"
     if cfg.get("data_format", "channels_last") != "channels_last":
         return f"read by {cls} {node.name} in channels_first (not followed)"
     flat = any(t.per_channel > 1 for t in ins)

@@ -12,7 +12,7 @@ from condition.backend.metrics import AccuracyResult, WeightStats
 from condition.datasets import Dataset, dataset_identity
 from condition.frontend import Compiled, FloatModel, StepContext
 from condition.frontends.tf import REGISTRY
-from condition.frontends.tf import cluster, post_training_quant, prune, qat  # noqa: F401  (they register)
+from condition.frontends.tf import channel_prune, cluster, post_training_quant, prune, qat  # noqa: F401  (they register)
 from condition.initial_weights import INIT_SCHEME
 from condition.models import parse_model_spec
 from condition.run import Progress, RunConfig

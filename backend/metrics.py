@@ -202,6 +202,7 @@ class MetricsRecord:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # figures that cannot be right (backend/plausibility.py)
     fine_tuning: dict[str, Any] = field(default_factory=dict)  # teacher, loss, schedule, epochs (condition/fine_tuning.py)
+    channel_plan: dict[str, Any] = field(default_factory=dict)  # channel-prune: granule, mode, per-layer channels (condition/channel_plan.py)
     config_hash: str = ""
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION

@@ -134,7 +134,8 @@ class ChannelPlan:
         kept = {}
         for r in rows:
             if r.out_after == r.out_before and r.kind != "depthwise":
-                kept.setdefault(r.left_out or "no whole granule to remove", []).append(r.name)
+                why = r.left_out or ("no whole granule to remove" if self.mode == "share" else "cutting it saved the fewest cycles")
+                kept.setdefault(why, []).append(r.name)
         line = f"{head}, in steps of {self.granule} channels (the Target's granule, from Vela): " + (", ".join(changed) or "no layer changed")
         if kept:
             line += "; left as they were: " + "; ".join(f"{', '.join(n)} ({why})" for why, n in kept.items())
@@ -174,47 +175,43 @@ def share_plan(groups: Sequence[ChannelGroup], share: float, granule: int) -> Ch
     return ChannelPlan(granule, {g.name: g.channels for g in groups}, kept, left_out, "share", share=share)
 
 
+MIN_KEEP = 0.25  # cycle mode keeps at least this share of every group's channels (rounded up to the granule)
 LayerCost = Callable[[LayerGeometry], int]  # Vela's cycles of one layer at this shape, for the run's Target
 
 
 def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry], fraction: float, granule: int,
                cost: LayerCost) -> ChannelPlan:
-    """Widths for `fraction` × the weighted layers' dense cycles, one granule at a time (NetAdapt's loop with
-    Vela's per-layer estimate as the latency table): each step takes a granule from the group whose removal
-    saves the most cycles per share of its own channels removed (a wide, expensive group gives first; a
-    group already cut deep costs more per channel), until the estimate reaches the target. Ties go to the
-    earlier group, so the plan is the same wherever it runs."""
+    """Widths for `fraction` × the weighted layers' dense cycles (NetAdapt's loop, Vela's per-layer estimate
+    as the latency table). Each step shrinks the one group whose cut saves the most cycles per unit of
+    relative width lost (saved / ln(width before / width after)): a wide, expensive group gives first, a
+    group already cut deep gets dearer. A cut may span several granules (Vela's cycles do not always fall
+    with each granule). No group goes below MIN_KEEP of its channels. Ties go to the earlier group, so the
+    plan is the same wherever it runs. Stops when the estimate reaches the target or no cut saves cycles."""
     chosen, left_out = prunable(groups, granule)
     kept = {g.name: g.channels for g in chosen}
-    total = {g.name: g.channels for g in chosen}
+    floor = {g.name: min(g.channels, max(granule, -(-int(np.ceil(g.channels * MIN_KEEP)) // granule) * granule)) for g in chosen}
 
     def cycles(plan: dict[str, int]) -> int:
         return sum(cost(g.resized(plan)) for g in geometry)
 
     dense = cycles({})
     goal = fraction * dense
-    now = cycles(kept)
+    now = dense
     steps: list[str] = []
     while now > goal:
-        best, best_value, best_cycles = None, -1.0, now
+        best, best_value, best_cycles, best_width = None, 0.0, now, 0
         for g in chosen:
-            smaller = kept[g.name] - granule
-            if smaller < granule:
-                continue
-            trial = {**kept, g.name: smaller}
-            after = cycles(trial)
-            saved = now - after
-            # share of the group's remaining channels this step removes: cutting deep gets dearer
-            value = saved / (granule / kept[g.name]) if saved > 0 else 0.0
-            if value > best_value:
-                best, best_value, best_cycles = g.name, value, after
-        if best is None or best_value <= 0.0:
-            break  # no granule left that saves cycles: the target is out of reach; the record says what was reached
-        kept[best] -= granule
-        steps.append(f"{best} {kept[best] + granule}→{kept[best]} ({now:,}→{best_cycles:,} cycles)")
-        now = best_cycles
-    return ChannelPlan(granule, {g.name: g.channels for g in groups}, {n: c for n, c in kept.items() if c != total[n]},
-                       left_out, "cycles", cycle_target=fraction, estimated_fraction=now / dense if dense else 1.0, steps=steps)
+            for width in range(kept[g.name] - granule, floor[g.name] - 1, -granule):
+                after = cycles({**kept, g.name: width})
+                value = (now - after) / float(np.log(kept[g.name] / width))
+                if value > best_value:
+                    best, best_value, best_cycles, best_width = g.name, value, after, width
+        if best is None:
+            break  # no cut left that saves cycles: the target is out of reach; the record says what was reached
+        steps.append(f"{best} {kept[best]}→{best_width} ({now:,}→{best_cycles:,} cycles)")
+        kept[best], now = best_width, best_cycles
+    channels = {g.name: g.channels for g in groups}
+    return ChannelPlan(granule, channels, {n: c for n, c in kept.items() if c != channels[n]}, left_out, "cycles", cycle_target=fraction, estimated_fraction=now / dense if dense else 1.0, steps=steps)
 
 
 def plan_for(config: "ChannelPruneConfig", groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry],

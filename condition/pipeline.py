@@ -7,6 +7,7 @@ exported and counted on their int8 weights) → export int8 + Vela → evaluate 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from condition.backend.layer_names import names_like
 from condition.backend.metrics import MetricsRecord, WeightStats
@@ -54,9 +55,10 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             rec.note(f"fine-tuning: {fine_tuning['schedule']}; loss {fine_tuning['loss']}"
                      + (f"; teacher {fine_tuning['teacher']}" if fine_tuning["teacher"] else "")
                      + "; epochs " + ", ".join(f"{k} {v}" for k, v in epochs.items()))
+        fields: dict[str, Any] = {}  # record fields a technique fills (ctx.record), e.g. channel-prune's plan
         for i, step in enumerate(chain):
-            ctx = StepContext(start.data, config.target, config.seed, done,
-                              lambda f, name=step.name: progress(name, f), config.model, note=rec.note, fine_tune=fine_tune)
+            ctx = StepContext(start.data, config.target, config.seed, done, lambda f, name=step.name: progress(name, f),
+                              config.model, note=rec.note, fine_tune=fine_tune, record=fields.__setitem__)
             with rec.step(step.name):
                 model = frontend.registry.apply(model, step, ctx)
             done = (*done, step)
@@ -88,4 +90,5 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             memory=compiled.memory,
             artifacts=[rec.artifact(kind, path) for kind, path in compiled.artifacts],
             fine_tuning=fine_tuning,
+            **fields,
         )

@@ -147,8 +147,16 @@ def technique_options(f: Callable) -> Callable:
                      type=click.Choice([c.value for c in CentroidInit]), help="cluster: how the centroids start."),
         click.option("--preserve-sparsity/--no-preserve-sparsity", default=True, show_default=True,
                      help="cluster/qat: keep zeros (and clusters) of earlier steps."),
+        click.option("--channel-sparsity", default=None, type=float,
+                     help="channel-prune: share of each layer's output channels removed, in [0, 1), rounded down to "
+                          "the NPU's channel granule (found with Vela for the --target). Default 0.5 unless --cycle-target."),
+        click.option("--cycle-target", default=None, type=float,
+                     help="channel-prune: instead of a share, reach this fraction of the dense model's NPU cycles (Vela "
+                          "estimate), e.g. 0.5; each layer's width is chosen greedily from Vela's cycles of that layer "
+                          "on the --target."),
         click.option("--fine-tune-epochs", default=None, type=click.IntRange(min=0),
-                     help="prune/cluster: epochs of retraining after the technique is applied. Default: cluster 1; prune 1 "
+                     help="prune/cluster/channel-prune: epochs of retraining after the technique is applied. Default: cluster 1; "
+                          "channel-prune 2; prune 1 "
                           "below sparsity 0.8, from 0.8 up enough epochs for 28/(1 - sparsity) steps of 128 images (0.9: 3 epochs on 12,000 images, "
                           "1 on all 60,000; 0.95: 6 and 2; at most 8). The record says what was used."),
         click.option("--qat-epochs", default=1, show_default=True, type=click.IntRange(min=0),

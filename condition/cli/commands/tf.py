@@ -65,6 +65,23 @@ HELP = {
     Examples: condition tf cluster --clusters 16
               condition tf prune --sparsity 0.9 --then cluster --clusters 16
     """,
+    "channel-prune": """Channel pruning: remove whole output channels, so layers do fewer MACs.
+
+    The one technique that makes a CNN faster on every Ethos-U (zeros from prune shrink the
+    encoded weights but skip no MACs on U55/U65). Each Conv/Dense layer keeps its most
+    important channels (filter L1 norm after BatchNorm folding); BatchNorm, a following
+    depthwise conv, a residual Add's other branches and the next layer's inputs are cut to
+    match; the model's input and class outputs never change, and a layer whose coupling
+    cannot be followed is left as it is and named. Kept counts are whole granules of the NPU
+    (the channel step Vela computes in for --target, found by compiling a sweep with Vela).
+    --channel-sparsity S removes a share of every layer; --cycle-target X picks each layer's
+    width from Vela's per-layer cycles until the plan reaches X × the dense NPU cycles.
+    Fine-tuned for --fine-tune-epochs (default 2). It runs first in a chain.
+
+    \b
+    Examples: condition tf channel-prune --channel-sparsity 0.5 --model ds-cnn
+              condition tf channel-prune --cycle-target 0.5 --then prune --structure 2:4 --then qat
+    """,
 }
 
 

@@ -32,6 +32,11 @@ HELP = {
     "prune": ("L1 magnitude pruning per layer (--scope global ranks all layers together, like the seed) or 2:4 "
               "(--sparsity), retrained (--fine-tune-epochs), then int8 → .pte."),
     "cluster": "k-means weight sharing per layer (--clusters), fine-tuned with shared values, then int8 → .pte.",
+    "channel-prune": ("Remove whole output channels (Torch-Pruning's dependency graph keeps BatchNorm, depthwise, "
+                      "residual Add and Flatten→Linear consistent), in whole granules of the NPU found with Vela: "
+                      "--channel-sparsity S of every layer, or --cycle-target X × the dense NPU cycles with each "
+                      "layer's width chosen from Vela's per-layer cycles; fine-tuned (--fine-tune-epochs, default 2), "
+                      "then int8 → .pte. Fewer MACs: faster on every Ethos-U. Runs first in a chain."),
 }
 for _technique in TECHNIQUE_NAMES:
     torch_group.add_command(technique_command("torch", _technique, HELP[_technique], EPILOG))

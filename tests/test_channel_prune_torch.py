@@ -268,3 +268,42 @@ def test_mobilenet_v2_groups_join_the_projects_an_add_couples():
     pruned = remove_channels(model, example, groups, share_plan(groups, 0.5, 8).kept)
     assert [c.filters for c in pruned.spec.convs()] == [getattr(pruned, c.name).out_channels for c in pruned.spec.convs()]
     assert pruned.head.out_channels == 64 and pruned.fc.in_features == 64 and pruned.block3_project.out_channels == 8
+
+
+# ---- the handler, then int8 and the Ethos-U delegate ---------------------------------------------
+
+def test_handler_plans_with_the_targets_granule_fine_tunes_and_lowers_the_smaller_layers_to_the_npu():
+    """The registered handler (plan_for with Vela's granule, one short epoch), PTQ and the real lowering
+    (about 6 s): every op delegated, and the delegate's int8 weights have the pruned shapes."""
+    import tempfile
+    from pathlib import Path
+
+    from condition.backend.target import Target
+    from condition.datasets import Dataset
+    from condition.frontend import StepContext
+    from condition.frontends.torch import REGISTRY
+    from condition.frontends.torch import frontend  # noqa: F401  (registers the techniques)
+    from condition.frontends.torch.export import example_input, lower, lowered_modules
+    from condition.techniques import ChannelPruneConfig, PostTrainingQuantConfig
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (64, 16, 16), dtype=np.uint8), rng.integers(0, 10, 64)
+    data = Dataset("random", x, y, x[:16], y[:16])
+    notes, fields = [], {}
+    model = _make(ResCnn)
+    pruned = REGISTRY.apply(model, ChannelPruneConfig(channel_sparsity=0.5, fine_tune_epochs=1),
+                            StepContext(data, Target(), 0, note=notes.append, record=fields.__setitem__))
+    granule = fields["channel_plan"]["granule"]
+    assert granule >= 1 and fields["channel_plan"]["groups"]["stem"] == [32, max(granule, 16 // granule * granule)]
+    assert model.stem.out_channels == 32 and pruned.stem.out_channels < 32 and pruned.b.out_channels == pruned.stem.out_channels
+    assert "channel-prune 50 %" in notes[0] and "fc (its outputs are the model's class scores)" in notes[0]
+    int8 = REGISTRY.apply(pruned, PostTrainingQuantConfig(calibration_images=16), StepContext(data, Target(), 0))
+    with tempfile.TemporaryDirectory() as out:
+        lowered = lower(int8, example_input((1, 16, 16)), Target(), Path(out))
+    assert lowered.placement.cpu_ops == [] and lowered.placement.delegates == 1
+    (delegate,) = lowered_modules(lowered.eval_program).values()
+    program = delegate.original_module
+    tensors = [*program.state_dict.values(), *program.constants.values()]
+    weights = sorted(tuple(t.shape) for t in tensors if t.dtype == torch.int8)
+    expected = sorted(tuple(getattr(pruned, n).weight.shape) for n in ("stem", "a", "b", "head", "fc"))
+    assert weights == expected

@@ -101,6 +101,21 @@ class ShuffleCnn(nn.Module):
         return self.fc(torch.flatten(F.avg_pool2d(y, y.shape[-2:], stride=1), 1))
 
 
+class OffsetCnn(nn.Module):
+    """A constant added to a conv's channels (outside Torch-Pruning's graph), then a mean over H and W."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 16, 3, 1, 1)
+        self.register_buffer("offset", torch.randn(1, 16, 1, 1))
+        self.b = nn.Conv2d(16, 32, 3, 1, 1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.a(x) + self.offset)
+        return self.fc(F.relu(self.b(y)).mean((2, 3)))
+
+
 def _make(cls: type) -> nn.Module:
     torch.manual_seed(0)
     return _random_bn(cls())
@@ -234,6 +249,17 @@ def test_a_coupling_it_cannot_follow_is_left_out_and_named_never_broken():
     assert (pruned.a.out_channels, pruned.b.out_channels, pruned.c.out_channels, pruned.d.out_channels) == (16, 16, 16, 16)
     assert pruned(X).shape == (2, 10)
     assert "reshaped" in plan.note(layer_geometry(model, EXAMPLE))
+
+
+def test_a_constant_added_to_the_channels_is_found_by_a_trial_removal_and_left_out():
+    model = _make(OffsetCnn)
+    groups = {g.name: g for g in channel_groups(model, EXAMPLE)}
+    assert groups["a"].left_out.startswith("removing its channels does not run (RuntimeError")
+    assert groups["b"].left_out is None and groups["b"].readers == ("fc",)  # a mean over H, W keeps each channel
+    plan = share_plan(list(groups.values()), 0.5, 8)
+    pruned = remove_channels(model, EXAMPLE, list(groups.values()), plan.kept)
+    assert (pruned.a.out_channels, pruned.b.out_channels, pruned.fc.in_features) == (16, 16, 16)
+    assert pruned(X).shape == (2, 10)
 
 
 # ---- the built-ins: the same groups as the Keras side ---------------------------------------

@@ -105,7 +105,18 @@ def _out_fn(m: nn.Module):
     return tp.prune_linear_out_channels if isinstance(m, nn.Linear) else tp.prune_conv_out_channels
 
 
-def _unfollowed(node: tp.Node, is_out: bool, channels: int) -> str | None:
+def _reduces_channels(node: tp.Node) -> bool:
+    """A mean or sum over the channel dimension (over H and W it keeps each channel apart)."""
+    dims = getattr(node.grad_fn, "_saved_dim", None)
+    size = getattr(node.grad_fn, "_saved_self_sym_sizes", None)
+    if dims is None or size is None:
+        return True
+    ndim = len(size)
+    dims = [d - 2**64 if d >= 2**63 else d for d in (dims if isinstance(dims, tuple) else (dims,))]
+    return not dims or ndim < 2 or any(d % ndim == 1 for d in dims)
+
+
+def _unfollowed(node: tp.Node, channels: int) -> str | None:
     """Why channel-prune cannot follow the group through `node` (None: it can)."""
     m = node.module
     kind = node.type
@@ -120,6 +131,8 @@ def _unfollowed(node: tp.Node, is_out: bool, channels: int) -> str | None:
     if kind == tp.ops.OPTYPE.ELEMENTWISE:
         op = _op_name(node)
         if op in CHANNELWISE_OPS:
+            return None
+        if op in ("Mean", "Sum") and not _reduces_channels(node):
             return None
         if op == "T" and not node.inputs:  # a Linear's weight transposed for its matmul, not the data
             return None
@@ -148,7 +161,7 @@ def _group_of(dg: tp.DependencyGraph, producer: nn.Module, names: dict[nn.Module
     for dep, _ in group:
         node, m = dep.target, dep.target.module
         is_out = dep.handler.__name__ != "prune_in_channels"
-        reason = _unfollowed(node, is_out, channels)
+        reason = _unfollowed(node, channels)
         if reason:
             reasons.append(reason)
         elif _is_depthwise(m) or isinstance(m, nn.BatchNorm2d):
@@ -194,7 +207,29 @@ def channel_groups(model: nn.Module, example: torch.Tensor) -> list[ChannelGroup
         groups.append(ChannelGroup(names[producers[0]], _out_channels(m), tuple(names[p] for p in producers),
                                    tuple(names[f] for f in followers if f in names),
                                    tuple(names[r] for r in readers if r in names), left_out=why))
-    return groups
+    return _tried(model, example, groups)
+
+
+def _tried(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> list[ChannelGroup]:
+    """`groups` with those whose removal does not run left out: one channel less in every prunable group,
+    then a forward pass (a constant or the image added to a group's channels is outside the dependency
+    graph, and the shapes no longer match); when it fails, each group is tried alone to name the culprits."""
+    prunable = [g for g in groups if g.left_out is None and g.channels > 1]
+
+    def fails(chosen: list[ChannelGroup]) -> str | None:
+        try:
+            trial = remove_channels(model, example, chosen, {g.name: g.channels - 1 for g in chosen})
+            trial.eval()
+            with torch.no_grad():
+                trial(example)
+        except Exception as exc:  # noqa: BLE001 — the reason goes in the record instead
+            return f"removing its channels does not run ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        return None
+
+    if not prunable or fails(prunable) is None:
+        return groups
+    reasons = {g.name: fails([g]) for g in prunable}
+    return [dataclasses.replace(g, left_out=reasons[g.name]) if reasons.get(g.name) else g for g in groups]
 
 
 def _out_channels(m: nn.Module) -> int:
@@ -295,7 +330,8 @@ def apply(model: nn.Module, config: ChannelPruneConfig, ctx: StepContext) -> nn.
     geometry = layer_geometry(model, example, groups)
     plan = channel_plan.plan_for(config, groups, geometry, ctx.target)
     model = remove_channels(model, example, groups, plan.kept)
-    ctx.note(plan.note(geometry))
+    ctx.note(plan.note(geometry) if groups else "channel-prune: no conv or linear module to follow (an exported "
+             ".pt2 graph keeps its layers as ops, not modules): nothing removed")
     ctx.record("channel_plan", plan.as_dict(geometry))
     if cons.constraints_of(model):  # it runs first in a chain; an earlier mask no longer fits the sliced weights
         object.__setattr__(model, cons.ATTR, [])

@@ -11,7 +11,11 @@ Flatten (each channel's H·W columns), the layers that read them. Its `Group.pru
 What its graph reaches is checked against the couplings this module follows (conv, depthwise, BatchNorm,
 Linear, element-wise activations, pooling, Add, Flatten → Linear); a group that reaches anything else
 (torch.cat, a view other than Flatten, a permute, a grouped conv, a custom op, the model's output) keeps
-all its channels and says why, so a model we cannot follow is left as it was instead of broken.
+all its channels and says why, so a model we cannot follow is left as it was instead of broken. A trial
+removal of one channel per group then runs the model once: what the graph does not see (a constant or the
+image added to a group's channels) fails there, and that group is left out too.
+
+The caller's model is never changed; `remove_channels` returns a pruned deep copy.
 """
 from __future__ import annotations
 
@@ -58,6 +62,9 @@ def _is_depthwise(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
 
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
 def _weighted(m: nn.Module) -> bool:
     return isinstance(m, (nn.Conv2d, nn.Linear))
 
@@ -80,7 +87,7 @@ def _trace(model: nn.Module, example: torch.Tensor) -> _Trace:
             trace.input_shapes[module] = tuple(inputs[0].shape)
         trace.calls[module] = trace.calls.get(module, 0) + 1
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if _weighted(m) or isinstance(m, nn.BatchNorm2d)]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if _weighted(m) or isinstance(m, BATCHNORMS)]
     was_training = model.training
     try:
         model.eval()
@@ -123,9 +130,11 @@ def _unfollowed(node: tp.Node, channels: int) -> str | None:
     if kind in (tp.ops.OPTYPE.CONV, tp.ops.OPTYPE.DEPTHWISE_CONV):
         if _is_conv(m) or _is_depthwise(m):
             return None
-        return f"{type(m).__name__} with groups={m.groups} (grouped convolution)"
+        if isinstance(m, nn.Conv2d):
+            return f"they reach a grouped convolution (groups={m.groups})"
+        return f"they reach a {type(m).__name__}, which channel-prune does not follow"
     if kind == tp.ops.OPTYPE.BN:
-        return None if isinstance(m, nn.BatchNorm2d) else f"{type(m).__name__}"
+        return None if isinstance(m, BATCHNORMS) else f"they reach a {type(m).__name__}, which channel-prune does not follow"
     if kind == tp.ops.OPTYPE.LINEAR:
         return None
     if kind == tp.ops.OPTYPE.ELEMENTWISE:
@@ -164,12 +173,12 @@ def _group_of(dg: tp.DependencyGraph, producer: nn.Module, names: dict[nn.Module
         reason = _unfollowed(node, channels)
         if reason:
             reasons.append(reason)
-        elif _is_depthwise(m) or isinstance(m, nn.BatchNorm2d):
+        elif _is_depthwise(m) or isinstance(m, BATCHNORMS):
             followers.append(m)
         elif _weighted(m):
             (producers if is_out else readers).append(m)
         if node in outputs and is_out:
-            reasons.insert(0, CLASS_SCORES if _weighted(m) and is_out else "they are an output of the model")
+            reasons.insert(0, CLASS_SCORES if _weighted(m) else "they are an output of the model")
     for m in producers + followers + readers:
         if m in names and trace.calls.get(m, 0) > 1:
             reasons.append(f"{names[m]} is called more than once")
@@ -272,17 +281,18 @@ def layer_geometry(model: nn.Module, example: torch.Tensor, groups: list[Channel
     return rows
 
 
-def _bn_after(dg: tp.DependencyGraph, producer: nn.Module) -> nn.BatchNorm2d | None:
+def _bn_after(dg: tp.DependencyGraph, producer: nn.Module) -> nn.Module | None:
     """The BatchNorm that reads `producer`'s output directly, if any."""
     node = dg.module2node.get(producer)
     for out in node.outputs if node else ():
-        if isinstance(out.module, nn.BatchNorm2d):
+        if isinstance(out.module, BATCHNORMS):
             return out.module
     return None
 
 
-def _bn_scale(bn: nn.BatchNorm2d | None) -> np.ndarray | None:
-    if bn is None:
+def _bn_scale(bn: nn.Module | None) -> np.ndarray | None:
+    """γ / √(var + ε) per channel (None without a BatchNorm, or one without running statistics)."""
+    if bn is None or bn.running_var is None:
         return None
     gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(bn.running_var)
     return (gamma / torch.sqrt(bn.running_var + bn.eps)).double().cpu().numpy()

@@ -333,3 +333,11 @@ def test_handler_plans_with_the_targets_granule_fine_tunes_and_lowers_the_smalle
     weights = sorted(tuple(t.shape) for t in tensors if t.dtype == torch.int8)
     expected = sorted(tuple(getattr(pruned, n).weight.shape) for n in ("stem", "a", "b", "head", "fc"))
     assert weights == expected
+
+
+def test_mlp_groups_and_a_graph_without_modules_has_none():
+    model, example = _builtin("mlp")
+    assert _summary(channel_groups(model, example)) == [
+        ("fc1", 512, ("fc1",), None), ("fc2", 256, ("fc2",), None), ("fc3", 10, ("fc3",), "the model's class scores")]
+    graph = torch.export.export(_make(DwCnn), (torch.zeros(2, 1, 16, 16),)).module()  # a .pt2's module: ops, not modules
+    assert channel_groups(graph, EXAMPLE) == [] and layer_geometry(graph, EXAMPLE) == []

@@ -195,6 +195,8 @@ def _group_of(dg: tp.DependencyGraph, producer: nn.Module, names: dict[nn.Module
 def channel_groups(model: nn.Module, example: torch.Tensor) -> list[ChannelGroup]:
     """The coupled channel groups of `model`, in forward order of their first producer; a group whose
     coupling Torch-Pruning or this module cannot follow keeps its channels (`left_out` says why)."""
+    if not any(_weighted(m) for m in model.modules()):
+        return []  # e.g. an exported .pt2 graph: its convs are ops, not modules
     names = {m: n for n, m in model.named_modules()}
     trace = _trace(model, example)
     weighted = [m for m in trace.order if _weighted(m) and not _is_depthwise(m)]
@@ -248,6 +250,8 @@ def _out_channels(m: nn.Module) -> int:
 def layer_geometry(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup] | None = None) -> list[LayerGeometry]:
     """Every conv, depthwise conv and Linear in forward order, with the groups of its input and output
     channels (what Vela's cost of the layer at any width depends on)."""
+    if not any(_weighted(m) for m in model.modules()):
+        return []
     groups = channel_groups(model, example) if groups is None else groups
     names = {m: n for n, m in model.named_modules()}
     trace = _trace(model, example)
@@ -303,6 +307,8 @@ def remove_channels(model: nn.Module, example: torch.Tensor, groups: list[Channe
     `channel_plan.channel_scores` (filter L1 × BatchNorm scale, the same formula as tf); Torch-Pruning
     slices every coupled layer. Left-out groups and groups not in `kept` stay whole; `model` is unchanged."""
     model = cons.copy_model(model)
+    if not any(not g.left_out and g.name in kept and kept[g.name] < g.channels for g in groups):
+        return model
     dg = _dependency_graph(model, example)
     modules = dict(model.named_modules())
     for group in groups:

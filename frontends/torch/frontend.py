@@ -11,7 +11,7 @@ from condition.backend.metrics import AccuracyResult, WeightStats
 from condition.datasets import Dataset, dataset_identity
 from condition.frontend import Compiled, FloatModel, StepContext
 from condition.frontends.torch import REGISTRY
-from condition.frontends.torch import cluster, post_training_quant, prune, qat  # noqa: F401  (they register)
+from condition.frontends.torch import channel_prune, cluster, post_training_quant, prune, qat  # noqa: F401  (they register)
 from condition.models import parse_model_spec
 from condition.run import Progress, RunConfig
 from condition.techniques import PostTrainingQuantConfig

@@ -89,12 +89,11 @@ def mean_rewrites(tflite: str | Path, estimate: VelaEstimate, target: Target, wo
     return out
 
 
-def avgpool_tflite(path: Path, height: int, width: int, channels: int) -> Path:
-    """A .tflite of one int8 AVERAGE_POOL_2D (VALID, stride 1, the whole H×W window), input and output
-    quantized alike as the converter requires: only its shape matters for Vela's cycles."""
+def pool_options(height: int, width: int) -> tuple[int, Any]:
+    """(BuiltinOptions type, builder) of an AVERAGE_POOL_2D over the whole H×W window (VALID, stride 1)."""
     from ethosu.vela.tflite import BuiltinOptions, Padding, Pool2DOptions
 
-    def pool_options(b: Any) -> int:
+    def build(b: Any) -> int:
         Pool2DOptions.Pool2DOptionsStart(b)
         Pool2DOptions.Pool2DOptionsAddPadding(b, Padding.Padding.VALID)
         Pool2DOptions.Pool2DOptionsAddStrideW(b, 1)
@@ -103,7 +102,12 @@ def avgpool_tflite(path: Path, height: int, width: int, channels: int) -> Path:
         Pool2DOptions.Pool2DOptionsAddFilterHeight(b, height)
         return Pool2DOptions.Pool2DOptionsEnd(b)
 
+    return BuiltinOptions.BuiltinOptions.Pool2DOptions, build
+
+
+def avgpool_tflite(path: Path, height: int, width: int, channels: int) -> Path:
+    """A .tflite of one int8 AVERAGE_POOL_2D (VALID, stride 1, the whole H×W window), input and output
+    quantized alike as the converter requires: only its shape matters for Vela's cycles."""
     quant = dict(scales=(0.05,), zero_points=(0,))
     tensors = [TensorSpec("input", (1, height, width, channels), **quant), TensorSpec("output", (1, 1, 1, channels), **quant)]
-    return write_one_op_tflite(path, tensors, AVERAGE_POOL_2D, (0,), (1,),
-                               (BuiltinOptions.BuiltinOptions.Pool2DOptions, pool_options))
+    return write_one_op_tflite(path, tensors, AVERAGE_POOL_2D, (0,), (1,), pool_options(height, width))

@@ -17,15 +17,15 @@ import functools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from condition.backend.target import Target
-from condition.backend.tflite_file import TensorSpec, write_one_op_tflite
+from condition.backend.tflite_file import OpSpec, TensorSpec, write_tflite
 from condition.channel_plan import LayerGeometry
 
-CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED = 3, 4, 9  # tflite BuiltinOperator
+CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, RESHAPE = 3, 4, 9, 22  # tflite BuiltinOperator
 INT32 = 2  # tflite TensorType
 # The granule sweep: a 1×1 conv over a 16×16 map of 64 channels (a mid-network pointwise conv), output
 # channels 1…SWEEP_CHANNELS; candidate granules are powers of two up to MAX_GRANULE.
@@ -42,32 +42,34 @@ class Granule:
     sweep: tuple[int, ...]  # Vela's op cycles of the sweep's conv at 1, 2, … SWEEP_CHANNELS output channels
 
 
-def layer_tflite(path: Path, g: LayerGeometry) -> Path:
-    """A one-op int8 .tflite of layer `g` ('same' padding, its stride), weights random but fixed."""
+def _input_shape(g: LayerGeometry) -> tuple[int, ...]:
+    return (1, g.in_channels) if g.kind == "fc" else (1, *g.input_hw, g.in_channels)
+
+
+def _output_shape(g: LayerGeometry) -> tuple[int, ...]:
+    if g.kind == "fc":
+        return (1, g.out_channels)
+    (h, w), (sh, sw) = g.input_hw, g.stride
+    return (1, -(-h // sh), -(-w // sw), g.out_channels)
+
+
+def _layer_op(g: LayerGeometry, tensors: list[TensorSpec], x: int, rng: np.random.Generator, tag: str) -> tuple[OpSpec, int]:
+    """Append `g`'s weights, bias and output to `tensors`; (its operator reading tensor `x`, its output index)."""
     from ethosu.vela.tflite import (ActivationFunctionType, BuiltinOptions, Conv2DOptions, DepthwiseConv2DOptions,
                                     FullyConnectedOptions, Padding)
 
-    rng = np.random.default_rng(0)
-    h, w = g.input_hw
-    sh, sw = g.stride
-    kh, kw = g.kernel
-    c_in, c_out = g.in_channels, g.out_channels
-    quant = dict(scales=(0.05,), zero_points=(0,))
+    (sh, sw), (kh, kw), c_in, c_out = g.stride, g.kernel, g.in_channels, g.out_channels
     if g.kind == "fc":
-        x = TensorSpec("input", (1, c_in), **quant)
         weight_shape: tuple[int, ...] = (c_out, c_in)
-        out_shape: tuple[int, ...] = (1, c_out)
     else:
-        oh, ow = -(-h // sh), -(-w // sw)
-        x = TensorSpec("input", (1, h, w, c_in), **quant)
         weight_shape = (1, kh, kw, c_out) if g.kind == "depthwise" else (c_out, kh, kw, c_in)
-        out_shape = (1, oh, ow, c_out)
     weight_scales = tuple([0.01] * c_out)
-    weights = TensorSpec("weights", weight_shape, data=rng.integers(-127, 128, weight_shape, dtype=np.int8),
-                         scales=weight_scales, zero_points=tuple([0] * c_out))
-    bias = TensorSpec("bias", (c_out,), type=INT32, data=np.zeros(c_out, dtype=np.int32),
-                      scales=tuple(0.05 * s for s in weight_scales), zero_points=tuple([0] * c_out))
-    out = TensorSpec("output", out_shape, scales=(0.1,), zero_points=(0,))
+    first = len(tensors)
+    tensors += [TensorSpec(f"{tag}weights", weight_shape, data=rng.integers(-127, 128, weight_shape, dtype=np.int8),
+                           scales=weight_scales, zero_points=tuple([0] * c_out)),
+                TensorSpec(f"{tag}bias", (c_out,), type=INT32, data=np.zeros(c_out, dtype=np.int32),
+                           scales=tuple(0.05 * s for s in weight_scales), zero_points=tuple([0] * c_out)),
+                TensorSpec(f"{tag}output", _output_shape(g), scales=(0.05,), zero_points=(0,))]
 
     def conv_options(b: Any) -> int:
         Conv2DOptions.Conv2DOptionsStart(b)
@@ -94,7 +96,67 @@ def layer_tflite(path: Path, g: LayerGeometry) -> Path:
     code, options = {"fc": (FULLY_CONNECTED, (BuiltinOptions.BuiltinOptions.FullyConnectedOptions, fc_options)),
                      "depthwise": (DEPTHWISE_CONV_2D, (BuiltinOptions.BuiltinOptions.DepthwiseConv2DOptions, depthwise_options))
                      }.get(g.kind, (CONV_2D, (BuiltinOptions.BuiltinOptions.Conv2DOptions, conv_options)))
-    return write_one_op_tflite(path, [x, weights, bias, out], code, (0, 1, 2), (3,), options)
+    return OpSpec(code, (x, first, first + 1), (first + 2,), options), first + 2
+
+
+def layer_tflite(path: Path, g: LayerGeometry) -> Path:
+    """A one-op int8 .tflite of layer `g` ('same' padding, its stride), weights random but fixed."""
+    tensors = [TensorSpec("input", _input_shape(g), scales=(0.05,), zero_points=(0,))]
+    op, _ = _layer_op(g, tensors, 0, np.random.default_rng(0), "")
+    return write_tflite(path, tensors, [op])
+
+
+def network_tflite(path: Path, geometry: Sequence[LayerGeometry]) -> Path:
+    """The weighted layers of a network as one int8 .tflite, in order: a layer reads the previous layer's output
+    when the shapes agree (a chain of convs), else an input of its own (after pooling, or a skipped branch).
+    A Dense reading a feature map's channels gets the global average pooling in front of it. What the one-op
+    table misses and Vela sees here: the weight fetch overlapping the previous layer's compute, feature maps
+    staying in SRAM between layers, the pooling."""
+    rng = np.random.default_rng(0)
+    tensors: list[TensorSpec] = []
+    ops: list[OpSpec] = []
+    previous: int | None = None
+    for i, g in enumerate(geometry):
+        if previous is not None and g.kind == "fc" and len(tensors[previous].shape) == 4 and \
+                tensors[previous].shape[3] == g.in_channels:  # global average pooling → Dense (the built-ins' head)
+            previous = _global_pool(tensors, ops, previous, f"l{i}_")
+        if previous is None or tensors[previous].shape != _input_shape(g):
+            tensors.append(TensorSpec(f"input{i}", _input_shape(g), scales=(0.05,), zero_points=(0,)))
+            previous = len(tensors) - 1
+        op, previous = _layer_op(g, tensors, previous, rng, f"l{i}_")
+        ops.append(op)
+    return write_tflite(path, tensors, ops)
+
+
+def _global_pool(tensors: list[TensorSpec], ops: list[OpSpec], x: int, tag: str) -> int:
+    """AVERAGE_POOL_2D over the whole H×W of tensor `x`, then RESHAPE to [1, C] (Keras AveragePooling2D + Flatten,
+    torch's avg_pool2d + flatten); the reshaped tensor's index."""
+    from condition.backend.lowering_advice import AVERAGE_POOL_2D, pool_options
+
+    _, h, w, c = tensors[x].shape
+    quant = dict(scales=(0.05,), zero_points=(0,))
+    first = len(tensors)
+    tensors += [TensorSpec(f"{tag}pooled", (1, 1, 1, c), **quant),
+                TensorSpec(f"{tag}shape", (2,), type=INT32, data=np.array([1, c], dtype=np.int32)),
+                TensorSpec(f"{tag}flat", (1, c), **quant)]
+    ops += [OpSpec(AVERAGE_POOL_2D, (x,), (first,), pool_options(h, w)), OpSpec(RESHAPE, (first, first + 1), (first + 2,))]
+    return first + 2
+
+
+def network_cycles(geometry: Sequence[LayerGeometry], target: Target) -> int:
+    """Vela's NPU cycles of `network_tflite(geometry)` on `target`: a framework-free whole-network estimate."""
+    from dataclasses import replace
+
+    return _network_cycles(tuple(replace(g, name="", in_group=None, out_group=None, in_per_channel=1) for g in geometry), target)
+
+
+@functools.lru_cache(maxsize=1024)
+def _network_cycles(geometry: tuple[LayerGeometry, ...], target: Target) -> int:
+    from condition.backend.vela import compile_tflite
+
+    with tempfile.TemporaryDirectory(prefix="condition-network-cost-") as tmp:
+        model = network_tflite(Path(tmp) / "network.tflite", geometry)
+        return int(compile_tflite(model, target, Path(tmp) / "vela").estimate.npu_cycles)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -136,16 +136,32 @@ class TensorSpec:
     zero_points: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class OpSpec:
+    """One operator of a .tflite `write_tflite` builds: builtin code, tensor indices, options as
+    (BuiltinOptions type, a function builder → options offset) or None."""
+
+    builtin_code: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    options: tuple[int, Any] | None = None
+
+
 def write_one_op_tflite(path: str | Path, tensors: list[TensorSpec], builtin_code: int, inputs: tuple[int, ...],
                         outputs: tuple[int, ...], options: tuple[int, Any] | None = None) -> Path:
     """A .tflite of one builtin operator, built with Vela's flatbuffer classes (no framework): the one-op
     models `condition advise` compiles to estimate a rewrite, and the tests' hand-made files. `options` is
     (BuiltinOptions type, a function builder → options offset)."""
+    return write_tflite(path, tensors, [OpSpec(builtin_code, inputs, outputs, options)])
+
+
+def write_tflite(path: str | Path, tensors: list[TensorSpec], ops: list[OpSpec]) -> Path:
+    """A .tflite of `ops` in order over `tensors` (no framework): graph inputs are the tensors without data
+    that no op writes, graph outputs those no op reads."""
     import flatbuffers
     from ethosu.vela.tflite import Buffer, Model, Operator, OperatorCode, QuantizationParameters, SubGraph, Tensor
 
     b = flatbuffers.Builder(1024)
-
     def vector(start: Any, items: list[int]) -> int:
         start(b, len(items))
         for item in reversed(items):
@@ -185,32 +201,39 @@ def write_one_op_tflite(path: str | Path, tensors: list[TensorSpec], builtin_cod
         if quant is not None:
             Tensor.TensorAddQuantization(b, quant)
         tensor_offsets.append(Tensor.TensorEnd(b))
-    built_options = options[1](b) if options else None
-    ins, outs = numbers(inputs, np.int32), numbers(outputs, np.int32)
-    Operator.OperatorStart(b)
-    Operator.OperatorAddOpcodeIndex(b, 0)
-    Operator.OperatorAddInputs(b, ins)
-    Operator.OperatorAddOutputs(b, outs)
-    if options:
-        Operator.OperatorAddBuiltinOptionsType(b, options[0])
-        Operator.OperatorAddBuiltinOptions(b, built_options)
-    op = Operator.OperatorEnd(b)
+    codes_used = sorted({op.builtin_code for op in ops})
+    op_offsets = []
+    for op in ops:
+        built_options = op.options[1](b) if op.options else None
+        ins, outs = numbers(op.inputs, np.int32), numbers(op.outputs, np.int32)
+        Operator.OperatorStart(b)
+        Operator.OperatorAddOpcodeIndex(b, codes_used.index(op.builtin_code))
+        Operator.OperatorAddInputs(b, ins)
+        Operator.OperatorAddOutputs(b, outs)
+        if op.options:
+            Operator.OperatorAddBuiltinOptionsType(b, op.options[0])
+            Operator.OperatorAddBuiltinOptions(b, built_options)
+        op_offsets.append(Operator.OperatorEnd(b))
     tensor_vec = vector(SubGraph.SubGraphStartTensorsVector, tensor_offsets)
-    op_vec = vector(SubGraph.SubGraphStartOperatorsVector, [op])
-    graph_ins = numbers([i for i in inputs if i >= 0 and tensors[i].data is None], np.int32)
-    graph_outs = numbers(outputs, np.int32)
+    op_vec = vector(SubGraph.SubGraphStartOperatorsVector, op_offsets)
+    written = {i for op in ops for i in op.outputs}
+    read = {i for op in ops for i in op.inputs}
+    graph_ins = numbers([i for i in sorted(read) if i >= 0 and tensors[i].data is None and i not in written], np.int32)
+    graph_outs = numbers([i for i in sorted(written) if i not in read], np.int32)
     SubGraph.SubGraphStart(b)
     SubGraph.SubGraphAddTensors(b, tensor_vec)
     SubGraph.SubGraphAddInputs(b, graph_ins)
     SubGraph.SubGraphAddOutputs(b, graph_outs)
     SubGraph.SubGraphAddOperators(b, op_vec)
     subgraph = SubGraph.SubGraphEnd(b)
-    OperatorCode.OperatorCodeStart(b)
-    OperatorCode.OperatorCodeAddBuiltinCode(b, builtin_code)
-    OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, builtin_code)
-    OperatorCode.OperatorCodeAddVersion(b, 2)
-    code = OperatorCode.OperatorCodeEnd(b)
-    codes = vector(Model.ModelStartOperatorCodesVector, [code])
+    code_offsets = []
+    for code in codes_used:
+        OperatorCode.OperatorCodeStart(b)
+        OperatorCode.OperatorCodeAddBuiltinCode(b, code)
+        OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, code)
+        OperatorCode.OperatorCodeAddVersion(b, 2)
+        code_offsets.append(OperatorCode.OperatorCodeEnd(b))
+    codes = vector(Model.ModelStartOperatorCodesVector, code_offsets)
     subgraphs = vector(Model.ModelStartSubgraphsVector, [subgraph])
     buffer_vec = vector(Model.ModelStartBuffersVector, buffers)
     Model.ModelStart(b)

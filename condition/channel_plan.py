@@ -20,7 +20,7 @@ weights choose which channels stay.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
@@ -71,7 +71,6 @@ class LayerGeometry:
 
     def resized(self, kept: dict[str, int]) -> "LayerGeometry":
         """This layer with its groups' kept channel counts (`kept`: group name → channels)."""
-        from dataclasses import replace
 
         c_in = kept.get(self.in_group, None) if self.in_group else None
         c_out = kept.get(self.out_group, None) if self.out_group else None
@@ -109,6 +108,16 @@ class ChannelPlan:
     cycle_target: float | None = None
     estimated_fraction: float | None = None  # Vela's cycles of the planned layers / the dense layers' (cycle mode)
     steps: list[str] = field(default_factory=list)  # cycle mode: the greedy choices, in order
+    dense_npu_cycles: int | None = None  # cycle mode: Vela's NPU cycles of the dense network's layers, and the plan's
+    planned_npu_cycles: int | None = None
+    aims: list[tuple[float, float]] = field(default_factory=list)  # (layer-table fraction aimed at, whole-model fraction reached)
+
+    @property
+    def reached_fraction(self) -> float | None:
+        """The plan's whole-model NPU cycles over the dense model's (cycle mode, Vela estimates)."""
+        if not self.dense_npu_cycles or self.planned_npu_cycles is None:
+            return None
+        return self.planned_npu_cycles / self.dense_npu_cycles
 
     def kept_of(self, group: str) -> int:
         return self.kept.get(group, self.channels[group])
@@ -126,9 +135,14 @@ class ChannelPlan:
 
     def note(self, geometry: Sequence[LayerGeometry]) -> str:
         """One line for the record: the mode, the granule, each layer's channels before → after, what stayed and why."""
-        head = (f"channel-prune {self.share * 100:g} % of each layer's channels" if self.mode == "share"
-                else f"channel-prune to {self.cycle_target:g}× dense NPU cycles (plan's Vela estimate "
-                     f"{self.estimated_fraction:.3f}×)")
+        if self.mode == "share":
+            head = f"channel-prune {self.share * 100:g} % of each layer's channels"
+        elif self.reached_fraction is not None:
+            head = (f"channel-prune to {self.cycle_target:g}× dense NPU cycles: Vela estimates the planned network's "
+                    f"layers at {self.planned_npu_cycles:,} of the dense network's {self.dense_npu_cycles:,} NPU cycles "
+                    f"({self.reached_fraction:.3f}×; {len(self.aims)} plan(s) compiled)")
+        else:
+            head = f"channel-prune to {self.cycle_target:g}× dense NPU cycles (the layers' Vela estimate {self.estimated_fraction:.3f}×)"
         rows = self.layer_rows(geometry)
         changed = [f"{r.name} {r.out_before}→{r.out_after}" for r in rows if r.out_after != r.out_before]
         kept = {}
@@ -143,7 +157,9 @@ class ChannelPlan:
 
     def as_dict(self, geometry: Sequence[LayerGeometry]) -> dict[str, object]:
         return {"mode": self.mode, "granule": self.granule, "share": self.share, "cycle_target": self.cycle_target,
-                "estimated_fraction": self.estimated_fraction,
+                "estimated_fraction": self.estimated_fraction, "dense_npu_cycles": self.dense_npu_cycles,
+                "planned_npu_cycles": self.planned_npu_cycles, "reached_fraction": self.reached_fraction,
+                "aims": [list(a) for a in self.aims],
                 "groups": {name: [c, self.kept_of(name)] for name, c in self.channels.items()},
                 "left_out": dict(self.left_out), "layers": [r.as_dict() for r in self.layer_rows(geometry)],
                 **({"greedy_steps": list(self.steps)} if self.steps else {})}
@@ -214,16 +230,45 @@ def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry]
     return ChannelPlan(granule, channels, {n: c for n, c in kept.items() if c != channels[n]}, left_out, "cycles", cycle_target=fraction, estimated_fraction=now / dense if dense else 1.0, steps=steps)
 
 
+Measure = Callable[[dict[str, int]], int]  # Vela's NPU cycles of the whole network at these group widths
+AIM_TOLERANCE = 0.02  # a plan whose network compiles within 2 % above the target is kept
+MAX_AIMS = 4  # plans compiled at most (the first, then corrections)
+
+
+def measured_cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry], fraction: float, granule: int,
+                        cost: LayerCost, measure: Measure) -> ChannelPlan:
+    """`cycle_plan`, checked on the whole network: the layer table leaves out what only the network has (weight
+    fetch overlapping the previous layer's compute, the pooling), so each plan's network is compiled
+    (`measure`), and while it costs more than the target the table is aimed lower by the miss and planned
+    again: Vela in the loop. The greedy path does not depend on the aim, only where it stops."""
+    dense = measure({})
+    aim, aims = fraction, []
+    plan = cycle_plan(groups, geometry, aim, granule, cost)
+    planned = measure(plan.kept)
+    aims.append((aim, round(planned / dense, 4)))
+    while planned / dense > fraction * (1.0 + AIM_TOLERANCE) and len(aims) < MAX_AIMS:
+        aim = round(aim * fraction / (planned / dense), 4)
+        again = cycle_plan(groups, geometry, aim, granule, cost)
+        if again.kept == plan.kept:
+            break  # every group at its floor: nothing more to cut
+        plan, planned = again, measure(again.kept)
+        aims.append((aim, round(planned / dense, 4)))
+    return replace(plan, cycle_target=fraction, dense_npu_cycles=dense, planned_npu_cycles=planned, aims=aims)
+
+
 def plan_for(config: "ChannelPruneConfig", groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry],
              target: "Target") -> ChannelPlan:
     """The plan of `config` (a share, or a cycle target) for this network on `target`'s NPU, in whole granules
-    of the NPU found with Vela (condition/backend/npu_granule.py)."""
-    from condition.backend.npu_granule import channel_granule, layer_cycles
+    of the NPU found with Vela (condition/backend/npu_granule.py). A cycle target is planned on Vela's per-layer
+    table and checked on Vela's estimate of the whole network built from the same shapes (`network_cycles`):
+    framework-free, so tf and torch plan the same widths for the same network."""
+    from condition.backend.npu_granule import channel_granule, layer_cycles, network_cycles
 
     granule = channel_granule(target)
     if config.cycle_target is None:
         return share_plan(groups, config.channel_sparsity, granule)
-    return cycle_plan(groups, geometry, config.cycle_target, granule, lambda g: layer_cycles(g, target))
+    return measured_cycle_plan(groups, geometry, config.cycle_target, granule, lambda g: layer_cycles(g, target),
+                               lambda kept: network_cycles([g.resized(kept) for g in geometry], target))
 
 
 def kept_indices(scores: np.ndarray, keep: int) -> np.ndarray:

@@ -113,3 +113,29 @@ def test_config_modes_and_chain_order():
     check_chain([ChannelPruneConfig(), PruneConfig(0.5)])
     with pytest.raises(ConfigError, match="channel-prune → prune"):
         check_chain([PruneConfig(0.5), ChannelPruneConfig()])
+
+
+def test_the_network_estimate_chains_the_layers_and_pools_before_the_classifier(tmp_path):
+    from condition.backend.npu_granule import network_tflite
+    from condition.backend.tflite_file import read_tflite
+
+    _, layers = ds_cnn_like()
+    graph = read_tflite(network_tflite(tmp_path / "net.tflite", layers))
+    assert graph.operator_names == ["Conv2DBias"] + ["DepthwiseConv2DBias", "Conv2DBias"] * 4 + [
+        "AvgPool", "Reshape", "FullyConnected"]
+
+
+@pytest.mark.parametrize("npu", ["ethos-u55-128", "ethos-u85-128"])
+def test_a_cycle_target_is_checked_on_the_whole_network(npu):
+    from condition.backend.npu_granule import network_cycles
+    from condition.channel_plan import plan_for
+
+    target = Target.default_for(npu)
+    groups, layers = ds_cnn_like()
+    plan = plan_for(ChannelPruneConfig(cycle_target=0.5), groups, layers, target)
+    dense = network_cycles(layers, target)
+    planned = network_cycles([g.resized(plan.kept) for g in layers], target)
+    assert (plan.dense_npu_cycles, plan.planned_npu_cycles) == (dense, planned)
+    assert 0.4 <= plan.reached_fraction <= 0.5 * 1.02  # aimed lower while the network missed the target
+    assert plan.aims[0][0] == 0.5 and len(plan.aims) >= 1
+    assert "0.5× dense NPU cycles" in plan.note(layers) and plan.as_dict(layers)["reached_fraction"] == plan.reached_fraction

@@ -322,7 +322,7 @@ def test_handler_plans_with_the_targets_granule_fine_tunes_and_lowers_the_smalle
     granule = fields["channel_plan"]["granule"]
     assert granule >= 1 and fields["channel_plan"]["groups"]["stem"] == [32, max(granule, 16 // granule * granule)]
     assert model.stem.out_channels == 32 and pruned.stem.out_channels < 32 and pruned.b.out_channels == pruned.stem.out_channels
-    assert "channel-prune 50 %" in notes[0] and "fc (its outputs are the model's class scores)" in notes[0]
+    assert "channel-prune 50 %" in notes[0] and "fc (the model's class scores)" in notes[0]
     int8 = REGISTRY.apply(pruned, PostTrainingQuantConfig(calibration_images=16), StepContext(data, Target(), 0))
     with tempfile.TemporaryDirectory() as out:
         lowered = lower(int8, example_input((1, 16, 16)), Target(), Path(out))

@@ -39,7 +39,7 @@ class Granule:
     """The Target's channel granule and the sweep it was read from (for the record)."""
 
     channels: int
-    sweep: tuple[int, ...]  # Vela's op cycles of the sweep's conv at 1, 2, … SWEEP_CHANNELS output channels
+    sweep: tuple[int, ...]  # Vela's cycles of the sweep's conv at 1, 2, … SWEEP_CHANNELS output channels
 
 
 def _input_shape(g: LayerGeometry) -> tuple[int, ...]:
@@ -196,9 +196,15 @@ def granule_from_sweep(cycles: list[int], max_granule: int = MAX_GRANULE) -> int
 
 @functools.lru_cache(maxsize=64)
 def granule_of(target: Target) -> Granule:
-    sweep = [_cycles(LayerGeometry("", "conv", SWEEP_IN, c, (1, 1), (1, 1), (SWEEP_HW, SWEEP_HW)), target, op_cycles=True)
-             for c in range(1, SWEEP_CHANNELS + 1)]
-    return Granule(granule_from_sweep(sweep), tuple(sweep))
+    """From the sweep's NPU cycles (what a cycle target counts); where the weight fetch hides their steps (U65's
+    NPU cycles of a small op barely move with its width), from its op cycles, the compute alone."""
+    shapes = [LayerGeometry("", "conv", SWEEP_IN, c, (1, 1), (1, 1), (SWEEP_HW, SWEEP_HW)) for c in range(1, SWEEP_CHANNELS + 1)]
+    sweep = [_cycles(g, target) for g in shapes]
+    granule = granule_from_sweep(sweep)
+    if granule == 1:
+        sweep = [_cycles(g, target, op_cycles=True) for g in shapes]
+        granule = granule_from_sweep(sweep)
+    return Granule(granule, tuple(sweep))
 
 
 def channel_granule(target: Target) -> int:

@@ -110,7 +110,7 @@ class ChannelPlan:
     steps: list[str] = field(default_factory=list)  # cycle mode: the greedy choices, in order
     dense_npu_cycles: int | None = None  # cycle mode: Vela's NPU cycles of the dense network's layers, and the plan's
     planned_npu_cycles: int | None = None
-    aims: list[tuple[float, float]] = field(default_factory=list)  # (layer-table fraction aimed at, whole-model fraction reached)
+    compiled_points: list[tuple[int, float]] = field(default_factory=list)  # cycle mode: (greedy path point, its network's fraction) compiled
 
     @property
     def reached_fraction(self) -> float | None:
@@ -140,7 +140,7 @@ class ChannelPlan:
         elif self.reached_fraction is not None:
             head = (f"channel-prune to {self.cycle_target:g}× dense NPU cycles: Vela estimates the planned network's "
                     f"layers at {self.planned_npu_cycles:,} of the dense network's {self.dense_npu_cycles:,} NPU cycles "
-                    f"({self.reached_fraction:.3f}×; {len(self.aims)} plan(s) compiled)")
+                    f"({self.reached_fraction:.3f}×; {len(self.compiled_points)} points of the greedy path compiled)")
         else:
             head = f"channel-prune to {self.cycle_target:g}× dense NPU cycles (the layers' Vela estimate {self.estimated_fraction:.3f}×)"
         rows = self.layer_rows(geometry)
@@ -159,7 +159,7 @@ class ChannelPlan:
         return {"mode": self.mode, "granule": self.granule, "share": self.share, "cycle_target": self.cycle_target,
                 "estimated_fraction": self.estimated_fraction, "dense_npu_cycles": self.dense_npu_cycles,
                 "planned_npu_cycles": self.planned_npu_cycles, "reached_fraction": self.reached_fraction,
-                "aims": [list(a) for a in self.aims],
+                "compiled_path_points": [list(a) for a in self.compiled_points],
                 "groups": {name: [c, self.kept_of(name)] for name, c in self.channels.items()},
                 "left_out": dict(self.left_out), "layers": [r.as_dict() for r in self.layer_rows(geometry)],
                 **({"greedy_steps": list(self.steps)} if self.steps else {})}
@@ -195,14 +195,17 @@ MIN_KEEP = 0.25  # cycle mode keeps at least this share of every group's channel
 LayerCost = Callable[[LayerGeometry], int]  # Vela's cycles of one layer at this shape, for the run's Target
 
 
-def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry], fraction: float, granule: int,
-               cost: LayerCost) -> ChannelPlan:
-    """Widths for `fraction` × the weighted layers' dense cycles (NetAdapt's loop, Vela's per-layer estimate
-    as the latency table). Each step shrinks the one group whose cut saves the most cycles per unit of
-    relative width lost (saved / ln(width before / width after)): a wide, expensive group gives first, a
-    group already cut deep gets dearer. A cut may span several granules (Vela's cycles do not always fall
-    with each granule). No group goes below MIN_KEEP of its channels. Ties go to the earlier group, so the
-    plan is the same wherever it runs. Stops when the estimate reaches the target or no cut saves cycles."""
+PathPoint = tuple[dict[str, int], int, str]  # (group widths, the layer table's cycles, the step that led here)
+
+
+def greedy_path(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry], granule: int,
+                cost: LayerCost) -> tuple[dict[str, str], list[PathPoint]]:
+    """NetAdapt's loop with Vela's per-layer estimate as the latency table, from the dense widths down to every
+    group's floor: each step shrinks the one group whose cut saves the most cycles per unit of relative width
+    lost (saved / ln(width before / width after)), so a wide, expensive group gives first and a group already
+    cut deep gets dearer. A cut may span several granules (Vela's cycles do not always fall with each
+    granule). No group goes below MIN_KEEP of its channels. Ties go to the earlier group: the same path
+    wherever it runs. ({group: why it stays}, the path from the dense widths on)."""
     chosen, left_out = prunable(groups, granule)
     kept = {g.name: g.channels for g in chosen}
     floor = {g.name: min(g.channels, max(granule, -(-int(np.ceil(g.channels * MIN_KEEP)) // granule) * granule)) for g in chosen}
@@ -210,11 +213,9 @@ def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry]
     def cycles(plan: dict[str, int]) -> int:
         return sum(cost(g.resized(plan)) for g in geometry)
 
-    dense = cycles({})
-    goal = fraction * dense
-    now = dense
-    steps: list[str] = []
-    while now > goal:
+    now = cycles({})
+    path: list[PathPoint] = [(dict(kept), now, "")]
+    while True:
         best, best_value, best_cycles, best_width = None, 0.0, now, 0
         for g in chosen:
             for width in range(kept[g.name] - granule, floor[g.name] - 1, -granule):
@@ -223,37 +224,63 @@ def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry]
                 if value > best_value:
                     best, best_value, best_cycles, best_width = g.name, value, after, width
         if best is None:
-            break  # no cut left that saves cycles: the target is out of reach; the record says what was reached
-        steps.append(f"{best} {kept[best]}→{best_width} ({now:,}→{best_cycles:,} cycles)")
+            return left_out, path  # no cut left that saves cycles
+        step = f"{best} {kept[best]}→{best_width} ({now:,}→{best_cycles:,} cycles)"
         kept[best], now = best_width, best_cycles
+        path.append((dict(kept), now, step))
+
+
+def _plan_at(groups: Sequence[ChannelGroup], left_out: dict[str, str], path: list[PathPoint], k: int, granule: int,
+             fraction: float) -> ChannelPlan:
     channels = {g.name: g.channels for g in groups}
-    return ChannelPlan(granule, channels, {n: c for n, c in kept.items() if c != channels[n]}, left_out, "cycles", cycle_target=fraction, estimated_fraction=now / dense if dense else 1.0, steps=steps)
+    widths, table, _ = path[k]
+    return ChannelPlan(granule, channels, {n: c for n, c in widths.items() if c != channels[n]}, left_out, "cycles",
+                       cycle_target=fraction, estimated_fraction=table / path[0][1] if path[0][1] else 1.0,
+                       steps=[step for _, _, step in path[1:k + 1]])
+
+
+def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry], fraction: float, granule: int,
+               cost: LayerCost) -> ChannelPlan:
+    """The first point of the greedy path whose layer table reaches `fraction` × the dense layers' cycles (the
+    path's end when none does: the record says what was reached)."""
+    left_out, path = greedy_path(groups, geometry, granule, cost)
+    k = next((i for i, (_, c, _) in enumerate(path) if c <= fraction * path[0][1]), len(path) - 1)
+    return _plan_at(groups, left_out, path, k, granule, fraction)
 
 
 Measure = Callable[[dict[str, int]], int]  # Vela's NPU cycles of the whole network at these group widths
-AIM_TOLERANCE = 0.02  # a plan whose network compiles within 2 % above the target is kept
-MAX_AIMS = 4  # plans compiled at most (the first, then corrections)
 
 
 def measured_cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry], fraction: float, granule: int,
                         cost: LayerCost, measure: Measure) -> ChannelPlan:
-    """`cycle_plan`, checked on the whole network: the layer table leaves out what only the network has (weight
-    fetch overlapping the previous layer's compute, the pooling), so each plan's network is compiled
-    (`measure`), and while it costs more than the target the table is aimed lower by the miss and planned
-    again: Vela in the loop. The greedy path does not depend on the aim, only where it stops."""
-    dense = measure({})
-    aim, aims = fraction, []
-    plan = cycle_plan(groups, geometry, aim, granule, cost)
-    planned = measure(plan.kept)
-    aims.append((aim, round(planned / dense, 4)))
-    while planned / dense > fraction * (1.0 + AIM_TOLERANCE) and len(aims) < MAX_AIMS:
-        aim = round(aim * fraction / (planned / dense), 4)
-        again = cycle_plan(groups, geometry, aim, granule, cost)
-        if again.kept == plan.kept:
-            break  # every group at its floor: nothing more to cut
-        plan, planned = again, measure(again.kept)
-        aims.append((aim, round(planned / dense, 4)))
-    return replace(plan, cycle_target=fraction, dense_npu_cycles=dense, planned_npu_cycles=planned, aims=aims)
+    """The point of the greedy path whose whole network comes nearest `fraction` × the dense network's cycles
+    (Vela in the loop: `measure` compiles it). The layer table leaves out what only the network has (weight
+    fetch overlapping the previous layer's compute, the pooling), so the stop is found on the network: a
+    binary search for the first point at or under the target, then that point or the one before it, whichever
+    is nearer (a point over the target counts its miss twice)."""
+    left_out, path = greedy_path(groups, geometry, granule, cost)
+    measured: dict[int, int] = {}
+
+    def network(k: int) -> int:
+        if k not in measured:
+            measured[k] = measure(path[k][0] if k else {})
+        return measured[k]
+
+    dense = network(0)
+    goal = fraction * dense
+    lo, hi = 0, len(path) - 1
+    if network(hi) > goal:
+        k = hi  # out of reach: every group at its floor
+    else:
+        while lo < hi:  # the network's cycles fall along the path
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if network(mid) <= goal else (mid + 1, hi)
+        k = lo
+        if k > 0 and 2 * (network(k - 1) - goal) < goal - network(k):
+            k -= 1
+    plan = _plan_at(groups, left_out, path, k, granule, fraction)
+    return replace(plan, dense_npu_cycles=dense, planned_npu_cycles=network(k),
+                   compiled_points=[(i, round(measured[i] / dense, 4)) for i in sorted(measured)])
 
 
 def plan_for(config: "ChannelPruneConfig", groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry],

@@ -39,7 +39,8 @@ def test_granule_is_where_the_cycles_step():
     assert granule_from_sweep(odd) == 8
 
 
-@pytest.mark.parametrize("npu, granule", [("ethos-u55-128", 8), ("ethos-u85-128", 16), ("ethos-u55-32", 4)])
+@pytest.mark.parametrize("npu, granule", [("ethos-u55-128", 8), ("ethos-u85-128", 8), ("ethos-u55-32", 4), ("ethos-u85-512", 16),
+                                          ("ethos-u65-256", 16)])  # U65: from the compute steps (weight fetch hides the rest)
 def test_granule_from_vela(npu, granule):
     assert channel_granule(Target.default_for(npu)) == granule
 
@@ -136,6 +137,6 @@ def test_a_cycle_target_is_checked_on_the_whole_network(npu):
     dense = network_cycles(layers, target)
     planned = network_cycles([g.resized(plan.kept) for g in layers], target)
     assert (plan.dense_npu_cycles, plan.planned_npu_cycles) == (dense, planned)
-    assert 0.4 <= plan.reached_fraction <= 0.5 * 1.02  # aimed lower while the network missed the target
-    assert plan.aims[0][0] == 0.5 and len(plan.aims) >= 1
+    assert 0.45 <= plan.reached_fraction <= 0.55  # the path point whose network comes nearest the target
+    assert plan.compiled_points[0] == (0, 1.0) and len(plan.compiled_points) >= 3  # the dense network, then the search
     assert "0.5× dense NPU cycles" in plan.note(layers) and plan.as_dict(layers)["reached_fraction"] == plan.reached_fraction

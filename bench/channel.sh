@@ -52,7 +52,7 @@ print("# Channel pruning on the NPU (issue 22)\n")
 print("Produced by `bench/channel.sh` (recipe `bench/channel.toml`): 12,000 training images, 2 float epochs, int8 accuracy "
       "measured on 5,000 test images (TFLite interpreter / TOSA int8 arithmetic), seed 0. NPU cycles are Vela 5.2.0 "
       "estimates; `× dense` divides by the same frontend's dense int8 model on the same Target. channel-prune fine-tunes "
-      "for 2 epochs (its default). Bounds: within 1 point of dense int8; ds-cnn ≤ 0.5×, mobilenet-v2 ≤ 0.6× dense NPU "
+      "for 3 epochs (its default). Bounds: within 1 point of dense int8; ds-cnn ≤ 0.5×, mobilenet-v2 ≤ 0.6× dense NPU "
       "cycles; a cycle target reached within 10 %; tf and torch NPU cycles within 5 % and per-layer channels equal.\n")
 print(f"Commit: `{commit}`\n")
 times = out / "times.txt"

@@ -262,7 +262,7 @@ class QatConfig:
 
 # channel-prune's defaults when neither --channel-sparsity nor --cycle-target is given
 DEFAULT_CHANNEL_SPARSITY = 0.5
-DEFAULT_CHANNEL_FINE_TUNE_EPOCHS = 2
+DEFAULT_CHANNEL_FINE_TUNE_EPOCHS = 3
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def technique_options(f: Callable) -> Callable:
                           "on the --target."),
         click.option("--fine-tune-epochs", default=None, type=click.IntRange(min=0),
                      help="prune/cluster/channel-prune: epochs of retraining after the technique is applied. Default: cluster 1; "
-                          "channel-prune 2; prune 1 "
+                          "channel-prune 3; prune 1 "
                           "below sparsity 0.8, from 0.8 up enough epochs for 28/(1 - sparsity) steps of 128 images (0.9: 3 epochs on 12,000 images, "
                           "1 on all 60,000; 0.95: 6 and 2; at most 8). The record says what was used."),
         click.option("--qat-epochs", default=1, show_default=True, type=click.IntRange(min=0),

@@ -76,7 +76,7 @@ HELP = {
     (the channel step Vela computes in for --target, found by compiling a sweep with Vela).
     --channel-sparsity S removes a share of every layer; --cycle-target X picks each layer's
     width from Vela's per-layer cycles until the plan reaches X × the dense NPU cycles.
-    Fine-tuned for --fine-tune-epochs (default 2). It runs first in a chain.
+    Fine-tuned for --fine-tune-epochs (default 3). It runs first in a chain.
 
     \b
     Examples: condition tf channel-prune --channel-sparsity 0.5 --model ds-cnn

@@ -75,6 +75,7 @@ class LayerInfo:
     out_channels: int
     in_channels: int
     last: bool = False
+    nonzero: int | None = None  # non-zero weights (None: not counted), what sparsity-preserving clustering shares
 
     @property
     def fan_in(self) -> int:
@@ -232,11 +233,15 @@ class ClusterConfig:
 
     def left_out(self, layer: LayerInfo) -> str | None:
         """Why `layer` is not clustered, or None: Conv, depthwise and Dense layers with more
-        weights than clusters (a smaller layer already holds at most `clusters` values)."""
+        weights than clusters (a smaller layer already holds at most `clusters` values); keeping
+        zeros, more non-zero weights than clusters (tfmot's k-means++ samples the non-zero ones:
+        a small layer after channel-prune and prune 95 % has fewer)."""
         if layer.kind not in LAYER_KINDS:
             return f"{layer.kind} layer (only Conv, depthwise and Dense are clustered)"
         if layer.params <= self.clusters:
             return f"{layer.params} weights, not more than {self.clusters} clusters"
+        if self.preserve_sparsity and layer.nonzero is not None and layer.nonzero <= self.clusters:
+            return f"{layer.nonzero} non-zero weights, not more than {self.clusters} clusters"
         return None
 
 

@@ -149,3 +149,14 @@ def test_records_without_the_new_layer_fields_still_load():
     layer = _weight_stats(old).layers[0]
     assert layer == LayerWeights("fc1", [512, 784], 401408, 0, 255)
     assert layer.unique_axis == "" and layer.conditioned == [] and layer.left_out == {} and not layer.two_four
+
+
+def test_clustering_that_keeps_zeros_needs_more_non_zero_weights_than_clusters():
+    """A small layer after channel-prune and prune 95 % holds fewer non-zero weights than clusters: tfmot's
+    k-means++ cannot sample them, so the policy leaves it out (both frontends count them on the weights)."""
+    from condition.techniques import ClusterConfig, LayerInfo
+
+    small = LayerInfo("block1_pw", "conv", 256, 16, 16, nonzero=13)
+    assert ClusterConfig(16).left_out(small) == "13 non-zero weights, not more than 16 clusters"
+    assert ClusterConfig(16, preserve_sparsity=False).left_out(small) is None
+    assert ClusterConfig(8).left_out(small) is None

@@ -38,8 +38,9 @@ def layer_info(layer: Any) -> LayerInfo | None:
         return None
     shape = tuple(int(d) for d in kernel.shape)
     size = int(np.prod(shape))
+    nonzero = int(np.count_nonzero(kernel.numpy())) if hasattr(kernel, "numpy") else None  # symbolic inside QAT's clone
     if isinstance(layer, L.DepthwiseConv2D):
-        return LayerInfo(layer.name, "depthwise", size, shape[-2] * shape[-1], 1)
+        return LayerInfo(layer.name, "depthwise", size, shape[-2] * shape[-1], 1, nonzero=nonzero)
     if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
         kind = "transpose_conv"
     elif isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
@@ -50,7 +51,7 @@ def layer_info(layer: Any) -> LayerInfo | None:
         kind = "fc"
     else:
         kind = type(layer).__name__
-    return LayerInfo(layer.name, kind, size, shape[-1], shape[-2])
+    return LayerInfo(layer.name, kind, size, shape[-1], shape[-2], nonzero=nonzero)
 
 
 def layer_infos(model: Any) -> dict[str, LayerInfo]:

@@ -63,7 +63,8 @@ def layer_infos(model: nn.Module) -> dict[str, LayerInfo]:
         if kind == "conv" and groups > 1:
             kind = "depthwise" if p.shape[1] == 1 else "grouped_conv"
         infos[name] = LayerInfo(name.rsplit(".", 1)[0] if "." in name else name, kind, p.numel(), int(p.shape[0]), int(p.shape[1]),
-                                last=i == len(params) - 1)  # parameters come in the order the model defines them
+                                last=i == len(params) - 1,  # parameters come in the order the model defines them
+                                nonzero=int(torch.count_nonzero(p.detach())))
     return infos
 
 

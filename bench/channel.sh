@@ -6,14 +6,16 @@
 # cycles. Every figure is computed from the records by this script (cycles are Vela estimates).
 #   nice -n 19 bash bench/channel.sh          # re-running resumes by configuration hash
 #   REPORT_ONLY=1 bash bench/channel.sh
+#   RECIPE=bench/channel_distill.toml OUT=bench/runs/channel_distill RESULTS=bench/results/channel_distill.md bash bench/channel.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/runs/channel}"
-RESULTS=bench/results/channel.md
+RESULTS="${RESULTS:-bench/results/channel.md}"
+RECIPE="${RECIPE:-bench/channel.toml}"
 mkdir -p "$OUT" bench/results
 if [ "${REPORT_ONLY:-0}" != 1 ]; then
   start=$(date +%s); load="$(cut -d' ' -f1-3 /proc/loadavg)"
-  .venv/bin/condition compare --recipe bench/channel.toml --out "$OUT" > "$OUT/compare.out" 2> "$OUT/compare.log" || true
+  .venv/bin/condition compare --recipe "$RECIPE" --out "$OUT" > "$OUT/compare.out" 2> "$OUT/compare.log" || true
   echo "$(( $(date +%s) - start )) s, load before $load, after $(cut -d' ' -f1-3 /proc/loadavg), started $(date -u -d @"$start" +%FT%TZ)" >> "$OUT/times.txt"
 fi
 

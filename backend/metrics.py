@@ -323,5 +323,5 @@ def installed_version(dist: str) -> str | None:
 def tool_versions() -> dict[str, str]:
     """Installed versions of the tools a figure depends on (no imports of the heavy packages)."""
     dists = ("condition", "tensorflow", "tf-keras", "tensorflow-model-optimization", "torch", "executorch", "torchao",
-             "ethos-u-vela", "tosa-tools")
+             "ethos-u-vela", "tosa-tools", "torch-pruning")
     return {dist: version for dist in dists if (version := installed_version(dist)) is not None}

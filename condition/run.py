@@ -32,7 +32,7 @@ FRONTENDS: dict[str, str] = {
 # cycles by 24 % with the same .pte graph.
 RESULT_TOOLS: dict[str, tuple[str, ...]] = {
     "tf": ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ethos-u-vela"),
-    "torch": ("torch", "executorch", "torchao", "ethos-u-vela", "tosa-tools"),
+    "torch": ("torch", "executorch", "torchao", "ethos-u-vela", "tosa-tools", "torch-pruning"),
 }
 # Raised when an export rewrite of ours changes artifacts (frontends/tf/lowering.py: GlobalAveragePooling2D → AvgPool)
 LOWERING_VERSION = 1

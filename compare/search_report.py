@@ -73,7 +73,7 @@ def summary_lines(trials: list[TrialOutcome], best: dict[str, TrialOutcome], s: 
         stopped = sum(t.status == "stopped" for t in ts)
         failed = sum(t.status == "failed" for t in ts)
         misfit = f"{sum(t.status == 'ok' and not t.fits for t in ts)} did not fit, " if limits else ""
-        lines.append(f"{f}: {len(ts)} trials ({ok} run, {feas} within the budget, {misfit}{stopped} stopped early, {failed} failed)")
+        lines.append(f"{f}: {len(ts)} trial{'' if len(ts) == 1 else 's'} ({ok} run, {feas} within the budget, {misfit}{stopped} stopped early, {failed} failed)")
         b = best.get(f)
         if b is None:
             lines.append("  best: none met the constraints" if limits else "  best: none met the accuracy constraint")

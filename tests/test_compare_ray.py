@@ -195,8 +195,7 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
         assert set(_cell_nodes(searched).values()) <= set(ran_on.values())  # the same two nodes
         # (a resumed compare redoing nothing: test_killed_compare_leaves_nothing_behind_and_resumes, embedded)
     finally:
-        for name in ("a", "b"):
-            _stop(f"{tag}{name}/")
+        _stop(f"{tag}a/", f"{tag}b/")
     assert _processes_mentioning(f"{tag}a/") == [] and _processes_mentioning(f"{tag}b/") == []
 
     writes = {name: (tmp_path / f"audit-{name}.log").read_text().splitlines() for name in nodes}
@@ -280,14 +279,15 @@ def _comparable(record: MetricsRecord) -> dict:
     return d
 
 
-def _stop(text: str) -> None:
-    """`ray stop` would stop every Ray on the machine (other users' too): end only this cluster's processes."""
-    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
-        for pid in _processes_mentioning(text):
+def _stop(*texts: str) -> None:
+    """`ray stop` would stop every Ray on the machine (other users' too): end only this cluster's processes, every
+    node at once (some of a node's processes wait out a SIGTERM: 20 s each node was 40 s of the test doing nothing)."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        for pid in [p for text in texts for p in _processes_mentioning(text)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while _processes_mentioning(text) and time.monotonic() < deadline:
+        while any(_processes_mentioning(text) for text in texts) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 

@@ -105,8 +105,9 @@ def test_scores_and_kept_indices():
 
 
 def test_config_modes_and_chain_order():
-    assert ChannelPruneConfig().channel_sparsity == 0.5
+    assert (ChannelPruneConfig().cycle_target, ChannelPruneConfig().channel_sparsity) == (0.6, None)  # measured default
     assert ChannelPruneConfig(cycle_target=0.5).channel_sparsity is None
+    assert ChannelPruneConfig(channel_sparsity=0.5).cycle_target is None
     with pytest.raises(ConfigError, match="cannot be combined"):
         ChannelPruneConfig(channel_sparsity=0.5, cycle_target=0.5)
     with pytest.raises(ConfigError, match="must be in"):

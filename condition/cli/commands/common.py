@@ -149,11 +149,12 @@ def technique_options(f: Callable) -> Callable:
                      help="cluster/qat: keep zeros (and clusters) of earlier steps."),
         click.option("--channel-sparsity", default=None, type=float,
                      help="channel-prune: share of each layer's output channels removed, in [0, 1), rounded down to "
-                          "the NPU's channel granule (found with Vela for the --target). Default 0.5 unless --cycle-target."),
+                          "the NPU's channel granule (found with Vela for the --target), e.g. 0.5. Without it and without "
+                          "--cycle-target: a cycle target of 0.6."),
         click.option("--cycle-target", default=None, type=float,
                      help="channel-prune: instead of a share, reach this fraction of the dense model's NPU cycles (Vela "
-                          "estimate), e.g. 0.5; each layer's width is chosen greedily from Vela's cycles of that layer "
-                          "on the --target."),
+                          "estimate; default 0.6); each layer's width is chosen greedily from Vela's cycles of that layer "
+                          "on the --target, the stop checked on Vela's estimate of the whole network."),
         click.option("--fine-tune-epochs", default=None, type=click.IntRange(min=0),
                      help="prune/cluster/channel-prune: epochs of retraining after the technique is applied. Default: cluster 1; "
                           "channel-prune 3; prune 1 "

@@ -74,12 +74,13 @@ HELP = {
     match; the model's input and class outputs never change, and a layer whose coupling
     cannot be followed is left as it is and named. Kept counts are whole granules of the NPU
     (the channel step Vela computes in for --target, found by compiling a sweep with Vela).
-    --channel-sparsity S removes a share of every layer; --cycle-target X picks each layer's
-    width from Vela's per-layer cycles until the plan reaches X × the dense NPU cycles.
-    Fine-tuned for --fine-tune-epochs (default 3). It runs first in a chain.
+    --cycle-target X (default 0.6) picks each layer's width from Vela's per-layer cycles
+    until Vela's estimate of the network reaches X × the dense NPU cycles; --channel-sparsity S
+    removes a share of every layer instead. Fine-tuned for --fine-tune-epochs (default 3). It runs first in a chain.
 
     \b
-    Examples: condition tf channel-prune --channel-sparsity 0.5 --model ds-cnn
+    Examples: condition tf channel-prune --model ds-cnn
+              condition tf channel-prune --channel-sparsity 0.5 --model ds-cnn
               condition tf channel-prune --cycle-target 0.5 --then prune --structure 2:4 --then qat
     """,
 }

@@ -34,8 +34,8 @@ HELP = {
     "cluster": "k-means weight sharing per layer (--clusters), fine-tuned with shared values, then int8 → .pte.",
     "channel-prune": ("Remove whole output channels (Torch-Pruning's dependency graph keeps BatchNorm, depthwise, "
                       "residual Add and Flatten→Linear consistent), in whole granules of the NPU found with Vela: "
-                      "--channel-sparsity S of every layer, or --cycle-target X × the dense NPU cycles with each "
-                      "layer's width chosen from Vela's per-layer cycles; fine-tuned (--fine-tune-epochs, default 3), "
+                      "--cycle-target X × the dense NPU cycles (default 0.6) with each layer's width chosen from "
+                      "Vela's per-layer cycles, or --channel-sparsity S of every layer; fine-tuned (--fine-tune-epochs, default 3), "
                       "then int8 → .pte. Fewer MACs: faster on every Ethos-U. Runs first in a chain."),
 }
 for _technique in TECHNIQUE_NAMES:

@@ -5,11 +5,13 @@ A layer's cost is Vela's estimate of a one-op int8 .tflite of that shape (CONV_2
 FULLY_CONNECTED, built here without a framework; random weights, since only shapes matter for cycles),
 compiled for the run's Target. The granule is read off a sweep of output channels: the NPU computes a
 block of output channels at a time, so cycles climb in steps, and a layer whose width ends just past a
-step pays for a whole block (U55-128: 33 channels cost 21 % more than 32). The granule is that step, read
-off where the sweep's cycles jump (`granule_from_sweep`).
+step pays for a whole block (U55-128: the sweep's 1×1 conv costs 8 % more at 33 channels than at 32; a
+DS-CNN-like net 21 %). The granule is that step, read off where the sweep's cycles jump (`granule_from_sweep`).
+A whole network's cost (`network_cycles`) is Vela's estimate of its weighted layers chained in one .tflite.
 
-    channel_granule(target)               # e.g. 16 on U55-128
+    channel_granule(target)               # e.g. 8 on U55-128
     layer_cycles(geometry, target)        # Vela's NPU cycles of that one layer
+    network_cycles(geometries, target)    # … of the layers together
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ ON_GRANULE = 0.8  # share of the steps that must fall just past a multiple of th
 
 @dataclass(frozen=True)
 class Granule:
-    """The Target's channel granule and the sweep it was read from (for the record)."""
+    """The Target's channel granule and the sweep it was read from (to check it by hand)."""
 
     channels: int
     sweep: tuple[int, ...]  # Vela's cycles of the sweep's conv at 1, 2, … SWEEP_CHANNELS output channels

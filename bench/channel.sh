@@ -19,11 +19,12 @@ if [ "${REPORT_ONLY:-0}" != 1 ]; then
   echo "$(( $(date +%s) - start )) s, load before $load, after $(cut -d' ' -f1-3 /proc/loadavg), started $(date -u -d @"$start" +%FT%TZ)" >> "$OUT/times.txt"
 fi
 
-.venv/bin/python - "$OUT" > "$RESULTS" <<'PY'
-import json, subprocess, sys
+.venv/bin/python - "$OUT" "$RECIPE" > "$RESULTS" <<'PY'
+import json, subprocess, sys, tomllib
 from pathlib import Path
 
 out = Path(sys.argv[1])
+recipe = tomllib.loads(Path(sys.argv[2]).read_text())
 commit = subprocess.run(["git", "log", "-1", "--format=%h %s"], capture_output=True, text=True).stdout.strip()
 records = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/*/metrics.json"))]
 # issue 22's bounds: within 1 point of dense int8; ds-cnn ≤ 0.5×, mobilenet-v2 ≤ 0.6× dense NPU cycles;
@@ -51,11 +52,14 @@ for r in sorted(records, key=lambda r: r["created"]):  # newest wins
     t = r["target"]["accelerator"]
     cells.setdefault((r["model"], r["dataset"], t), {}).setdefault(label(r), {})[r["frontend"]] = r
 print("# Channel pruning on the NPU (issue 22)\n")
-print("Produced by `bench/channel.sh` (recipe `bench/channel.toml`): 12,000 training images, 2 float epochs, int8 accuracy "
-      "measured on 5,000 test images (TFLite interpreter / TOSA int8 arithmetic), seed 0. NPU cycles are Vela 5.2.0 "
-      "estimates; `× dense` divides by the same frontend's dense int8 model on the same Target. channel-prune fine-tunes "
-      "for 3 epochs (its default). Bounds: within 1 point of dense int8; ds-cnn ≤ 0.5×, mobilenet-v2 ≤ 0.6× dense NPU "
-      "cycles; a cycle target reached within 10 %; tf and torch NPU cycles within 5 % and per-layer channels equal.\n")
+train = f"{recipe['train_limit']:,}" if recipe.get("train_limit") else "all 60,000"
+print(f"Produced by `bench/channel.sh` (recipe `{sys.argv[2]}`): {train} training images, {recipe.get('epochs', 1)} float "
+      f"epoch(s), int8 accuracy measured on {recipe.get('eval_limit', 10000):,} test images (TFLite interpreter / TOSA int8 "
+      "arithmetic), seed 0, fine-tuning " + ("with distillation from the dense float model" if recipe.get("distill") else
+      "without distillation") + ". NPU cycles are Vela 5.2.0 estimates; `× dense` divides by the same frontend's dense "
+      "int8 model on the same Target. channel-prune fine-tunes for 3 epochs (its default). Bounds: within 1 point of "
+      "dense int8; ds-cnn ≤ 0.5×, mobilenet-v2 ≤ 0.6× dense NPU cycles; a cycle target reached within 10 %; tf and "
+      "torch NPU cycles within 5 % and per-layer channels equal.\n")
 print(f"Commit: `{commit}`\n")
 times = out / "times.txt"
 if times.is_file():

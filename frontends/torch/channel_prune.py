@@ -311,6 +311,7 @@ def remove_channels(model: nn.Module, example: torch.Tensor, groups: list[Channe
         return model
     dg = _dependency_graph(model, example)
     modules = dict(model.named_modules())
+    removals = []  # every group's channels chosen on the unpruned weights first, as tf does
     for group in groups:
         keep = kept.get(group.name)
         if group.left_out or keep is None or keep >= group.channels:
@@ -319,9 +320,9 @@ def remove_channels(model: nn.Module, example: torch.Tensor, groups: list[Channe
         filters = [p.weight.detach().double().cpu().numpy() for p in producers]
         scales = [_bn_scale(_bn_after(dg, p)) for p in producers]
         chosen = set(channel_plan.kept_indices(channel_plan.channel_scores(filters, scales), keep).tolist())
-        removed = [i for i in range(group.channels) if i not in chosen]
-        pruning = dg.get_pruning_group(producers[0], _out_fn(producers[0]), idxs=removed)
-        pruning.prune()
+        removals.append((producers[0], [i for i in range(group.channels) if i not in chosen]))
+    for producer, removed in removals:
+        dg.get_pruning_group(producer, _out_fn(producer), idxs=removed).prune()
     _resync_spec(model)
     return model
 

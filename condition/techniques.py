@@ -268,7 +268,7 @@ class QatConfig:
 # channel-prune's defaults. Neither --channel-sparsity nor --cycle-target given: a cycle target of 0.6, measured on
 # ds-cnn and mobilenet-v2 (bench/results/channel.md, 3 fine-tuning epochs): 0.59–0.62× dense NPU cycles on U55-128
 # and U85-128 with accuracy from −2.4 to +1.9 points (12 of 16 cells within 1 point), where a share of 0.5 gave
-# 0.57–0.72× (U85 keeps 32 of 64 channels at nearly the cost of 48) with −1.2 to +0.8. DEFAULT_CHANNEL_SPARSITY is
+# 0.57–0.72× (U85 keeps 32 of 64 channels at nearly the cost of 48) with −1.3 to +1.7. DEFAULT_CHANNEL_SPARSITY is
 # the share `advise` estimates channel pruning at.
 DEFAULT_CYCLE_TARGET = 0.6
 DEFAULT_CHANNEL_SPARSITY = 0.5

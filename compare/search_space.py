@@ -23,9 +23,9 @@ The space depends on the Target's NPU (`space_for`):
 
 Seed points, evaluated first on each frontend (`SEED_POINTS`): the space's structure at sparsity
 0.95 with 8 clusters and 0.97 with 8 (the first is the hand-picked best found by hand on the seed
-MLP), each with 3 fine-tuning epochs, then channel-prune (a quarter of the channels kept on U85, half on
-U55/U65) with sparsity 0.9 and 8 clusters, 2 fine-tuning epochs each (the same total epochs: one baseline
-serves all three); 1 QAT epoch.
+MLP), each with 3 fine-tuning epochs, then channel-prune (a quarter of the channels kept and 16 clusters on
+U85, half and 8 clusters on U55/U65) with sparsity 0.9, 2 fine-tuning epochs each (the same total epochs: one
+baseline serves all three); 1 QAT epoch.
 
     params = {"structure": "2:4", "sparsity": 0.95, "schedule": "constant", "fine_tune_epochs": 3,
               "clusters": 8, "quantize": "qat", "qat_epochs": 1}
@@ -61,16 +61,21 @@ SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
 }
 # Evaluated first, in this order, so every search starts from known good points (the best found by hand on
 # the seed MLP, the same chain with more zeros, and a quarter of the channels); TPE proposes from then on.
-# The channel seed keeps a quarter of the channels on U85, where 2:4 already halves the MAC work and the width must
-# go for the cycles to (0.038× dense on the seed MLP, bench/results/channel_mlp.md), and half on U55/U65, whose
-# weight-bound MLP gains from fewer bytes and loses less accuracy at half width.
-CHANNEL_SEED = {"2:4": 0.75, "unstructured": 0.5}
-SEED_POINTS: dict[str, list[dict[str, Any]]] = {
-    structure: [dict(channel_sparsity=channels, structure=structure, sparsity=sparsity, schedule="constant", fine_tune_epochs=epochs,
-                     clusters=clusters, quantize="qat", qat_epochs=1)
-                for channels, sparsity, clusters, epochs in ((0.0, 0.95, 8, 3), (0.0, 0.97, 8, 3), (CHANNEL_SEED[structure], 0.9, 8, 2))]
-    for structure in SPACES
-}
+# The channel seed (share, clusters): on U85 a quarter of the channels, where 2:4 already halves the MAC work and the
+# width must go for the cycles to (0.038× dense on the seed MLP, bench/results/channel_mlp.md), with 16 clusters (8 missed
+# the same-epochs baseline by 0.2 / 0.4 points on tf / torch; 16 is 11.2 KiB); on U55/U65 half the channels, whose
+# weight-bound MLP gains from fewer bytes and loses less accuracy at half width (bench/results/search_channel.md).
+CHANNEL_SEED = {"2:4": (0.75, 16), "unstructured": (0.5, 8)}
+
+
+def _seed_points(structure: str) -> list[dict[str, Any]]:
+    share, channel_clusters = CHANNEL_SEED[structure]
+    return [dict(channel_sparsity=channels, structure=structure, sparsity=sparsity, schedule="constant", fine_tune_epochs=epochs,
+                 clusters=clusters, quantize="qat", qat_epochs=1)
+            for channels, sparsity, clusters, epochs in ((0.0, 0.95, 8, 3), (0.0, 0.97, 8, 3), (share, 0.9, channel_clusters, 2))]
+
+
+SEED_POINTS: dict[str, list[dict[str, Any]]] = {structure: _seed_points(structure) for structure in SPACES}
 SEED_POINT: dict[str, Any] = SEED_POINTS["2:4"][0]
 NAMES = ("channel_sparsity", "structure", "sparsity", "schedule", "fine_tune_epochs", "clusters", "quantize")
 

@@ -52,9 +52,9 @@ def test_help_states_the_space_and_the_seed_points():
     seeds = SEED_POINTS["2:4"]
     assert (f"sparsity {seeds[0]['sparsity']} with {seeds[0]['clusters']} clusters, {seeds[1]['sparsity']} with "
             f"{seeds[1]['clusters']} ({seeds[0]['fine_tune_epochs']} fine-tuning epochs), {seeds[2]['sparsity']} with "
-            f"{seeds[2]['clusters']} after channel-prune {seeds[2]['channel_sparsity']} (U85; "
-            f"{SEED_POINTS['unstructured'][2]['channel_sparsity']} on U55/U65) ({seeds[2]['fine_tune_epochs']} fine-tuning "
-            "epochs each)") in text
+            f"{seeds[2]['clusters']} after channel-prune {seeds[2]['channel_sparsity']} on U85 "
+            f"({SEED_POINTS['unstructured'][2]['clusters']} after {SEED_POINTS['unstructured'][2]['channel_sparsity']} on "
+            f"U55/U65; {seeds[2]['fine_tune_epochs']} fine-tuning epochs each)") in text
     shares = [c for c in SPACES["2:4"]["channel_sparsity"][1] if c]
     assert "channel-prune first: none, or " + ", ".join(f"{c:g}" for c in shares[:-1]) + f" or {shares[-1]:g}" in text
     assert f"TPE proposes from the {STARTUP_TRIALS + 1}th trial on" in text

@@ -200,7 +200,7 @@ def _walk(model: Any) -> _Graph:
                 leave_out(t.group, why)
         elif cls in ("Conv2D", "Dense"):
             t = ins[0]
-            in_shape, out_shape = _shape(model, node, "input_shape"), _shape(model, node, "output_shape")
+            in_shape = _shape(model, node, "input_shape")
             channels = int(cfg["filters"] if cls == "Conv2D" else cfg["units"])
             graph.parent[node.name] = node.name
             graph.groups[node.name] = _Group([node.name], channels)

@@ -25,14 +25,13 @@ from typing import Any, Sequence
 
 from condition.backend.target import Target
 from condition.backend.vela_sweep import VelaCompile, VelaLayer
-from condition.techniques import DEFAULT_CHANNEL_SPARSITY
+from condition.techniques import DEFAULT_CHANNEL_SPARSITY, IMAGE_CHANNELS
 from condition.errors import ArtifactError
 
 ADVICE_VERSION = 1
 ADVICE_NAME = "advice.json"
 DEFAULT_SPARSITY = 0.95
 DEFAULT_CLUSTERS = 16
-IMAGE_CHANNELS = 3  # a layer reading at most this many channels reads the image: its inputs stay (techniques.py)
 
 # The documented rule factors; every bound comes from these and the measured rows.
 TWO_FOUR_FACTOR = 0.5  # U85: the MAC array skips 2 of every 4 weights, half the MAC work

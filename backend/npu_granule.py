@@ -145,11 +145,16 @@ def _global_pool(tensors: list[TensorSpec], ops: list[OpSpec], x: int, tag: str)
     return first + 2
 
 
-def network_cycles(geometry: Sequence[LayerGeometry], target: Target) -> int:
-    """Vela's NPU cycles of `network_tflite(geometry)` on `target`: a framework-free whole-network estimate."""
+def _shape_only(g: LayerGeometry) -> LayerGeometry:
+    """`g` without its names: the cache key of what Vela's estimate depends on (layers of one shape cost alike)."""
     from dataclasses import replace
 
-    return _network_cycles(tuple(replace(g, name="", in_group=None, out_group=None, in_per_channel=1) for g in geometry), target)
+    return replace(g, name="", in_group=None, out_group=None, in_per_channel=1)
+
+
+def network_cycles(geometry: Sequence[LayerGeometry], target: Target) -> int:
+    """Vela's NPU cycles of `network_tflite(geometry)` on `target`: a framework-free whole-network estimate."""
+    return _network_cycles(tuple(_shape_only(g) for g in geometry), target)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -175,9 +180,7 @@ def _cycles(g: LayerGeometry, target: Target, op_cycles: bool = False) -> int:
 
 def layer_cycles(g: LayerGeometry, target: Target) -> int:
     """Vela's NPU cycles of layer `g` alone on `target` (cached per shape and Target within a process)."""
-    from dataclasses import replace
-
-    return _cycles(replace(g, name="", in_group=None, out_group=None, in_per_channel=1), target)
+    return _cycles(_shape_only(g), target)
 
 
 def granule_from_sweep(cycles: list[int], max_granule: int = MAX_GRANULE) -> int:

@@ -12,11 +12,12 @@ the frontend removes the others.
     plan.layer_rows(geometry)         # per layer: channels before → after, or why left out
 
 Two modes (`ChannelPruneConfig`): a share of every group's channels, rounded down to the NPU's granule
-(`share_plan`); or a fraction of the dense model's NPU cycles (`cycle_plan`): widths chosen greedily
-(NetAdapt's one-step-at-a-time, AIMET's greedy per-layer ratios) from Vela's cycles of each layer at each
-candidate width for the run's Target (`condition.backend.layer_cost`). The widths depend on the network's
-shapes and the Target only, never on the trained weights, so both frontends choose the same widths; the
-weights choose which channels stay.
+(`share_plan`); or a fraction of the dense model's NPU cycles (`measured_cycle_plan`): a greedy path of
+widths (NetAdapt's one-step-at-a-time, AIMET's greedy per-layer ratios) from Vela's cycles of each layer at
+each candidate width for the run's Target, stopped where Vela's estimate of the whole network reaches the
+target (condition/backend/npu_granule.py). The widths depend on the network's shapes and the Target only,
+never on the trained weights, so both frontends choose the same widths; the weights choose which channels
+stay.
 """
 from __future__ import annotations
 
@@ -71,7 +72,6 @@ class LayerGeometry:
 
     def resized(self, kept: dict[str, int]) -> "LayerGeometry":
         """This layer with its groups' kept channel counts (`kept`: group name → channels)."""
-
         c_in = kept.get(self.in_group, None) if self.in_group else None
         c_out = kept.get(self.out_group, None) if self.out_group else None
         return replace(self, in_channels=self.in_channels if c_in is None else c_in * self.in_per_channel,

@@ -19,7 +19,7 @@ from condition.fine_tuning import FINE_TUNE_VERSION
 from condition.initial_weights import INIT_SCHEME
 from condition.models import BUILTIN_MODELS
 from condition.threads import COMPUTE_THREADS
-from condition.techniques import TechniqueConfig, chain_slug, config_options
+from condition.techniques import PRUNE_POLICY_VERSION, TechniqueConfig, chain_slug, config_options
 
 # frontend name -> "module:attribute" of its `condition.frontend.Frontend`
 FRONTENDS: dict[str, str] = {
@@ -109,6 +109,7 @@ class RunConfig:
             "tools": result_tool_versions(self.frontend),
             "fine_tune": {"recipe": FINE_TUNE_VERSION, "distill": self.distill},
             "lowering": LOWERING_VERSION,
+            **({"prune_policy": PRUNE_POLICY_VERSION} if "prune" in self.techniques else {}),  # which weights prune zeroes
             # data options only when set, so the hashes of runs without them stay as they were
             **{k: v for k, v in (("test_split", self.test_split), ("image_size", self.image_size)) if v is not None},
         }

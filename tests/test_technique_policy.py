@@ -61,6 +61,20 @@ def test_cluster_policy_and_the_record_lines():
         "block1_dw, block2_dw (depthwise)")
 
 
+def test_layer_sparsity_keeps_two_weights_in_every_output_channel():
+    """mobilenet-v2's 16→128 head at 0.95 kept 0.8 weights per output channel (a fifth of its channels
+    emptied); each layer is pruned to at most what leaves MIN_KEPT_PER_CHANNEL (2) per channel."""
+    head = LayerInfo("head", "conv", 16 * 128, 128, 16)
+    project = LayerInfo("block3_project", "conv", 96 * 16, 16, 96)
+    assert [PruneConfig(0.95).layer_sparsity(layer) for layer in (head, project)] == [0.875, 0.95]
+    assert PruneConfig(0.8).layer_sparsity(head) == 0.8
+    assert PruneConfig(0.95, scope="global").layer_sparsity(head) == 0.95  # one ranking over the layers
+    assert PruneConfig(0.95, structure="2:4").layer_sparsity(LayerInfo("pw", "conv", 4 * 8, 8, 4)) == 0.5  # the pattern stays
+    assert plan_note(PruneConfig(0.95), [head, project]) == (
+        "prune 95 %: 2 of 2 layers; pruned less, to keep 2 weights per output channel: head 87.5 %")
+    assert plan_note(PruneConfig(0.8), [head, project]) == "prune 80 %: 2 of 2 layers"
+
+
 def _builtin_layers(model: str, channels: int) -> list[LayerInfo]:
     """The weighted layers of a built-in BatchNorm CNN as both frontends describe them (kernels of
     convnet_spec, 28x28 images of `channels` channels, 10 classes)."""

@@ -72,11 +72,12 @@ def _pattern(kernel: np.ndarray, config: PruneConfig) -> np.ndarray | None:
 
 
 def shares(model: Any, config: PruneConfig, names: list[str]) -> dict[str, float]:
-    """Sparsity per chosen layer: the request for scope `layer`; for `global`, each layer's share
+    """Sparsity per chosen layer: for scope `layer` the request, capped per layer (PruneConfig.layer_sparsity); for `global`, each layer's share
     of one magnitude ranking over all chosen layers (2:4 zeros ranked first), at most all but
     one weight (tfmot keeps one)."""
     if config.scope is Scope.LAYER:
-        return {n: config.sparsity for n in names}
+        infos = layer_infos(model)
+        return {n: config.layer_sparsity(infos[n]) for n in names}
     kernels = {n: kernel_of(model.get_layer(n)).numpy() for n in names}
     allowed = {n: _pattern(k, config) for n, k in kernels.items()}
     dropped = global_drop_counts(kernels, config.sparsity, allowed)

@@ -4,7 +4,8 @@ zeros), then retraining with the zeros held fixed.
     pruned = apply(model, PruneConfig(sparsity=0.95), ctx)
 
 Which layers: `PruneConfig.left_out` (the policy both frontends share). Scope `layer` (default)
-prunes each chosen layer to the sparsity by its own |w| ranking, as tfmot does; pruned at once
+prunes each chosen layer to the sparsity (`PruneConfig.layer_sparsity`: less where a layer has few
+weights per output channel) by its own |w| ranking, as tfmot does; pruned at once
 (`PruneConfig.keeps_every_channel`) each output channel keeps its largest weight first, so no
 channel is emptied (`condition.pruning.layer_mask`, the same on tf). `global` ranks the chosen
 layers' weights together (the seed's `prune.global_unstructured` with L1Unstructured), which can
@@ -100,10 +101,21 @@ def apply(model: nn.Module, config: PruneConfig, ctx: StepContext) -> nn.Module:
     names = [n for n, info in infos.items() if config.left_out(info) is None]
     ctx.note(plan_note(config, list(infos.values())))
 
-    def prune_to(sparsity: float) -> cons.MaskConstraint:
+    # Each layer's own target (PruneConfig.layer_sparsity), ramped on its own as tfmot ramps each wrapped layer.
+    targets = {n: config.layer_sparsity(infos[n]) for n in names}
+
+    def prune_at(step: int | None) -> cons.MaskConstraint:
+        """The masks at fine-tuning `step` of the ramp, or at the targets (None)."""
+        def at(target: float) -> float:
+            return target if step is None else polynomial_sparsity(target, step, ramp_steps)
+
         params = cons.weight_params(model)
         weights = {n: params[n].detach() for n in names}
-        masks = masks_for(weights, sparsity, config.structure, config.scope, config.keeps_every_channel) if weights else {}
+        if config.scope is Scope.LAYER:
+            masks = {n: masks_for({n: w}, at(targets[n]), config.structure, config.scope, config.keeps_every_channel)[n]
+                     for n, w in weights.items()}
+        else:
+            masks = masks_for(weights, at(config.sparsity), config.structure, config.scope) if weights else {}
         mask = cons.MaskConstraint(masks)
         mask.apply(model)
         return mask
@@ -113,17 +125,17 @@ def apply(model: nn.Module, config: PruneConfig, ctx: StepContext) -> nn.Module:
     ramp = config.schedule is Schedule.POLYNOMIAL and steps > 0
     ramp_steps = int(steps * RAMP_FRACTION)
     every = max(ramp_steps // RAMP_UPDATES, 1)
-    state = {"mask": prune_to(polynomial_sparsity(config.sparsity, 0, ramp_steps) if ramp else config.sparsity)}
+    state = {"mask": prune_at(0 if ramp else None)}
 
     def after_step(step: int, total: int) -> None:
         if ramp and step <= ramp_steps and step % every == 0:
-            state["mask"] = prune_to(polynomial_sparsity(config.sparsity, step, ramp_steps))
+            state["mask"] = prune_at(step)
         state["mask"].apply(model)
         cons.apply_all(model, earlier)
 
     train(model, data, epochs, seed, after_step=[after_step], progress=progress, fine_tune=ctx.fine_tune)
     if ramp:  # the ramp may end between updates: finish at exactly the target
-        state["mask"] = prune_to(config.sparsity)
+        state["mask"] = prune_at(None)
     # The reparametrisation is removed by construction: weights hold their zeros directly.
     cons.add_constraint(model, cons.MaskConstraint({n: state["mask"].masks[n] for n in names}))
     return model

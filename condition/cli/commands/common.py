@@ -11,7 +11,7 @@ import click
 from condition.backend.budget import Limits, parse_size
 from condition.backend.target import MEMORY_MODES, Accelerator, Target
 from condition.models import BUILTIN_MODELS
-from condition.techniques import (IMAGE_CHANNELS, MIN_PRUNE_FAN_IN, MIN_PRUNE_PARAMS, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope,
+from condition.techniques import (IMAGE_CHANNELS, MIN_KEPT_PER_CHANNEL, MIN_PRUNE_FAN_IN, MIN_PRUNE_PARAMS, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope,
                                   Structure, chain_order, chain_slug, check_chain, config_type)
 
 TECHNIQUE_CHOICE = click.Choice(TECHNIQUE_NAMES)
@@ -135,7 +135,9 @@ def technique_options(f: Callable) -> Callable:
         click.option("--schedule", default=Schedule.CONSTANT.value, show_default=True,
                      type=click.Choice([s.value for s in Schedule]), help="prune: all at once, or ramped during fine-tuning."),
         click.option("--scope", default=Scope.LAYER.value, show_default=True, type=click.Choice([s.value for s in Scope]),
-                     help="prune: layer = each pruned layer to --sparsity (never empties one); global = one |w| ranking "
+                     help="prune: layer = each pruned layer to --sparsity, but never below "
+                          f"{MIN_KEPT_PER_CHANNEL} weights per output channel (a layer with 16 per channel stops at 87.5 %; "
+                          "the record's note names such layers); global = one |w| ranking "
                           "across them (the seed's; can empty a small layer). Pruned: Conv and Dense with at least "
                           f"{MIN_PRUNE_FAN_IN} weights per output channel and {MIN_PRUNE_PARAMS} in all (2:4: input "
                           "channels a multiple of 4); never depthwise, never the classifier (last layer), never an "

@@ -111,3 +111,7 @@ def convnet_spec(name: str, input_shape: tuple[int, ...], classes: int) -> ConvN
 
 
 CONVNETS = ("ds-cnn", "mobilenet-v2")
+# Part of the run identity of a built-in CNN and of tf's float-cache key: raise when a built-in CNN's graph changes.
+# 2: tf's take (H, W, 1) images for a data set of (H, W) ones (a Keras Reshape of the graph's input cost a Vela
+# copy, 944 NPU cycles of ds-cnn on U55-128: the whole tf/torch difference at 28×28).
+CONVNET_GRAPH_VERSION = 2

@@ -17,7 +17,7 @@ from condition.backend.target import Target
 from condition.errors import ConfigError
 from condition.fine_tuning import FINE_TUNE_VERSION
 from condition.initial_weights import INIT_SCHEME
-from condition.models import BUILTIN_MODELS
+from condition.models import BUILTIN_MODELS, CONVNET_GRAPH_VERSION, CONVNETS
 from condition.threads import COMPUTE_THREADS
 from condition.techniques import PRUNE_POLICY_VERSION, TechniqueConfig, chain_slug, config_options
 
@@ -105,6 +105,7 @@ class RunConfig:
             "eval_limit": self.eval_limit,
             "run_fvp": self.run_fvp,
             "init": INIT_SCHEME if self.model in BUILTIN_MODELS else None,  # built-ins' starting weights
+            **({"graph": CONVNET_GRAPH_VERSION} if self.model in CONVNETS else {}),  # the built-in CNNs' graphs
             "compute_threads": COMPUTE_THREADS,  # training sums differ with the thread count
             "tools": result_tool_versions(self.frontend),
             "fine_tune": {"recipe": FINE_TUNE_VERSION, "distill": self.distill},

@@ -59,3 +59,26 @@ def test_both_frontends_see_the_same_groups_and_shapes(model_name, shape):
     tf_plan, torch_plan = cycle_plan(tf_groups, tf_geometry, 0.6, 8, cost), cycle_plan(torch_groups, torch_geometry, 0.6, 8, cost)
     assert tf_plan.estimated_fraction == torch_plan.estimated_fraction
     assert [r.out_after for r in tf_plan.layer_rows(tf_geometry)] == [r.out_after for r in torch_plan.layer_rows(torch_geometry)]
+
+
+def test_tf_builtin_cnn_on_28x28_images_has_no_input_copy_and_the_shape_only_networks_cycles(tmp_path):
+    """tf's ds-cnn takes (28, 28, 1) images, so Vela compiles no copy of the graph's input (a Keras Reshape of
+    it cost 944 NPU cycles on U55-128, the whole tf/torch gap at 28×28), and its NPU cycles equal those of the
+    framework-free network of its shapes (backend/npu_granule.network_cycles), as torch's dense ds-cnn does
+    (39,744 on U55-128 in bench/results/channel.md)."""
+    import numpy as np
+
+    from condition.backend.npu_granule import network_cycles
+    from condition.backend.vela import compile_tflite
+    from condition.frontends.tf.export import to_int8_tflite
+    from condition.frontends.tf.models import load_model
+
+    model = load_model(parse_model_spec("ds-cnn"), (28, 28), 10, 0)
+    assert tuple(model.input_shape[1:]) == (28, 28, 1)
+    calibration = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    tflite = to_int8_tflite(model, calibration, tmp_path / "ds-cnn.tflite")
+    target = Target.default_for("ethos-u55-128")
+    estimate = compile_tflite(tflite, target, tmp_path / "vela").estimate
+    assert "MemoryCopy" not in [r.operator for r in estimate.per_layer]
+    _, geometry = tf_view("ds-cnn", (28, 28))
+    assert estimate.npu_cycles == network_cycles(geometry, target)

@@ -14,7 +14,7 @@ from condition.frontend import Compiled, FloatModel, StepContext
 from condition.frontends.tf import REGISTRY
 from condition.frontends.tf import channel_prune, cluster, post_training_quant, prune, qat  # noqa: F401  (they register)
 from condition.initial_weights import INIT_SCHEME
-from condition.models import parse_model_spec
+from condition.models import CONVNET_GRAPH_VERSION, CONVNETS, parse_model_spec
 from condition.run import Progress, RunConfig
 from condition.techniques import ClusterConfig, PostTrainingQuantConfig, QatConfig
 
@@ -58,7 +58,8 @@ class TensorFlowFrontend:
         data = train.TrainData(train.shaped(ds.normalised("train"), shape), ds.y_train,
                                train.shaped(ds.normalised("test"), shape), ds.y_test, seed=config.seed, progress=progress)
         identity = {
-            "model": train.model_file_identity(spec.value) if spec.kind == "file" else f"{spec.value}@{INIT_SCHEME}",
+            "model": train.model_file_identity(spec.value) if spec.kind == "file" else f"{spec.value}@{INIT_SCHEME}"
+            + (f"/graph{CONVNET_GRAPH_VERSION}" if spec.value in CONVNETS else ""),
             "dataset": dataset_identity(config.dataset, config.test_split, config.image_size),
             "epochs": config.epochs, "seed": config.seed, "train_limit": config.train_limit,
         }

@@ -27,7 +27,7 @@ from condition.backend.target import Target
 from condition.backend.tflite_file import OpSpec, TensorSpec, write_tflite
 from condition.channel_plan import LayerGeometry
 
-CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, RESHAPE = 3, 4, 9, 22  # tflite BuiltinOperator
+ADD, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, RESHAPE = 0, 3, 4, 9, 22  # tflite BuiltinOperator
 INT32 = 2  # tflite TensorType
 # The granule sweep: a 1×1 conv over a 16×16 map of 64 channels (a mid-network pointwise conv), output
 # channels 1…SWEEP_CHANNELS; candidate granules are powers of two up to MAX_GRANULE.
@@ -111,12 +111,14 @@ def layer_tflite(path: Path, g: LayerGeometry) -> Path:
 def network_tflite(path: Path, geometry: Sequence[LayerGeometry]) -> Path:
     """The weighted layers of a network as one int8 .tflite, in order: a layer reads the previous layer's output
     when the shapes agree (a chain of convs), else an input of its own (after pooling, or a skipped branch).
-    A Dense reading a feature map's channels gets the global average pooling in front of it. What the one-op
-    table misses and Vela sees here: the weight fetch overlapping the previous layer's compute, feature maps
-    staying in SRAM between layers, the pooling."""
+    A Dense reading a feature map's channels gets the global average pooling in front of it, a layer marked
+    `residual` an ADD of its output and the earlier layer's after it. What the one-op table misses and Vela
+    sees here: the weight fetch overlapping the previous layer's compute, feature maps staying in SRAM between
+    layers, the pooling, the residual Adds."""
     rng = np.random.default_rng(0)
     tensors: list[TensorSpec] = []
     ops: list[OpSpec] = []
+    outputs: list[int] = []  # each layer's output tensor (its Add's, when it has one)
     previous: int | None = None
     for i, g in enumerate(geometry):
         if previous is not None and g.kind == "fc" and len(tensors[previous].shape) == 4 and \
@@ -127,6 +129,11 @@ def network_tflite(path: Path, geometry: Sequence[LayerGeometry]) -> Path:
             previous = len(tensors) - 1
         op, previous = _layer_op(g, tensors, previous, rng, f"l{i}_")
         ops.append(op)
+        if g.residual and tensors[outputs[i - g.residual]].shape == tensors[previous].shape:
+            tensors.append(TensorSpec(f"l{i}_sum", tensors[previous].shape, scales=(0.05,), zero_points=(0,)))
+            ops.append(OpSpec(ADD, (outputs[i - g.residual], previous), (len(tensors) - 1,)))
+            previous = len(tensors) - 1
+        outputs.append(previous)
     return write_tflite(path, tensors, ops)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from condition.backend.budget import Limits
 from condition.backend.metrics import config_hash, installed_version
 from condition.backend.target import Target
+from condition.channel_plan import PLAN_VERSION
 from condition.errors import ConfigError
 from condition.fine_tuning import FINE_TUNE_VERSION
 from condition.initial_weights import INIT_SCHEME
@@ -111,6 +112,7 @@ class RunConfig:
             "fine_tune": {"recipe": FINE_TUNE_VERSION, "distill": self.distill},
             "lowering": LOWERING_VERSION,
             **({"prune_policy": PRUNE_POLICY_VERSION} if "prune" in self.techniques else {}),  # which weights prune zeroes
+            **({"channel_plan": PLAN_VERSION} if "channel-prune" in self.techniques else {}),  # which widths it plans
             # data options only when set, so the hashes of runs without them stay as they were
             **{k: v for k, v in (("test_split", self.test_split), ("image_size", self.image_size)) if v is not None},
         }

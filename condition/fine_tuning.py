@@ -28,7 +28,7 @@ batch, so distillation costs no teacher forward pass per step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,12 @@ class FineTune:
     distill_weight: float = DISTILL_WEIGHT
     teacher_logits: np.ndarray | None = field(default=None, compare=False, repr=False)
 
+    def for_step(self, step: Any) -> "FineTune":
+        """The recipe a technique fine-tunes with: the run's, at the technique's own peak rate when it has one
+        (channel-prune: `ChannelPruneConfig.learning_rate`)."""
+        rate = getattr(step, "learning_rate", None)
+        return self if rate is None else replace(self, peak_learning_rate=float(rate))
+
     def learning_rate(self, step: int, total_steps: int) -> float:
         """The rate of optimizer step `step` (0-based) of `total_steps`."""
         return learning_rate(step, total_steps, self.peak_learning_rate, self.final_fraction)
@@ -60,8 +66,9 @@ class FineTune:
     def distilling(self) -> bool:
         return self.distill and self.teacher_logits is not None
 
-    def describe(self, teacher: str, epochs: dict[str, int]) -> dict[str, Any]:
-        """What the record says about the fine-tuning (`MetricsRecord.fine_tuning`)."""
+    def describe(self, teacher: str, epochs: dict[str, int], rates: dict[str, float] | None = None) -> dict[str, Any]:
+        """What the record says about the fine-tuning (`MetricsRecord.fine_tuning`); `rates`: the steps that
+        fine-tune at a peak rate of their own."""
         return {
             "schedule": (f"Adam at {self.peak_learning_rate:g}, constant" if self.final_fraction == 1.0 else
                          f"Adam, cosine decay from {self.peak_learning_rate:g} to {self.peak_learning_rate * self.final_fraction:g} "
@@ -75,6 +82,7 @@ class FineTune:
             "temperature": self.temperature if self.distilling else None,
             "distill_weight": self.distill_weight if self.distilling else None,
             "epochs": epochs,
+            **({"step_learning_rates": dict(rates)} if rates else {}),
         }
 
 

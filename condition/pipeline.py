@@ -51,14 +51,17 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             if config.distill:
                 with rec.step("teacher logits"):  # once per run: every fine-tuning step indexes them by batch
                     fine_tune = replace(fine_tune, teacher_logits=frontend.train_logits(start.model, start.data))
-            fine_tuning = fine_tune.describe(f"the dense float model ({config.model}, {config.epochs} float epoch(s))", epochs)
+            rates = {step.name: r for step in chain if step.name in epochs
+                     and (r := fine_tune.for_step(step).peak_learning_rate) != fine_tune.peak_learning_rate}
+            fine_tuning = fine_tune.describe(f"the dense float model ({config.model}, {config.epochs} float epoch(s))", epochs, rates)
             rec.note(f"fine-tuning: {fine_tuning['schedule']}; loss {fine_tuning['loss']}"
                      + (f"; teacher {fine_tuning['teacher']}" if fine_tuning["teacher"] else "")
-                     + "; epochs " + ", ".join(f"{k} {v}" for k, v in epochs.items()))
+                     + "; epochs " + ", ".join(f"{k} {v}" for k, v in epochs.items())
+                     + "".join(f"; {k} at {v:g}" for k, v in rates.items()))
         fields: dict[str, Any] = {}  # record fields a technique fills (ctx.record), e.g. channel-prune's plan
         for i, step in enumerate(chain):
             ctx = StepContext(start.data, config.target, config.seed, done, lambda f, name=step.name: progress(name, f),
-                              config.model, note=rec.note, fine_tune=fine_tune, record=fields.__setitem__)
+                              config.model, note=rec.note, fine_tune=fine_tune.for_step(step), record=fields.__setitem__)
             with rec.step(step.name):
                 model = frontend.registry.apply(model, step, ctx)
             done = (*done, step)

@@ -291,6 +291,10 @@ class QatConfig:
 DEFAULT_CYCLE_TARGET = 0.6
 DEFAULT_CHANNEL_SPARSITY = 0.5
 DEFAULT_CHANNEL_FINE_TUNE_EPOCHS = 3
+# channel-prune re-trains a smaller network (prune holds zeros in the same one): at twice the float rate, constant,
+# ds-cnn at 0.5× dense NPU cycles went from −1.1…−2.9 to −0.6…+1.9 points (both frontends, U55-128 and U85-128,
+# 28×28×1 and 32×32×3); a cosine decay from 1e-3 lost −4.1…−6.1 (/work/exp22, see bench/results/channel.md).
+DEFAULT_CHANNEL_LEARNING_RATE = 2e-3
 
 
 @dataclass(frozen=True)
@@ -304,13 +308,17 @@ class ChannelPruneConfig:
     abbreviation: ClassVar[str] = "CP"
     chain_rank: ClassVar[int] = -1
     quantizes: ClassVar[bool] = False
-    cli_options: ClassVar[dict[str, str]] = {o: o for o in ("channel_sparsity", "cycle_target", "fine_tune_epochs")}
+    cli_options: ClassVar[dict[str, str]] = {**{o: o for o in ("channel_sparsity", "cycle_target", "fine_tune_epochs")},
+                                             "channel_learning_rate": "learning_rate"}
 
     channel_sparsity: float | None = None  # share of each prunable layer's output channels removed
     cycle_target: float | None = None  # or: reach this fraction of the dense model's NPU cycles
     fine_tune_epochs: int = DEFAULT_CHANNEL_FINE_TUNE_EPOCHS
+    learning_rate: float = DEFAULT_CHANNEL_LEARNING_RATE  # the fine-tuning's Adam rate (constant)
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.learning_rate <= 1.0:
+            raise ConfigError("learning_rate", self.learning_rate, "must be in (0, 1]", "e.g. 0.002")
         if self.channel_sparsity is not None and self.cycle_target is not None:
             raise ConfigError("--cycle-target", self.cycle_target, "cannot be combined with --channel-sparsity",
                               "give one: a share of channels, or a fraction of the dense NPU cycles")

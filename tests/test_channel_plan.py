@@ -159,6 +159,6 @@ def test_a_cycle_target_is_checked_on_the_whole_network(npu):
     dense = network_cycles(layers, target)
     planned = network_cycles([g.resized(plan.kept) for g in layers], target)
     assert (plan.dense_npu_cycles, plan.planned_npu_cycles) == (dense, planned)
-    assert 0.45 <= plan.reached_fraction <= 0.55  # the path point whose network comes nearest the target
+    assert 0.45 <= plan.reached_fraction <= 0.5  # the first path point at or under the target: a budget
     assert plan.compiled_points[0] == (0, 1.0) and len(plan.compiled_points) >= 3  # the dense network, then the search
     assert "0.5× dense NPU cycles" in plan.note(layers) and plan.as_dict(layers)["reached_fraction"] == plan.reached_fraction

@@ -110,6 +110,19 @@ def test_torch_loop_sets_the_scheduled_rate(monkeypatch) -> None:
     assert seen == pytest.approx([ft.learning_rate(k, total) for k in range(total)])
 
 
+def test_channel_prune_fine_tunes_at_its_own_rate_and_the_record_says_so() -> None:
+    """channel-prune re-trains a smaller network at its own rate (2e-3 by default, or its recipe's); the other
+    techniques keep the run's; the record's fine_tuning names the steps that differ."""
+    from condition.techniques import ChannelPruneConfig, PruneConfig
+
+    run = FineTune(distill=False)
+    assert run.for_step(ChannelPruneConfig()).peak_learning_rate == 2e-3
+    assert run.for_step(ChannelPruneConfig(learning_rate=5e-3)).learning_rate(10, 20) == 5e-3  # constant
+    assert run.for_step(PruneConfig(0.9)) is run and run.peak_learning_rate == 1e-3
+    described = run.describe("the dense float model", {"channel-prune": 3, "prune": 3}, {"channel-prune": 2e-3})
+    assert described["step_learning_rates"] == {"channel-prune": 2e-3} and "step_learning_rates" not in run.describe("t", {})
+
+
 def test_prune_chooses_its_fine_tuning_epochs_from_the_sparsity_and_the_steps() -> None:
     from condition.fine_tuning import fine_tune_epochs
     from condition.techniques import ClusterConfig, PruneConfig

@@ -51,13 +51,16 @@ cells = {}
 for r in sorted(records, key=lambda r: r["created"]):  # newest wins
     t = r["target"]["accelerator"]
     cells.setdefault((r["model"], r["dataset"], t), {}).setdefault(label(r), {})[r["frontend"]] = r
+shown = [r for rows in cells.values() for name, sides in rows.items() if name != "dense" for r in sides.values()]
+rates = " / ".join(f"{x:g}" for x in sorted({r["options"]["channel-prune"].get("learning_rate", 1e-3) for r in shown}))
 print("# Channel pruning on the NPU (issue 22)\n")
 train = f"{recipe['train_limit']:,}" if recipe.get("train_limit") else "all 60,000"
 print(f"Produced by `bench/channel.sh` (recipe `{sys.argv[2]}`): {train} training images, {recipe.get('epochs', 1)} float "
       f"epoch(s), int8 accuracy measured on {recipe.get('eval_limit', 10000):,} test images (TFLite interpreter / TOSA int8 "
       "arithmetic), seed 0, fine-tuning " + ("with distillation from the dense float model" if recipe.get("distill") else
       "without distillation") + ". NPU cycles are Vela 5.2.0 estimates; `× dense` divides by the same frontend's dense "
-      "int8 model on the same Target. channel-prune fine-tunes for 3 epochs (its default). Bounds: within 1 point of "
+      f"int8 model on the same Target. channel-prune fine-tunes for 3 epochs (its default) at Adam {rates}, constant. "
+      "Bounds: within 1 point of "
       "dense int8; ds-cnn ≤ 0.5×, mobilenet-v2 ≤ 0.6× dense NPU cycles; a cycle target reached within 10 %; tf and "
       "torch NPU cycles within 5 % and per-layer channels equal.\n")
 print(f"Commit: `{commit}`\n")

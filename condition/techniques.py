@@ -284,16 +284,16 @@ class QatConfig:
 
 
 # channel-prune's defaults. Neither --channel-sparsity nor --cycle-target given: a cycle target of 0.6, measured on
-# ds-cnn and mobilenet-v2 (bench/results/channel.md, 3 fine-tuning epochs): 0.59–0.62× dense NPU cycles on U55-128
-# and U85-128 with accuracy from −2.4 to +1.9 points (12 of 16 cells within 1 point), where a share of 0.5 gave
-# 0.57–0.72× (U85 keeps 32 of 64 channels at nearly the cost of 48) with −1.3 to +1.7. DEFAULT_CHANNEL_SPARSITY is
-# the share `advise` estimates channel pruning at.
+# ds-cnn and mobilenet-v2 (bench/results/channel.md, 3 fine-tuning epochs at 2e-3): 0.58–0.60× dense NPU cycles on
+# U55-128 and U85-128 with accuracy from −0.8 to +3.3 points (16 of 16 cells within 1 point); 0.5 gave 0.47–0.51× with
+# −1.9 to +2.3 (12 of 16), a share of 0.5 0.57–0.72× (U85 keeps 32 of 64 channels at nearly the cost of 48).
+# DEFAULT_CHANNEL_SPARSITY is the share `advise` estimates channel pruning at.
 DEFAULT_CYCLE_TARGET = 0.6
 DEFAULT_CHANNEL_SPARSITY = 0.5
 DEFAULT_CHANNEL_FINE_TUNE_EPOCHS = 3
 # channel-prune re-trains a smaller network (prune holds zeros in the same one): at twice the float rate, constant,
 # ds-cnn at 0.5× dense NPU cycles went from −1.1…−2.9 to −0.6…+1.9 points (both frontends, U55-128 and U85-128,
-# 28×28×1 and 32×32×3); a cosine decay from 1e-3 lost −4.1…−6.1 (/work/exp22, see bench/results/channel.md).
+# 28×28×1 and 32×32×3); a cosine decay from 1e-3 lost 4.1…6.1 (the README's channel pruning section).
 DEFAULT_CHANNEL_LEARNING_RATE = 2e-3
 
 

@@ -264,6 +264,8 @@ def cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry]
 
 
 Measure = Callable[[dict[str, int]], int]  # Vela's NPU cycles of the whole network at these group widths
+REFINE_UNDER = 0.05  # a path point this far under the target tries the other single cuts from the point before it
+REFINE_COMPILES = 12  # at most this many more network compiles for that
 
 
 def measured_cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry], fraction: float, granule: int,
@@ -300,10 +302,6 @@ def measured_cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[Layer
     plan = _plan_at(groups, left_out, path, k, granule, fraction)
     return replace(plan, dense_npu_cycles=dense, planned_npu_cycles=network(k),
                    compiled_points=[(i, round(measured[i] / dense, 4)) for i in sorted(measured)])
-
-
-REFINE_UNDER = 0.05  # a path point this far under the target tries the other single cuts from the point before it
-REFINE_COMPILES = 12  # at most this many more network compiles for that
 
 
 def _largest_single_cut_under(before: PathPoint, greedy: PathPoint, chosen: Sequence[ChannelGroup], granule: int,

@@ -11,8 +11,9 @@ import click
 from condition.backend.budget import Limits, parse_size
 from condition.backend.target import MEMORY_MODES, Accelerator, Target
 from condition.models import BUILTIN_MODELS
-from condition.techniques import (DEFAULT_CHANNEL_LEARNING_RATE, IMAGE_CHANNELS, MIN_KEPT_PER_CHANNEL, MIN_PRUNE_FAN_IN, MIN_PRUNE_PARAMS, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope,
-                                  Structure, chain_order, chain_slug, check_chain, config_type)
+from condition.techniques import (DEFAULT_CHANNEL_LEARNING_RATE, IMAGE_CHANNELS, MIN_KEPT_PER_CHANNEL, MIN_PRUNE_FAN_IN,
+                                  MIN_PRUNE_PARAMS, TECHNIQUE_NAMES, CentroidInit, Schedule, Scope, Structure, chain_order,
+                                  chain_slug, check_chain, config_type)
 
 TECHNIQUE_CHOICE = click.Choice(TECHNIQUE_NAMES)
 

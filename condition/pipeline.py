@@ -57,7 +57,7 @@ def run(config: RunConfig, progress: Progress = no_progress) -> MetricsRecord:
             rec.note(f"fine-tuning: {fine_tuning['schedule']}; loss {fine_tuning['loss']}"
                      + (f"; teacher {fine_tuning['teacher']}" if fine_tuning["teacher"] else "")
                      + "; epochs " + ", ".join(f"{k} {v}" for k, v in epochs.items())
-                     + "".join(f"; {k} at {v:g}" for k, v in rates.items()))
+                     + "".join(f"; {k}'s rate {v:g}" for k, v in rates.items()))
         fields: dict[str, Any] = {}  # record fields a technique fills (ctx.record), e.g. channel-prune's plan
         for i, step in enumerate(chain):
             ctx = StepContext(start.data, config.target, config.seed, done, lambda f, name=step.name: progress(name, f),

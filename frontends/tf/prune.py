@@ -73,9 +73,8 @@ def _pattern(kernel: np.ndarray, config: PruneConfig) -> np.ndarray | None:
 
 def shares(model: Any, config: PruneConfig, names: list[str]) -> dict[str, float]:
     """Sparsity per chosen layer: for scope `layer` the request, capped per layer (PruneConfig.layer_sparsity);
-    for `global`, each layer's share
-    of one magnitude ranking over all chosen layers (2:4 zeros ranked first), at most all but
-    one weight (tfmot keeps one)."""
+    for `global`, each layer's share of one magnitude ranking over all chosen layers (2:4 zeros ranked first),
+    at most all but one weight (tfmot keeps one)."""
     if config.scope is Scope.LAYER:
         infos = layer_infos(model)
         return {n: config.layer_sparsity(infos[n]) for n in names}

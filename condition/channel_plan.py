@@ -22,7 +22,7 @@ stay.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -203,9 +203,18 @@ LayerCost = Callable[[LayerGeometry], int]  # Vela's cycles of one layer at this
 PathPoint = tuple[dict[str, int], int, str]  # (group widths, the layer table's cycles, the step that led here)
 
 
-def floors(chosen: Sequence[ChannelGroup], granule: int) -> dict[str, int]:
-    """The fewest channels cycle mode leaves a group: MIN_KEEP of them, rounded up to the granule (at least one)."""
-    return {g.name: min(g.channels, max(granule, -(-int(np.ceil(g.channels * MIN_KEEP)) // granule) * granule)) for g in chosen}
+def floors(channels: dict[str, int], granule: int) -> dict[str, int]:
+    """The fewest channels cycle mode leaves each group (`channels`: its dense width): MIN_KEEP of them, rounded up
+    to the granule (at least one)."""
+    return {name: min(c, max(granule, -(-int(np.ceil(c * MIN_KEEP)) // granule) * granule)) for name, c in channels.items()}
+
+
+def single_cuts(widths: dict[str, int], floor: dict[str, int], granule: int) -> Iterator[tuple[str, int, dict[str, int]]]:
+    """Every plan one cut away from `widths`: (group, its new width, the widths after), groups in order, widest cut
+    last, never below the group's floor."""
+    for name, width in widths.items():
+        for w in range(width - granule, floor[name] - 1, -granule):
+            yield name, w, {**widths, name: w}
 
 
 def table_cycles(geometry: Sequence[LayerGeometry], cost: LayerCost, plan: dict[str, int]) -> int:
@@ -223,7 +232,7 @@ def greedy_path(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry
     wherever it runs. ({group: why it stays}, the path from the dense widths on)."""
     chosen, left_out = prunable(groups, granule)
     kept = {g.name: g.channels for g in chosen}
-    floor = floors(chosen, granule)
+    floor = floors(kept, granule)
 
     def cycles(plan: dict[str, int]) -> int:
         return table_cycles(geometry, cost, plan)
@@ -232,12 +241,11 @@ def greedy_path(groups: Sequence[ChannelGroup], geometry: Sequence[LayerGeometry
     path: list[PathPoint] = [(dict(kept), now, "")]
     while True:
         best, best_value, best_cycles, best_width = None, 0.0, now, 0
-        for g in chosen:
-            for width in range(kept[g.name] - granule, floor[g.name] - 1, -granule):
-                after = cycles({**kept, g.name: width})
-                value = (now - after) / float(np.log(kept[g.name] / width))
-                if value > best_value:
-                    best, best_value, best_cycles, best_width = g.name, value, after, width
+        for name, width, plan in single_cuts(kept, floor, granule):
+            after = cycles(plan)
+            value = (now - after) / float(np.log(kept[name] / width))
+            if value > best_value:
+                best, best_value, best_cycles, best_width = name, value, after, width
         if best is None:
             return left_out, path  # no cut left that saves cycles
         step = f"{best} {kept[best]}→{best_width} ({now:,}→{best_cycles:,} cycles)"
@@ -294,7 +302,7 @@ def measured_cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[Layer
             lo, hi = (lo, mid) if network(mid) <= goal else (mid + 1, hi)
         k = lo
         if k > 0 and network(k) < (1.0 - REFINE_UNDER) * goal:
-            better = _largest_single_cut_under(path[k - 1], path[k], prunable(groups, granule)[0], granule, geometry,
+            better = _largest_single_cut_under(path[k - 1], path[k], floors(path[0][0], granule), granule, geometry,
                                                cost, measure, goal)
             if better is not None and better[1] > network(k):
                 point, cycles = better
@@ -304,7 +312,7 @@ def measured_cycle_plan(groups: Sequence[ChannelGroup], geometry: Sequence[Layer
                    compiled_points=[(i, round(measured[i] / dense, 4)) for i in sorted(measured)])
 
 
-def _largest_single_cut_under(before: PathPoint, greedy: PathPoint, chosen: Sequence[ChannelGroup], granule: int,
+def _largest_single_cut_under(before: PathPoint, greedy: PathPoint, floor: dict[str, int], granule: int,
                               geometry: Sequence[LayerGeometry], cost: LayerCost, measure: Measure,
                               goal: float) -> tuple[PathPoint, int] | None:
     """The greedy path's last step can jump far under the target (ds-cnn on U85-128: 0.524× → 0.428× for 0.5, one
@@ -313,12 +321,10 @@ def _largest_single_cut_under(before: PathPoint, greedy: PathPoint, chosen: Sequ
     (the largest network within the budget). (that point, its network's cycles), or None."""
     widths, before_table, _ = before
     options = []
-    for g in chosen:
-        for w in range(widths[g.name] - granule, floors([g], granule)[g.name] - 1, -granule):
-            plan = {**widths, g.name: w}
-            t = table_cycles(geometry, cost, plan)
-            if t > greedy[1]:
-                options.append((-t, g.name, -w, plan))
+    for name, w, plan in single_cuts(widths, floor, granule):
+        t = table_cycles(geometry, cost, plan)
+        if t > greedy[1]:
+            options.append((-t, name, -w, plan))
     for neg_t, name, neg_w, plan in sorted(options)[:REFINE_COMPILES]:
         cycles = measure(plan)
         if cycles <= goal:

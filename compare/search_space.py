@@ -23,9 +23,10 @@ The space depends on the Target's NPU (`space_for`):
 
 Seed points, evaluated first on each frontend (`SEED_POINTS`): the space's structure at sparsity
 0.95 with 8 clusters and 0.97 with 8 (the first is the hand-picked best found by hand on the seed
-MLP), each with 3 fine-tuning epochs, then channel-prune (a quarter of the channels kept and 16 clusters on
-U85, half and 8 clusters on U55/U65) with sparsity 0.9, 2 fine-tuning epochs each (the same total epochs: one
-baseline serves all three); 1 QAT epoch.
+MLP), each with 3 fine-tuning epochs and 1 QAT epoch, then a channel seed with 2 fine-tuning epochs per step
+(`CHANNEL_SEED`: on U85 a quarter of the channels, 2:4 0.85, 4 clusters, post-training-quant; on U55/U65
+half the channels, 0.9, 8 clusters, 1 QAT epoch). The seed baseline is the longest seed's (8 epochs); a
+shorter one loads its float model from the float cache.
 
     params = {"structure": "2:4", "sparsity": 0.95, "schedule": "constant", "fine_tune_epochs": 3,
               "clusters": 8, "quantize": "qat", "qat_epochs": 1}
@@ -61,18 +62,22 @@ SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
 }
 # Evaluated first, in this order, so every search starts from known good points (the best found by hand on
 # the seed MLP, the same chain with more zeros, and a quarter of the channels); TPE proposes from then on.
-# The channel seed (share, clusters): on U85 a quarter of the channels, where 2:4 already halves the MAC work and the
-# width must go for the cycles to (0.038× dense on the seed MLP, bench/results/channel_mlp.md), with 16 clusters (8 missed
-# the same-epochs baseline by 0.2 / 0.4 points on tf / torch; 16 is 11.2 KiB); on U55/U65 half the channels, whose
-# weight-bound MLP gains from fewer bytes and loses less accuracy at half width (bench/results/search_channel.md).
-CHANNEL_SEED = {"2:4": (0.75, 16), "unstructured": (0.5, 8)}
+# The channel seed: on U85 a quarter of the channels, where 2:4 already halves the MAC work and the width must go for
+# the cycles to (0.038× dense on the seed MLP), at 2:4 0.85 with 4 clusters and post-training-quant: more weights at 2
+# bits beat fewer at 4 in the same 12 KiB (all of Fashion-MNIST, vs the 7-epoch dense int8, tf / torch: −0.32 / −0.34
+# points at 11.1 / 10.3 KiB, seed 1 −0.13 / −0.44; with 1 QAT epoch −0.40 / −0.94 against 8 epochs; 2:4 0.9 with 16
+# clusters and QAT missed, −1.17 / −1.34). On U55/U65 half the channels, whose weight-bound MLP gains from fewer bytes
+# and loses less accuracy at half width (bench/results/search_channel.md).
+CHANNEL_SEED: dict[str, dict[str, Any]] = {
+    "2:4": dict(channel_sparsity=0.75, sparsity=0.85, clusters=4, quantize="post-training-quant"),
+    "unstructured": dict(channel_sparsity=0.5, sparsity=0.9, clusters=8, quantize="qat", qat_epochs=1),
+}
 
 
 def _seed_points(structure: str) -> list[dict[str, Any]]:
-    share, channel_clusters = CHANNEL_SEED[structure]
-    return [dict(channel_sparsity=channels, structure=structure, sparsity=sparsity, schedule="constant", fine_tune_epochs=epochs,
-                 clusters=clusters, quantize="qat", qat_epochs=1)
-            for channels, sparsity, clusters, epochs in ((0.0, 0.95, 8, 3), (0.0, 0.97, 8, 3), (share, 0.9, channel_clusters, 2))]
+    common = dict(structure=structure, schedule="constant")
+    return [dict(common, channel_sparsity=0.0, sparsity=sparsity, clusters=8, fine_tune_epochs=3, quantize="qat", qat_epochs=1)
+            for sparsity in (0.95, 0.97)] + [dict(common, fine_tune_epochs=2, **CHANNEL_SEED[structure])]
 
 
 SEED_POINTS: dict[str, list[dict[str, Any]]] = {structure: _seed_points(structure) for structure in SPACES}

@@ -8,7 +8,9 @@ from click.testing import CliRunner
 from condition.backend.target import Target
 from condition.cli import cli
 from condition.compare.search import STARTUP_TRIALS
-from condition.compare.search_space import SEED_POINTS, SPACES, define_space, in_space, normalise, space_for, total_epochs
+from condition.compare.search_space import (SEED_POINTS, SPACES, define_space, in_space, normalise, seed_baseline_config,
+                                            space_for, total_epochs)
+from condition.run import RunConfig
 
 
 def test_u85_searches_2_4_and_the_others_unstructured():
@@ -24,7 +26,9 @@ def test_seed_points_lie_in_their_space_and_fill_the_start_up_phase(space):
     assert len(points) == STARTUP_TRIALS == len({str(p) for p in points})
     assert all(in_space(p, space) for p in points)
     assert {p["structure"] for p in points} == {space}
-    assert {total_epochs(p, 1) for p in points} == {8}  # one same-epochs baseline for all of them
+    # the seed baseline is the longest seed's: every other seed's baseline loads its float model from the float cache
+    base = RunConfig(frontend="tf", chain=())
+    assert seed_baseline_config(space, base).epochs == max(total_epochs(p, 1) for p in points) == 8
     assert not in_space(normalise(dict(points[0], structure="2:4" if space == "unstructured" else "unstructured")), space)
 
 
@@ -49,12 +53,13 @@ def test_help_states_the_space_and_the_seed_points():
     assert f"fine-tuning epochs {low}-{high}" in text
     clusters = [c for c in SPACES["2:4"]["clusters"][1] if c]
     assert "clusters none, " + ", ".join(map(str, clusters[:-1])) + f" or {clusters[-1]}" in text
-    seeds = SEED_POINTS["2:4"]
+    seeds, other = SEED_POINTS["2:4"], SEED_POINTS["unstructured"][2]
     assert (f"sparsity {seeds[0]['sparsity']} with {seeds[0]['clusters']} clusters, {seeds[1]['sparsity']} with "
-            f"{seeds[1]['clusters']} ({seeds[0]['fine_tune_epochs']} fine-tuning epochs), {seeds[2]['sparsity']} with "
-            f"{seeds[2]['clusters']} after channel-prune {seeds[2]['channel_sparsity']} on U85 "
-            f"({SEED_POINTS['unstructured'][2]['clusters']} after {SEED_POINTS['unstructured'][2]['channel_sparsity']} on "
-            f"U55/U65; {seeds[2]['fine_tune_epochs']} fine-tuning epochs each)") in text
+            f"{seeds[1]['clusters']} ({seeds[0]['fine_tune_epochs']} fine-tuning epochs, {seeds[0]['qat_epochs']} QAT "
+            f"epoch), then channel-prune {seeds[2]['channel_sparsity']} → {seeds[2]['sparsity']} with "
+            f"{seeds[2]['clusters']} clusters → {seeds[2]['quantize']} on U85 ({other['channel_sparsity']} → "
+            f"{other['sparsity']} with {other['clusters']} clusters → {other['qat_epochs']} QAT epoch on U55/U65; "
+            f"{seeds[2]['fine_tune_epochs']} fine-tuning epochs each)") in text
     shares = [c for c in SPACES["2:4"]["channel_sparsity"][1] if c]
     assert "channel-prune first: none, or " + ", ".join(f"{c:g}" for c in shares[:-1]) + f" or {shares[-1]:g}" in text
     assert f"TPE proposes from the {STARTUP_TRIALS + 1}th trial on" in text

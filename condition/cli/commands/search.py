@@ -78,8 +78,9 @@ def search(**opts: Any) -> None:
                 channels (fewer MACs on every NPU); fine-tuning epochs 1-3;
                 clusters none, 4, 8, 16 or 32; qat (1-2 epochs) or post-training-quant
     First, on each frontend, three seed points: sparsity 0.95 with 8 clusters, 0.97 with
-    8 (3 fine-tuning epochs), 0.9 with 16 after channel-prune 0.75 on U85 (8 after 0.5
-    on U55/U65; 2 fine-tuning epochs each), 1 QAT epoch; TPE proposes from the 4th trial on.
+    8 (3 fine-tuning epochs, 1 QAT epoch), then channel-prune 0.75 → 0.85 with 4 clusters →
+    post-training-quant on U85 (0.5 → 0.9 with 8 clusters → 1 QAT epoch on U55/U65; 2
+    fine-tuning epochs each); TPE proposes from the 4th trial on.
 
     \b
     Ray Tune drives Optuna's constrained multi-objective TPE sampler, one study per frontend.

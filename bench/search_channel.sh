@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The seed MLP's search with the channel dimension (issue 22): `condition search --frontend both --max-accuracy-drop 1
 # --trials 3` on all of Fashion-MNIST, U85-128 then U55-128: the three seed points per frontend (the third is the
-# channel seed: a quarter of the channels, prune 0.9, 8 clusters, QAT), judged against each trial's same-epochs dense
-# baseline. Writes bench/results/search_channel.md: the commands, wall time, load and each search's summary as printed.
+# channel seed, compare/search_space.py CHANNEL_SEED: on U85 a quarter of the channels, 2:4 0.85, 4 clusters,
+# post-training-quant; on U55 half, 0.9, 8 clusters, QAT), judged against each trial's same-epochs dense baseline. Writes bench/results/search_channel.md: the commands, wall time, load and each search's summary as printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=bench/results/search_channel.md

@@ -9,6 +9,10 @@ Target.
 
     advice = mean_rewrites(model_tflite, estimate, target, work_dir)
     [a.note() for a in advice]
+
+And a RESHAPE of the graph's input (a Keras Reshape((H, W, 1)) of an (H, W) input), for which Vela copies the
+input first (a subgraph input cannot be aliased): its MemoryCopy's cycles, read from the same compile, are what
+an (H, W, 1) input saves (`input_copies`). `lowering_notes` gives both kinds of note.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from condition.backend.tflite_file import INT8, TensorSpec, TfliteGraph, read_tf
 
 MEAN = 40  # tflite BuiltinOperator.MEAN
 AVERAGE_POOL_2D = 1
+RESHAPE = 22
 INT32 = 2  # tflite TensorType.INT32
 # Vela's AVERAGE_POOL_2D limits for VALID padding (tflite_supported_operators.py)
 MAX_POOL_HEIGHT, MAX_POOL_AREA = 256, 256 * 256
@@ -53,6 +58,51 @@ class MeanRewrite:
                 f"(Vela estimate of the op alone): {self.gain_cycles:,} cycles less, {share:.1%} of the model's NPU cycles. "
                 "Re-export it with AveragePooling2D + Flatten in place of GlobalAveragePooling2D (condition does this for the "
                 "Keras models it converts).")
+
+
+@dataclass(frozen=True)
+class InputCopy:
+    """A graph input that a RESHAPE reads first, and the MemoryCopy of it Vela compiled."""
+
+    tensor: str  # the graph input; Vela names the copy's row `<tensor>_copy`
+    shape: tuple[int, ...]
+    reshaped: tuple[int, ...]
+    cycles: int  # op cycles of the MemoryCopy row(s)
+    model_npu_cycles: int
+
+    def note(self) -> str:
+        share = self.cycles / self.model_npu_cycles if self.model_npu_cycles else 0.0
+        dims = lambda shape: "×".join(map(str, shape[1:]))
+        return (f"lowering: the graph input {self.tensor} ({dims(self.shape)}) is reshaped to {dims(self.reshaped)} first, "
+                f"and Vela copies it for that (MemoryCopy, {self.cycles:,} cycles, {share:.1%} of the model's NPU cycles: "
+                f"a graph input cannot be aliased). Export the model with a {dims(self.reshaped)} input (reshape the images "
+                "before inference) to save them (condition's built-in CNNs take (H, W, 1) images for this reason).")
+
+
+def input_copies(graph: TfliteGraph, estimate: VelaEstimate) -> list[InputCopy]:
+    """Each graph input a RESHAPE reads that Vela copied, with the copy's cycles from `estimate` (the file's own
+    Vela estimate, rows named as Vela wrote them)."""
+    produced = {i for op in graph.operators for i in op.outputs}
+    found = []
+    for op in graph.operators:
+        if op.builtin_code != RESHAPE or not op.inputs or not op.outputs or op.inputs[0] < 0:
+            continue
+        x = graph.tensors[op.inputs[0]]
+        if op.inputs[0] in produced or x.data is not None:
+            continue  # not a graph input
+        rows = [r for r in estimate.per_layer
+                if r.target == "NPU" and r.operator == "MemoryCopy" and r.name == x.name + "_copy"]
+        if rows:
+            found.append(InputCopy(x.name, x.shape, graph.tensors[op.outputs[0]].shape, sum(r.op_cycles for r in rows),
+                                   estimate.npu_cycles))
+    return found
+
+
+def lowering_notes(tflite: str | Path, estimate: VelaEstimate, target: Target, work: str | Path) -> list[str]:
+    """The notes of `condition measure` and `advise` on an existing .tflite: each MEAN that would run faster as an
+    AvgPool, each graph input Vela copies for a RESHAPE."""
+    return ([r.note() for r in mean_rewrites(tflite, estimate, target, work)]
+            + [c.note() for c in input_copies(read_tflite(tflite), estimate)])
 
 
 def mean_pools(graph: TfliteGraph) -> list[tuple[str, int, int, int]]:

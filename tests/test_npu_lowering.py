@@ -109,8 +109,34 @@ def test_pooling_rewrite_in_the_tflite_and_vela_with_the_same_accuracy(tmp_path:
     assert advice.cycles_as_avgpool == next(r.op_cycles for r in after.per_layer if r.operator == "AvgPool")
     assert advice.operators_now == ("DepthwiseConv2D", "Mul") and advice.gain_cycles > 0
     assert mean_rewrites(pool, after, target, tmp_path / "lowering2") == []
+    from condition.backend.lowering_advice import input_copies
+
+    assert input_copies(read_tflite(mean), before) == []  # a (28, 28, 1) input: nothing to copy
     a, b = int8_accuracy(mean, x_test, ds.y_test).value, int8_accuracy(pool, x_test, ds.y_test).value
     assert a > 0.3 and abs(a - b) <= 0.002, (a, b)
+
+
+def test_a_reshaped_graph_input_is_named_with_the_copy_vela_compiles_for_it(tmp_path: Path) -> None:
+    """A Keras Reshape((28, 28, 1)) of a (28, 28) input: Vela copies the input (MemoryCopy) before the reshape can
+    alias it; `condition measure` and `advise` say so, with the copy's cycles from the model's own compile."""
+    from condition.backend.lowering_advice import input_copies, lowering_notes
+    from condition.frontends.tf.export import to_int8_tflite
+
+    keras = _keras()
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([L.InputLayer((28, 28)), L.Reshape((28, 28, 1)), L.Conv2D(8, 3, 2, "same"), L.ReLU(),
+                              L.Flatten(), L.Dense(10)])
+    x = np.random.default_rng(0).random((32, 28, 28), dtype=np.float32)
+    path = to_int8_tflite(model, x, tmp_path / "reshaped.tflite")
+    target = Target.default_for("ethos-u55-128")
+    estimate = compile_tflite(path, target, tmp_path / "vela").estimate
+    copy_rows = [r for r in estimate.per_layer if r.operator == "MemoryCopy"]
+    assert len(copy_rows) == 1 and copy_rows[0].op_cycles > 0
+    (copy,) = input_copies(read_tflite(path), estimate)
+    assert (copy.shape, copy.reshaped, copy.cycles) == ((1, 28, 28), (1, 28, 28, 1), copy_rows[0].op_cycles)
+    (note,) = lowering_notes(path, estimate, target, tmp_path / "lowering")
+    assert note.startswith(f"lowering: the graph input {copy.tensor} (28×28) is reshaped to 28×28×1") and "MemoryCopy" in note
 
 
 @needs_data

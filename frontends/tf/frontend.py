@@ -120,7 +120,7 @@ class TensorFlowFrontend:
         import shutil
 
         from condition.backend.layer_names import keras_layer_name, names_from_rows
-        from condition.backend.lowering_advice import mean_rewrites
+        from condition.backend.lowering_advice import lowering_notes
         from condition.backend.tflite_file import require_int8
         from condition.backend.vela import compile_tflite
         from condition.frontends.tf.accuracy import int8_accuracy
@@ -132,7 +132,7 @@ class TensorFlowFrontend:
         compiled = compile_tflite(local, target, work / "vela")
         from condition.backend.artifact_memory import vela_tflite_memory
 
-        rewrites = [r.note() for r in mean_rewrites(local, compiled.estimate, target, work / "lowering")]
+        rewrites = lowering_notes(local, compiled.estimate, target, work / "lowering")
         estimate, weights = names_from_rows(compiled.estimate, weight_stats(local), lambda t: keras_layer_name(t, t))
         fields: dict[str, Any] = {"weights": weights, "accuracy": [], "vela": estimate, "notes": rewrites,
                                   "artifacts": [("tflite", local), ("vela_tflite", compiled.vela_tflite)],

@@ -154,11 +154,11 @@ def _rewrites(path: Path, target: Target, work: Path) -> list[str]:
     """Notes on the export rewrites a .tflite would gain from, with Vela's estimate of each gain."""
     if path.suffix.lower() != ".tflite":
         return []
-    from condition.backend.lowering_advice import mean_rewrites
+    from condition.backend.lowering_advice import lowering_notes
     from condition.backend.vela import estimate_from_csvs, find_vela_csvs
 
     estimate = estimate_from_csvs(*find_vela_csvs(work / "vela" / target.npu))  # rows named as Vela wrote them
-    return [r.note() for r in mean_rewrites(path, estimate, target, work / "lowering")]
+    return lowering_notes(path, estimate, target, work / "lowering")
 
 
 def format_modes(doc: dict[str, Any], family: str) -> list[str]:

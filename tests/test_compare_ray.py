@@ -111,8 +111,9 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
       (sys.addaudithook, via sitecustomize) logging each file they write, create, rename or remove under
       OUT or the node's cell folder, and it does see the cells' work in their private folders;
     - each frontend's prune cell is byte for byte (.tflite, Vela's .tflite and CSVs, .pte, TOSA) and record
-      for record (but wall times and the float-cache note) the cell of an embedded-Ray compare and the cell
-      run alone in a fresh process with the frameworks' default threads;
+      for record (but wall times and the float-cache note) the cell of an embedded-Ray compare, and torch's the
+      cell run alone in a fresh process with the framework's default threads (torch only, the longer chain of
+      tools: tf's alone run, 12 s on a quiet machine, is left out to keep the suite within its 5 minutes);
     - `search` runs on the same cluster."""
     port = _free_port()
     tag = f"/tmp/crt{os.getpid()}"  # Ray's socket paths must stay short
@@ -203,15 +204,15 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
         assert any(f"cells-{name}/condition-cells/" in line for line in lines), name  # the hook saw the node's cell work
     assert [line for lines in writes.values() for line in lines if f" {out}/" in line or line.endswith(f" {out}")] == []
 
-    # The prune 95 % cells again: on an embedded Ray (a compare of just them), and each alone in a fresh
-    # process with the frameworks' default threads. Same hash, same bytes, same record on all three.
+    # The prune 95 % cells again: on an embedded Ray (a compare of just them), and torch's alone in a fresh
+    # process with the framework's default threads. Same hash, same bytes, same record on each.
     recipe = tmp_path / "prune.toml"
     recipe.write_text(PRUNE_CELLS)
     embedded, alone = tmp_path / "embedded", tmp_path / "alone"
     shell = {k: v for k, v in env.items() if k not in THREAD_VARS}  # as from a shell: default threads
     runs = [subprocess.Popen([*CONDITION, fw, "prune", "--sparsity", "0.95", "--train-limit", "2000", "--eval-limit", "300", "--fine-tune-epochs", "1",
                               "--out", str(alone)], env=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for fw in ("tf", "torch")]
+            for fw in ("torch",)]
     capsys.readouterr()
     assert main(["compare", "--recipe", str(recipe), "--out", str(embedded)]) == 0, capsys.readouterr().err[-3000:]
     assert "embedded Ray" in capsys.readouterr().err
@@ -222,7 +223,7 @@ def test_quick_compare_on_two_ray_nodes_as_users_start_them(tmp_path, capsys):
         cluster = _prune_folder(out, fw, pruned_to=0.95)
         digests = _digests(cluster)
         assert artifact in digests and any(name.endswith((".tosa", "_vela.tflite")) for name in digests)
-        for other in (_prune_folder(embedded, fw), _prune_folder(alone, fw)):
+        for other in (_prune_folder(embedded, fw), *([_prune_folder(alone, fw)] if fw == "torch" else [])):
             assert other.name == cluster.name  # the same configuration hash
             assert _digests(other) == digests, (fw, other)
             assert _comparable(MetricsRecord.read(other)) == _comparable(MetricsRecord.read(cluster)), (fw, other)

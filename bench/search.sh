@@ -26,7 +26,7 @@ LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 import sys
 from pathlib import Path
 from condition.compare.search import read_manifest, best_by_frontend, with_references
-from condition.compare.search_report import base_config, figures_table, trials_table
+from condition.compare.search_report import base_config, baseline_dips, figures_table, trials_table
 from condition.compare.search_space import command_line, describe
 
 CYCLES, WEIGHTS = 0.15, 24 * 1024  # the must-show: ≤ 0.15× dense cycles, ≤ 24 KiB encoded weights
@@ -78,5 +78,7 @@ for f in s["frontends"]:
     print("\n".join(figures_table(b)) + "\n")
     print("```\n" + command_line(b.params, base_config(s, f)) + "\n```\n")
     print("\n".join(trials_table(ts)) + "\n")
+    for dip in baseline_dips(ts, s["epochs"], s["max_accuracy_drop"]):
+        print(f"Note: {dip}.\n")
 PY
 echo "wrote bench/results/search.md" >&2

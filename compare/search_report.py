@@ -16,7 +16,7 @@ from condition.backend.target import Target
 from condition.backend.budget import Limits
 from condition.compare.plots import COLORS, LIGHT, MARKERS, _pyplot, _svg
 from condition.compare.search import MANIFEST_NAME, TrialOutcome, best_by_frontend, read_manifest, with_references
-from condition.compare.search_space import command_line, describe
+from condition.compare.search_space import command_line, describe, total_epochs
 from condition.compare.table import pareto_front
 from condition.errors import ConfigError
 from condition.run import RunConfig
@@ -85,7 +85,32 @@ def summary_lines(trials: list[TrialOutcome], best: dict[str, TrialOutcome], s: 
         lines.append(f"        int8 {b.accuracy:.4f} vs same-epochs baseline {b.baseline_accuracy:.4f} "
                      f"({100 * (b.accuracy - b.baseline_accuracy):+.2f} points)")
         lines.append(f"        {command_line(b.params, base_config(s, f))}")
+    for f, ts in counts.items():
+        lines += [f"{f}: note: {dip}" for dip in baseline_dips(ts, s["epochs"], s["max_accuracy_drop"])]
     return lines
+
+
+def baseline_dips(trials: list[TrialOutcome], float_epochs: int, max_drop: float) -> list[str]:
+    """Same-epochs baselines more than half the accuracy budget under a shorter-trained one: one training's test
+    accuracy moves between epochs, and trials judged against such a dip are judged leniently (they are not re-judged:
+    the rule stays the same total epochs; the note says where it was lenient)."""
+    by_epochs: dict[int, float] = {}
+    for t in trials:
+        if t.baseline_accuracy is not None:
+            by_epochs[total_epochs(t.params, float_epochs)] = t.baseline_accuracy
+    notes = []
+    for epochs in sorted(by_epochs):
+        shorter = [(e, a) for e, a in by_epochs.items() if e < epochs]
+        if not shorter:
+            continue
+        best_epochs, best = max(shorter, key=lambda ea: (ea[1], -ea[0]))
+        dip = 100 * (best - by_epochs[epochs])
+        if dip > max_drop / 2:
+            judged = [t for t in trials if t.feasible and total_epochs(t.params, float_epochs) == epochs]
+            notes.append(f"the {epochs}-epoch baseline ({by_epochs[epochs]:.4f}) is {dip:.2f} points under the "
+                         f"{best_epochs}-epoch one ({best:.4f}); {len(judged)} trial{'' if len(judged) == 1 else 's'} "
+                         f"within the budget {'was' if len(judged) == 1 else 'were'} judged against it, leniently")
+    return notes
 
 
 def _source(t: TrialOutcome) -> str:

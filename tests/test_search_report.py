@@ -10,7 +10,7 @@ import pytest
 from condition.backend.target import Target
 from condition.compare.search import TrialOutcome, best_by_frontend, with_references
 from condition.compare.search_report import figures_table, summary_lines, trials_table
-from condition.compare.search_space import SEED_POINT, normalise
+from condition.compare.search_space import SEED_POINT, normalise, total_epochs
 
 
 def trial(weights: int, cycles: int, accuracy: float = 0.88, **kw) -> TrialOutcome:
@@ -75,3 +75,28 @@ def test_a_trial_over_a_limit_is_infeasible_and_counted(tmp_path):
     assert "must fit SRAM ≤ 16 KiB, inference ≤ 0.1 ms" in text
     assert "tf: 3 trials (3 run, 1 within the budget, 2 did not fit, 0 stopped early, 0 failed)" in text
     assert "| does not fit |" in "\n".join(trials_table([too_big]))
+
+
+def test_a_baseline_under_a_shorter_trained_one_is_noted():
+    """tf's 4-epoch dense model once scored 0.857 between 0.8786 (3 epochs) and 0.8794 (5): trials judged against it
+    passed leniently, and the summary says so."""
+    from condition.compare.search_report import baseline_dips
+
+    short, dipped, fine = (dict(normalise(SEED_POINT), fine_tune_epochs=e, clusters=0, quantize="post-training-quant")
+                           for e in (1, 1, 2))
+    short = dict(short, channel_sparsity=0.0)       # prune → ptq, ft 1: 2 epochs
+    dipped = dict(dipped, channel_sparsity=0.75)    # channel-prune → prune → ptq, ft 1: 3 epochs
+    fine = dict(fine, channel_sparsity=0.75)        # ft 2: 5 epochs
+    assert [total_epochs(p, 1) for p in (short, dipped, fine)] == [2, 3, 5]
+    trials = [dataclasses.replace(trial(9_000, 6_000), params=normalise(short), baseline_accuracy=0.8786),
+              dataclasses.replace(trial(9_000, 6_000, accuracy=0.856), params=normalise(dipped), baseline_accuracy=0.857,
+                                  required_accuracy=0.847),
+              dataclasses.replace(trial(9_000, 6_000), params=normalise(fine), baseline_accuracy=0.8794)]
+    assert baseline_dips(trials, 1, 1.0) == [
+        "the 3-epoch baseline (0.8570) is 2.16 points under the 2-epoch one (0.8786); 1 trial within the budget was "
+        "judged against it, leniently"]
+    assert baseline_dips(trials, 1, 5.0) == []  # a dip within half the budget is the usual noise
+    settings = {"frontends": ["tf"], "model": "mlp", "dataset": "fashion-mnist", "target": Target.default_for(
+        "ethos-u85-128").as_dict(), "max_accuracy_drop": 1.0, "epochs": 1, "seed": 0}
+    lines = summary_lines(trials, best_by_frontend(trials), settings)
+    assert lines[-1].startswith("tf: note: the 3-epoch baseline (0.8570) is 2.16 points under")

@@ -223,7 +223,7 @@ def _n(v: int | None) -> str:
 
 def render_html(md: str, svg: str | None) -> str:
     """A plain page: the figure inline (offline), the tables as preformatted Markdown."""
-    body = [f"<h1>condition search</h1>"]
+    body = ["<h1>condition search</h1>"]
     if svg:
         body.append(f"<figure>{svg}</figure>")
     body.append(f"<pre>{html.escape(md)}</pre>")

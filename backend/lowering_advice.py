@@ -7,7 +7,7 @@ The gain is a Vela estimate, not a guess: the MEAN's rows in the model's own com
 int8 AVERAGE_POOL_2D .tflite of the same shape built here (no framework needed) and compiled for the same
 Target.
 
-    advice = mean_rewrites(model_tflite, estimate, target, work_dir)
+    advice = mean_rewrites(read_tflite(model_tflite), estimate, target, work_dir)
     [a.note() for a in advice]
 
 And a RESHAPE of the graph's input (a Keras Reshape((H, W, 1)) of an (H, W) input), for which Vela copies the
@@ -101,8 +101,8 @@ def input_copies(graph: TfliteGraph, estimate: VelaEstimate) -> list[InputCopy]:
 def lowering_notes(tflite: str | Path, estimate: VelaEstimate, target: Target, work: str | Path) -> list[str]:
     """The notes of `condition measure` and `advise` on an existing .tflite: each MEAN that would run faster as an
     AvgPool, each graph input Vela copies for a RESHAPE."""
-    return ([r.note() for r in mean_rewrites(tflite, estimate, target, work)]
-            + [c.note() for c in input_copies(read_tflite(tflite), estimate)])
+    graph = read_tflite(tflite)
+    return [r.note() for r in mean_rewrites(graph, estimate, target, work)] + [c.note() for c in input_copies(graph, estimate)]
 
 
 def mean_pools(graph: TfliteGraph) -> list[tuple[str, int, int, int]]:
@@ -122,13 +122,13 @@ def mean_pools(graph: TfliteGraph) -> list[tuple[str, int, int, int]]:
     return found
 
 
-def mean_rewrites(tflite: str | Path, estimate: VelaEstimate, target: Target, work: str | Path) -> list[MeanRewrite]:
-    """Each rewritable MEAN of `tflite` with its estimated gain; `estimate` is the file's own Vela estimate
+def mean_rewrites(graph: TfliteGraph, estimate: VelaEstimate, target: Target, work: str | Path) -> list[MeanRewrite]:
+    """Each rewritable MEAN of the `graph` with its estimated gain; `estimate` is the file's own Vela estimate
     with the rows named as Vela wrote them (after the output tensors)."""
     from condition.backend.vela import compile_tflite
 
     out = []
-    for i, (tensor, h, w, c) in enumerate(mean_pools(read_tflite(tflite))):
+    for i, (tensor, h, w, c) in enumerate(mean_pools(graph)):
         rows = [r for r in estimate.per_layer if r.target == "NPU" and (r.name == tensor or r.name.startswith(tensor + "_"))]
         if not rows:
             continue

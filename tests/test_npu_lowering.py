@@ -104,11 +104,11 @@ def test_pooling_rewrite_in_the_tflite_and_vela_with_the_same_accuracy(tmp_path:
     # what `condition measure` / `advise` tell about the MEAN file: the AvgPool's cost from a one-op model
     from condition.backend.lowering_advice import mean_rewrites
 
-    (advice,) = mean_rewrites(mean, before, target, tmp_path / "lowering")
+    (advice,) = mean_rewrites(read_tflite(mean), before, target, tmp_path / "lowering")
     assert (advice.height, advice.width, advice.channels) == (14, 14, 16)
     assert advice.cycles_as_avgpool == next(r.op_cycles for r in after.per_layer if r.operator == "AvgPool")
     assert advice.operators_now == ("DepthwiseConv2D", "Mul") and advice.gain_cycles > 0
-    assert mean_rewrites(pool, after, target, tmp_path / "lowering2") == []
+    assert mean_rewrites(read_tflite(pool), after, target, tmp_path / "lowering2") == []
     from condition.backend.lowering_advice import input_copies
 
     assert input_copies(read_tflite(mean), before) == []  # a (28, 28, 1) input: nothing to copy
